@@ -1,0 +1,1 @@
+//! KubeStash API types (core/storage/addons v1alpha1), CRDs, names, phases and admission rules.

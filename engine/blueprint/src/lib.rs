@@ -1,0 +1,1 @@
+//! Renders a BackupBlueprint into a BackupConfiguration for an annotated target.

