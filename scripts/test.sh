@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, as on a fresh machine: installs what it needs, checks formatting and lints,
+# builds the WASM addons once, then runs every test. Fails loudly; never skips a test.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+# Tests run several servers each; two test binaries at a time is what two cores sustain.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
+
+step() { printf '\n==> [%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+start=$(date +%s)
+
+step "tools (restic, moto, elasticdump, python client, kubectl, helm, wasm32-wasip2)"
+scripts/ensure-tools.sh all
+
+step "formatting"
+cargo fmt --all -- --check
+if [ -f addons/Cargo.toml ]; then (cd addons && cargo fmt --all -- --check); fi
+if [ -f sdk/Cargo.toml ]; then (cd sdk && cargo fmt -- --check); fi
+
+step "WASM addons (built once for every test)"
+if [ -x scripts/build-addons.sh ]; then scripts/build-addons.sh; fi
+
+step "lints (clippy -D warnings)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+if [ -f addons/Cargo.toml ]; then
+  (cd addons && cargo clippy --workspace --target wasm32-wasip2 --release --locked -- -D warnings)
+fi
+
+step "tests"
+cargo test --workspace --locked --no-fail-fast
+
+if [ -x scripts/test-addons-host.sh ]; then
+  step "addon logic on the host"
+  scripts/test-addons-host.sh
+fi
+
+printf '\n==> all green in %ss\n' "$(( $(date +%s) - start ))"
