@@ -18,7 +18,7 @@ pub fn middle_cut(out: &str, max: usize) -> String {
     let cut: Vec<u8> = if n <= max {
         bytes.to_vec()
     } else {
-        let mut v = bytes[..(max + 1) / 2].to_vec();
+        let mut v = bytes[..max.div_ceil(2)].to_vec();
         v.extend_from_slice(&bytes[n - max / 2..]);
         v
     };
@@ -128,6 +128,31 @@ mod tests {
                 "appbinding-es-quickstart-frequent-backup-1726722361"
             ),
             "s3-elasticsearch-repo-appbindingtart-frequent-backup-1726722361"
+        );
+    }
+
+    #[test]
+    fn tutorial_second_listing_snapshot_name() {
+        // Tutorial (custom section) lists Snapshot
+        // `customize-blueprint-appbinding-ses-2-frequent-backup-1725597000` of repository
+        // `customize-blueprint`; its BackupSession name is not shown — any
+        // `appbinding-s…es-2-frequent-backup-1725597000` long enough to be cut gives it.
+        assert_eq!(
+            snapshot_name(
+                "customize-blueprint",
+                "appbinding-sample-es-2-frequent-backup-1725597000"
+            ),
+            "customize-blueprint-appbinding-ses-2-frequent-backup-1725597000"
+        );
+        // The tutorial also shows `s3-elasticsearch-repo-appbindingtart-frequent-backup-1726727401`
+        // for BackupSession `appbinding-es-quickstart-2-frequent-backup-1726727401`: a copy of the
+        // first section's name (spec §11.12). The rule keeps the last 31 bytes, `rt-2-…`.
+        assert_eq!(
+            snapshot_name(
+                "s3-elasticsearch-repo",
+                "appbinding-es-quickstart-2-frequent-backup-1726727401"
+            ),
+            "s3-elasticsearch-repo-appbindingrt-2-frequent-backup-1726727401"
         );
     }
 

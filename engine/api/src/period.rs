@@ -85,7 +85,10 @@ pub fn parse_max_retention_period(s: &str) -> Result<RetentionPeriod, PeriodErro
             Some(r) => (true, r),
             None => (false, rest),
         };
-        let digits = after_sign.bytes().take_while(|b| b.is_ascii_digit()).count();
+        let digits = after_sign
+            .bytes()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
         if digits == 0 {
             return Err(PeriodError::NoNumber {
                 input: input.to_string(),
@@ -98,12 +101,10 @@ pub fn parse_max_retention_period(s: &str) -> Result<RetentionPeriod, PeriodErro
         } else {
             number_text.to_string()
         };
-        let mut n: i64 = number_text
-            .parse()
-            .map_err(|_| PeriodError::OutOfRange {
-                input: input.to_string(),
-                number: shown.clone(),
-            })?;
+        let mut n: i64 = number_text.parse().map_err(|_| PeriodError::OutOfRange {
+            input: input.to_string(),
+            number: shown.clone(),
+        })?;
         if negative {
             n = -n;
         }
@@ -237,7 +238,10 @@ mod tests {
         assert_eq!(minutes("-1d"), -1440);
         assert_eq!(minutes("1d-2h"), 1440 - 120);
         assert_eq!(minutes("1d2d"), 2 * 1440);
-        assert_eq!(parse_max_retention_period("-1d").unwrap().to_duration(), None);
+        assert_eq!(
+            parse_max_retention_period("-1d").unwrap().to_duration(),
+            None
+        );
         assert_eq!(
             parse_max_retention_period("2mo").unwrap().to_duration(),
             Some(std::time::Duration::from_secs(86_400 * 60))
@@ -272,7 +276,10 @@ mod tests {
             Err(PeriodError::OutOfRange { .. })
         ));
         let msg = parse_max_retention_period("10").unwrap_err().to_string();
-        assert!(msg.contains("maxRetentionPeriod") && msg.contains("no unit"), "{msg}");
+        assert!(
+            msg.contains("maxRetentionPeriod") && msg.contains("no unit"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -168,6 +168,9 @@ mod tests {
             parse_size("-1 KiB"),
             Err(SizeError::InvalidNumber(_))
         ));
-        assert!(matches!(parse_size("1  KiB"), Err(SizeError::UnknownUnit { .. })));
+        assert!(matches!(
+            parse_size("1  KiB"),
+            Err(SizeError::UnknownUnit { .. })
+        ));
     }
 }
