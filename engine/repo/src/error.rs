@@ -1,0 +1,105 @@
+//! The error type of the crate.
+
+use std::time::Duration;
+
+/// Everything that can go wrong in `kstash-repo`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The storage configuration is invalid (names the storage and the field).
+    #[error("storage {storage}: invalid configuration: field `{field}`: {reason}")]
+    Config {
+        /// Storage name.
+        storage: String,
+        /// Offending field.
+        field: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// A required secret key is missing.
+    #[error("storage {storage}: secret is missing key `{key}`")]
+    MissingSecret {
+        /// Storage (or repository) name.
+        storage: String,
+        /// Missing key.
+        key: String,
+    },
+    /// The storage could not be reached or an object operation failed.
+    #[error("storage {storage}: {op} `{path}` failed: {source}")]
+    Storage {
+        /// Storage name.
+        storage: String,
+        /// Operation, e.g. `write`.
+        op: &'static str,
+        /// Object path relative to the storage prefix.
+        path: String,
+        /// The opendal error.
+        #[source]
+        source: opendal::Error,
+    },
+    /// A restic operation failed.
+    #[error("restic repository {repo}: {op} failed: {message}")]
+    Restic {
+        /// Repository location.
+        repo: String,
+        /// Operation, e.g. `open`.
+        op: &'static str,
+        /// The rustic_core error, rendered.
+        message: String,
+    },
+    /// The repository is locked by someone else for longer than we may wait.
+    #[error("restic repository {repo}: still locked after waiting {waited:?}: {holder}")]
+    Locked {
+        /// Repository location.
+        repo: String,
+        /// How long we waited.
+        waited: Duration,
+        /// Description of the lock holder.
+        holder: String,
+    },
+    /// Bad input from the caller (names the parameter).
+    #[error("invalid argument `{param}`: {reason}")]
+    InvalidArgument {
+        /// Parameter name.
+        param: &'static str,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// A backup stream failed or was not finished.
+    #[error("backup stream `{path}`: {reason}")]
+    Stream {
+        /// Path of the file in the snapshot.
+        path: String,
+        /// What happened.
+        reason: String,
+    },
+    /// Something was not found (snapshot, file).
+    #[error("{what} not found: {name}")]
+    NotFound {
+        /// Kind of thing.
+        what: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// A background task panicked or was cancelled.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+/// Result alias of the crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn restic(repo: &str, op: &'static str, err: impl std::fmt::Display) -> Self {
+        Error::Restic {
+            repo: repo.to_string(),
+            op,
+            message: err.to_string(),
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Error::Task(e.to_string())
+    }
+}

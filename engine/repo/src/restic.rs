@@ -1,0 +1,336 @@
+//! One restic repository (one KubeStash component path) through rustic_core.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustic_core::repofile::SnapshotFile;
+use rustic_core::{
+    CheckOptions, ConfigOptions, Credentials, KeyOptions, OpenStatus, PruneOptions, Repository,
+    RepositoryBackends, RepositoryOptions,
+};
+
+use crate::backend::OpendalBackend;
+use crate::error::{Error, Result};
+use crate::io::{run_blocking, run_io};
+use crate::locks::{Crypto, FoundLock, Locks, RepoLock};
+use crate::storage::Storage;
+
+/// Default time a backup or prune waits for a conflicting live lock.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(300);
+
+/// A restic repository at `<dir>/repository/v1/<session>/<component>` (or any sub path).
+#[derive(Clone, Debug)]
+pub struct ResticRepo {
+    pub(crate) storage: Storage,
+    pub(crate) backend: OpendalBackend,
+    pub(crate) location: String,
+    base: String,
+    password: String,
+    pub(crate) lock_wait: Duration,
+}
+
+/// A restic snapshot as listed by `restic snapshots`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SnapshotInfo {
+    /// Full snapshot id (64 hex).
+    pub id: String,
+    /// First 8 hex digits.
+    pub short_id: String,
+    /// Snapshot time.
+    pub time: jiff::Timestamp,
+    /// Host name.
+    pub hostname: String,
+    /// Backed-up paths.
+    pub paths: Vec<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Root tree id.
+    pub tree: String,
+    /// Bytes processed by the backup (from the summary, 0 if unknown).
+    pub total_bytes_processed: u64,
+}
+
+impl SnapshotInfo {
+    pub(crate) fn from_file(s: &SnapshotFile) -> Self {
+        let id = s.id.to_hex().to_string();
+        SnapshotInfo {
+            short_id: id[..8].to_string(),
+            id,
+            time: s.time.timestamp(),
+            hostname: s.hostname.clone(),
+            paths: s.paths.iter().cloned().collect(),
+            tags: s.tags.iter().cloned().collect(),
+            tree: s.tree.to_hex().to_string(),
+            total_bytes_processed: s.summary.as_ref().map_or(0, |x| x.total_bytes_processed),
+        }
+    }
+}
+
+/// Result of an integrity check (`restic check` equivalent).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CheckReport {
+    /// No error-level finding.
+    pub ok: bool,
+    /// Whether pack contents were read and verified (`--read-data`).
+    pub read_data: bool,
+    /// Findings (`<level>: <message>`), warnings included.
+    pub findings: Vec<String>,
+}
+
+/// Result of forget + prune.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PruneReport {
+    /// Repository location.
+    pub repository: String,
+    /// restic snapshot ids removed.
+    pub forgotten: Vec<String>,
+    /// Repository size after pruning (bytes of stored blobs).
+    pub size_after: u64,
+}
+
+pub(crate) fn repo_options() -> RepositoryOptions {
+    // No local cache: kstash writes nothing to local disk.
+    RepositoryOptions::default().no_cache(true)
+}
+
+impl ResticRepo {
+    pub(crate) fn new(storage: Storage, base: &str, password: &str) -> Result<Self> {
+        if password.is_empty() {
+            return Err(Error::MissingSecret {
+                storage: format!("{} (encryption secret)", storage.config().name),
+                key: "RESTIC_PASSWORD".into(),
+            });
+        }
+        let base = crate::storage::check_rel_path("restic repository path", base)?;
+        let location = storage.config().restic_url(&base);
+        let backend = OpendalBackend::new(storage.operator().clone(), &base, &location);
+        Ok(ResticRepo {
+            storage,
+            backend,
+            location,
+            base,
+            password: password.to_string(),
+            lock_wait: DEFAULT_LOCK_WAIT,
+        })
+    }
+
+    /// The restic URL of this repository (`s3:<endpoint>/<bucket>/…`, or a local path).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// How long backup/prune wait for conflicting live locks (default 5 min).
+    pub fn with_lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    pub(crate) fn err(&self, op: &'static str, e: impl std::fmt::Display) -> Error {
+        Error::restic(&self.location, op, e)
+    }
+
+    pub(crate) fn open_with(&self, be: OpendalBackend) -> Result<Repository<OpenStatus>> {
+        let backends = RepositoryBackends::new(Arc::new(be), None);
+        Repository::new(&repo_options(), &backends)
+            .and_then(|r| r.open(&Credentials::password(&self.password)))
+            .map_err(|e| self.err("open", e))
+    }
+
+    /// Opens the repository (blocking; call from blocking context).
+    pub(crate) fn open_sync(&self) -> Result<Repository<OpenStatus>> {
+        self.open_with(self.backend.clone())
+    }
+
+    pub(crate) async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(ResticRepo) -> Result<T> + Send + 'static,
+    {
+        let me = self.clone();
+        run_blocking(move || f(me)).await?
+    }
+
+    /// Whether the restic repository exists (its `config` file is present).
+    pub async fn exists(&self) -> Result<bool> {
+        let op = self.storage.operator().clone();
+        let path = self
+            .backend
+            .path(rustic_core::FileType::Config, &Default::default());
+        match run_io(async move { op.stat(&path).await }).await? {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(self.err("stat config", e)),
+        }
+    }
+
+    /// Creates the repository (restic format v2, zstd) with the password as its first key.
+    pub async fn init(&self) -> Result<()> {
+        self.blocking(|me| {
+            let backends = RepositoryBackends::new(Arc::new(me.backend.clone()), None);
+            Repository::new(&repo_options(), &backends)
+                .and_then(|r| {
+                    r.init(
+                        &Credentials::password(&me.password),
+                        &KeyOptions::default(),
+                        &ConfigOptions::default(),
+                    )
+                })
+                .map(|_| ())
+                .map_err(|e| me.err("init", e))
+        })
+        .await
+    }
+
+    /// Opens the repository, creating it first if it does not exist. Returns `true` if created.
+    pub async fn open_or_init(&self) -> Result<bool> {
+        if self.exists().await? {
+            self.blocking(|me| me.open_sync().map(|_| ())).await?;
+            Ok(false)
+        } else {
+            self.init().await?;
+            Ok(true)
+        }
+    }
+
+    pub(crate) async fn locks(&self) -> Result<Locks> {
+        let crypto = self
+            .blocking(|me| me.open_sync().map(|r| Crypto::from_master(&r.key())))
+            .await?;
+        Ok(Locks::new(
+            self.storage.operator().clone(),
+            &self.base(),
+            &self.location,
+            crypto,
+        ))
+    }
+
+    pub(crate) fn base(&self) -> String {
+        self.base.clone()
+    }
+
+    /// Takes restic's lock (exclusive or shared), waiting up to the lock wait for conflicts;
+    /// stale locks are removed and logged.
+    pub async fn lock(&self, exclusive: bool) -> Result<RepoLock> {
+        self.locks().await?.acquire(exclusive, self.lock_wait).await
+    }
+
+    /// Lists the lock files (`restic list locks` + `restic cat lock`).
+    pub async fn list_locks(&self) -> Result<Vec<FoundLock>> {
+        self.locks().await?.list().await
+    }
+
+    /// Removes stale locks, or every lock with `all` (`restic unlock [--remove-all]`).
+    /// Returns the number removed.
+    pub async fn unlock(&self, all: bool) -> Result<usize> {
+        let locks = self.locks().await?;
+        let now = jiff::Timestamp::now();
+        let mut n = 0;
+        for l in locks.list().await? {
+            let stale = l.info.as_ref().and_then(|i| i.stale_reason(now));
+            if all || stale.is_some() {
+                tracing::warn!(repo = %self.location, lock = %l.id, reason = ?stale, "removing lock");
+                locks.remove(&l.id).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// All snapshots, oldest first.
+    pub async fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        self.blocking(|me| {
+            let repo = me.open_sync()?;
+            let mut snaps = repo
+                .get_all_snapshots()
+                .map_err(|e| me.err("list snapshots", e))?;
+            snaps.sort_by(|a, b| a.time.cmp(&b.time));
+            Ok(snaps.iter().map(SnapshotInfo::from_file).collect())
+        })
+        .await
+    }
+
+    /// Resolves a snapshot id, unique prefix, or `latest` (the newest snapshot).
+    pub async fn snapshot(&self, id: &str) -> Result<SnapshotInfo> {
+        let id = id.to_string();
+        self.blocking(move |me| {
+            let repo = me.open_sync()?;
+            repo.get_snapshot_from_str(&id, |_| true)
+                .map(|s| SnapshotInfo::from_file(&s))
+                .map_err(|e| match repo.get_all_snapshots() {
+                    Ok(v) if v.is_empty() => Error::NotFound {
+                        what: "snapshot",
+                        name: format!("{id} (repository {} has no snapshots)", me.location),
+                    },
+                    _ => me.err("find snapshot", e),
+                })
+        })
+        .await
+    }
+
+    /// Integrity check, like `restic check [--read-data]`.
+    pub async fn check(&self, read_data: bool) -> Result<CheckReport> {
+        self.blocking(move |me| {
+            let repo = me.open_sync()?;
+            let res = repo
+                .check(CheckOptions::default().read_data(read_data))
+                .map_err(|e| me.err("check", e))?;
+            Ok(CheckReport {
+                ok: res.is_ok().is_ok(),
+                read_data,
+                findings: res
+                    .0
+                    .iter()
+                    .map(|(level, e)| format!("{level:?}: {e}"))
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    /// Repository size: bytes of all stored blobs (data + trees, compressed and encrypted),
+    /// like `restic stats --mode raw-data`.
+    pub async fn size(&self) -> Result<u64> {
+        self.blocking(|me| {
+            let repo = me.open_sync()?;
+            size_of(&me, &repo)
+        })
+        .await
+    }
+
+    /// Forgets the given restic snapshots and prunes, under the exclusive lock.
+    pub async fn forget_and_prune(&self, ids: &[String]) -> Result<PruneReport> {
+        let lock = self.lock(true).await?;
+        let ids = ids.to_vec();
+        let res = self
+            .blocking(move |me| {
+                let repo = me.open_sync()?;
+                let snaps = repo
+                    .get_snapshots(&ids)
+                    .map_err(|e| me.err("find snapshots to forget", e))?;
+                let sids: Vec<_> = snaps.iter().map(|s| s.id).collect();
+                repo.delete_snapshots(&sids)
+                    .map_err(|e| me.err("forget", e))?;
+                let opts = PruneOptions::default();
+                let plan = repo.prune_plan(&opts).map_err(|e| me.err("prune", e))?;
+                repo.prune(&opts, plan).map_err(|e| me.err("prune", e))?;
+                Ok(PruneReport {
+                    repository: me.location.clone(),
+                    forgotten: snaps.iter().map(|s| s.id.to_hex().to_string()).collect(),
+                    size_after: size_of(&me, &repo)?,
+                })
+            })
+            .await;
+        lock.release().await?;
+        res
+    }
+
+    /// Opens a snapshot (`latest` allowed) for streaming restore.
+    pub async fn open_snapshot(&self, id: &str) -> Result<crate::restore::SnapshotReader> {
+        crate::restore::SnapshotReader::load(self, id).await
+    }
+}
+
+pub(crate) fn size_of(me: &ResticRepo, repo: &Repository<OpenStatus>) -> Result<u64> {
+    let infos = repo.infos_index().map_err(|e| me.err("stats", e))?;
+    Ok(infos.blobs.iter().map(|b| b.size).sum())
+}

@@ -1,0 +1,452 @@
+//! A BackupStorage as an opendal operator, and KubeStash's bucket layout on it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::{HttpTransporter, OperationContext, Operator};
+
+use crate::config::{Provider, StorageConfig};
+use crate::error::{Error, Result};
+use crate::io::run_io;
+use crate::restic::ResticRepo;
+
+/// Name of the storage initialisation marker (`<prefix>/metadata.yaml`).
+pub const METADATA_FILE: &str = "metadata.yaml";
+/// Name of the repository initialisation marker (`<dir>/repository.yaml`).
+pub const REPOSITORY_FILE: &str = "repository.yaml";
+/// Directory of the Snapshot YAML copies (`<dir>/snapshots/<name>.yaml`).
+pub const SNAPSHOTS_DIR: &str = "snapshots";
+/// Directory of the restic repositories (`<dir>/repository/v1/<session>/<component>`).
+pub const RESTIC_DIR: &str = "repository/v1";
+
+/// Tuning of the storage client (timeouts and retries of every request).
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    /// Timeout of a whole non-I/O operation (stat, delete, list page).
+    pub timeout: Duration,
+    /// Timeout of one read/write I/O step.
+    pub io_timeout: Duration,
+    /// Retries of a failed request (with exponential backoff).
+    pub retries: usize,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            timeout: Duration::from_secs(60),
+            io_timeout: Duration::from_secs(30),
+            retries: 4,
+        }
+    }
+}
+
+/// A reachable BackupStorage: the operator is rooted at the storage prefix.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    cfg: Arc<StorageConfig>,
+    op: Operator,
+}
+
+fn install_crypto_provider() {
+    // reqwest is built without a bundled provider (ring only, no aws-lc): install ring once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn http_client(cfg: &StorageConfig) -> Result<reqwest::Client> {
+    install_crypto_provider();
+    let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+    let mut max_conn = 0i64;
+    if let Provider::S3 { s3 } = &cfg.provider {
+        if let Some(pem) = cfg.secrets.get("CA_CERT_DATA") {
+            let cert =
+                reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|e| Error::Config {
+                    storage: cfg.name.clone(),
+                    field: "secret CA_CERT_DATA".into(),
+                    reason: format!("not a PEM certificate: {e}"),
+                })?;
+            b = b.add_root_certificate(cert);
+        }
+        if s3.insecure_tls {
+            b = b.danger_accept_invalid_certs(true);
+        }
+        max_conn = s3.max_connections;
+    }
+    if let Provider::Gcs { gcs } = &cfg.provider {
+        max_conn = gcs.max_connections;
+    }
+    if let Provider::Azure { azure } = &cfg.provider {
+        max_conn = azure.max_connections;
+    }
+    if max_conn > 0 {
+        b = b.pool_max_idle_per_host(max_conn as usize);
+    }
+    b.build().map_err(|e| Error::Config {
+        storage: cfg.name.clone(),
+        field: "spec.storage".into(),
+        reason: format!("cannot build HTTP client: {e}"),
+    })
+}
+
+fn build_operator(cfg: &StorageConfig, opts: &ConnectOptions) -> Result<Operator> {
+    let cfg_err = |e: opendal::Error| Error::Config {
+        storage: cfg.name.clone(),
+        field: "spec.storage".into(),
+        reason: e.to_string(),
+    };
+    let root = format!("/{}", cfg.prefix());
+    let op = match &cfg.provider {
+        Provider::S3 { s3 } => {
+            let endpoint = if s3.endpoint.is_empty() {
+                String::new()
+            } else if s3.endpoint.contains("://") {
+                s3.endpoint.clone()
+            } else {
+                format!("https://{}", s3.endpoint)
+            };
+            let region = if s3.region.is_empty() {
+                "us-east-1"
+            } else {
+                &s3.region
+            };
+            // No ambient credentials: no ~/.aws, no env, no instance metadata.
+            let mut b = opendal::services::S3::default()
+                .bucket(&s3.bucket)
+                .root(&root)
+                .region(region)
+                .disable_config_load()
+                .disable_ec2_metadata();
+            if !endpoint.is_empty() {
+                b = b.endpoint(&endpoint);
+            }
+            if s3.secret_name.is_empty() {
+                b = b.skip_signature();
+            } else {
+                b = b
+                    .access_key_id(cfg.secret("AWS_ACCESS_KEY_ID")?)
+                    .secret_access_key(cfg.secret("AWS_SECRET_ACCESS_KEY")?);
+                if let Some(t) = cfg.secrets.get("AWS_SESSION_TOKEN") {
+                    b = b.session_token(t);
+                }
+            }
+            Operator::new(b).map_err(cfg_err)?
+        }
+        Provider::Gcs { gcs } => {
+            use base64::Engine as _;
+            let mut b = opendal::services::Gcs::default()
+                .bucket(&gcs.bucket)
+                .root(&root)
+                .disable_config_load()
+                .disable_vm_metadata();
+            if gcs.secret_name.is_empty() {
+                b = b.skip_signature();
+            } else {
+                let json = cfg.secret("GOOGLE_SERVICE_ACCOUNT_JSON_KEY")?;
+                b = b.credential(&base64::engine::general_purpose::STANDARD.encode(json));
+            }
+            Operator::new(b).map_err(cfg_err)?
+        }
+        Provider::Azure { azure } => {
+            let mut b = opendal::services::Azblob::default()
+                .container(&azure.container)
+                .root(&root)
+                .account_name(&azure.storage_account)
+                .endpoint(&format!(
+                    "https://{}.blob.core.windows.net",
+                    azure.storage_account
+                ));
+            if !azure.secret_name.is_empty() {
+                b = b.account_key(cfg.secret("AZURE_ACCOUNT_KEY")?);
+            }
+            Operator::new(b).map_err(cfg_err)?
+        }
+        Provider::Local { local } => {
+            let path = format!(
+                "{}/{}",
+                local.mount_path.trim_end_matches('/'),
+                local.sub_path.trim_matches('/')
+            );
+            Operator::new(opendal::services::Fs::default().root(&path)).map_err(cfg_err)?
+        }
+    };
+    let op = if matches!(cfg.provider, Provider::Local { .. }) {
+        op
+    } else {
+        let transport = opendal_http_transport_reqwest::ReqwestTransport::new(http_client(cfg)?);
+        op.with_context(
+            OperationContext::new().with_http_transport(HttpTransporter::new(transport)),
+        )
+    };
+    Ok(op
+        .layer(
+            TimeoutLayer::new()
+                .with_timeout(opts.timeout)
+                .with_io_timeout(opts.io_timeout),
+        )
+        .layer(
+            RetryLayer::new()
+                .with_max_times(opts.retries)
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(5))
+                .with_jitter(),
+        ))
+}
+
+/// Checks that a relative path has no empty, `.` or `..` segments.
+pub(crate) fn check_rel_path(param: &'static str, p: &str) -> Result<String> {
+    let t = p.trim_matches('/');
+    if t.is_empty() || t.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return Err(Error::InvalidArgument {
+            param,
+            reason: format!("`{p}` is not a relative path of non-empty segments"),
+        });
+    }
+    Ok(t.to_string())
+}
+
+fn check_name(param: &'static str, n: &str) -> Result<()> {
+    if n.is_empty() || n.contains('/') || n == "." || n == ".." {
+        return Err(Error::InvalidArgument {
+            param,
+            reason: format!("`{n}` must be a non-empty name without `/`"),
+        });
+    }
+    Ok(())
+}
+
+impl Storage {
+    /// Builds the storage client (no I/O yet) with default timeouts.
+    pub fn connect(cfg: StorageConfig) -> Result<Self> {
+        Self::connect_with(cfg, &ConnectOptions::default())
+    }
+
+    /// Builds the storage client with explicit timeouts/retries.
+    pub fn connect_with(cfg: StorageConfig, opts: &ConnectOptions) -> Result<Self> {
+        let cfg = cfg.normalized()?;
+        let op = build_operator(&cfg, opts)?;
+        Ok(Storage {
+            cfg: Arc::new(cfg),
+            op,
+        })
+    }
+
+    /// The configuration this storage was built from.
+    pub fn config(&self) -> &StorageConfig {
+        &self.cfg
+    }
+
+    pub(crate) fn operator(&self) -> &Operator {
+        &self.op
+    }
+
+    pub(crate) fn err(&self, op: &'static str, path: &str, e: opendal::Error) -> Error {
+        Error::Storage {
+            storage: self.cfg.name.clone(),
+            op,
+            path: path.to_string(),
+            source: e,
+        }
+    }
+
+    /// Checks the storage is reachable (lists the prefix).
+    pub async fn verify(&self) -> Result<()> {
+        let op = self.op.clone();
+        run_io(async move { op.list_with("/").limit(1).await.map(|_| ()) })
+            .await?
+            .map_err(|e| self.err("list", "/", e))
+    }
+
+    /// Writes an object (path relative to the storage prefix).
+    pub async fn write(&self, path: &str, data: Vec<u8>) -> Result<()> {
+        let (op, p) = (self.op.clone(), path.to_string());
+        run_io(async move { op.write(&p, data).await.map(|_| ()) })
+            .await?
+            .map_err(|e| self.err("write", path, e))
+    }
+
+    /// Reads an object; `None` when it does not exist.
+    pub async fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        let (op, p) = (self.op.clone(), path.to_string());
+        match run_io(async move { op.read(&p).await }).await? {
+            Ok(b) => Ok(Some(b.to_vec())),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err("read", path, e)),
+        }
+    }
+
+    /// Deletes an object (absent objects are fine).
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        let (op, p) = (self.op.clone(), path.to_string());
+        run_io(async move { op.delete(&p).await })
+            .await?
+            .map_err(|e| self.err("delete", path, e))
+    }
+
+    /// Lists the file names directly below directory `dir` (relative to the prefix).
+    pub async fn list_names(&self, dir: &str) -> Result<Vec<String>> {
+        let d = format!("{}/", dir.trim_matches('/'));
+        let (op, d2) = (self.op.clone(), d.clone());
+        let entries = match run_io(async move { op.list(&d2).await }).await? {
+            Ok(v) => v,
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(self.err("list", &d, e)),
+        };
+        let mut names: Vec<String> = entries
+            .into_iter()
+            .filter(|e| e.metadata().is_file())
+            .map(|e| e.name().to_string())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Storage initialisation: uploads `<prefix>/metadata.yaml` (KubeStash's BackendMeta).
+    pub async fn initialize(&self, metadata_yaml: &[u8]) -> Result<()> {
+        self.write(METADATA_FILE, metadata_yaml.to_vec()).await
+    }
+
+    /// Reads `<prefix>/metadata.yaml`, `None` if the storage was never initialised.
+    pub async fn metadata(&self) -> Result<Option<Vec<u8>>> {
+        self.read(METADATA_FILE).await
+    }
+
+    /// The directory of one KubeStash Repository (`Repository.spec.path`).
+    pub fn repository(&self, dir: &str) -> Result<RepositoryDir> {
+        Ok(RepositoryDir {
+            storage: self.clone(),
+            dir: check_rel_path("repository path", dir)?,
+        })
+    }
+}
+
+/// One KubeStash Repository directory: `repository.yaml`, `snapshots/` and the restic repos.
+#[derive(Clone, Debug)]
+pub struct RepositoryDir {
+    storage: Storage,
+    dir: String,
+}
+
+impl RepositoryDir {
+    /// The directory relative to the storage prefix.
+    pub fn path(&self) -> &str {
+        &self.dir
+    }
+
+    /// The storage this directory lives on.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Repository initialisation: uploads `<dir>/repository.yaml`.
+    pub async fn initialize(&self, repository_yaml: &[u8]) -> Result<()> {
+        self.storage
+            .write(
+                &format!("{}/{REPOSITORY_FILE}", self.dir),
+                repository_yaml.to_vec(),
+            )
+            .await
+    }
+
+    /// Reads `<dir>/repository.yaml`.
+    pub async fn repository_yaml(&self) -> Result<Option<Vec<u8>>> {
+        self.storage
+            .read(&format!("{}/{REPOSITORY_FILE}", self.dir))
+            .await
+    }
+
+    fn snapshot_path(&self, name: &str) -> Result<String> {
+        check_name("snapshot name", name)?;
+        Ok(format!("{}/{SNAPSHOTS_DIR}/{name}.yaml", self.dir))
+    }
+
+    /// Uploads the Snapshot copy `<dir>/snapshots/<name>.yaml`.
+    pub async fn put_snapshot_yaml(&self, name: &str, yaml: &[u8]) -> Result<()> {
+        self.storage
+            .write(&self.snapshot_path(name)?, yaml.to_vec())
+            .await
+    }
+
+    /// Reads a Snapshot copy.
+    pub async fn snapshot_yaml(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.storage.read(&self.snapshot_path(name)?).await
+    }
+
+    /// Deletes a Snapshot copy.
+    pub async fn delete_snapshot_yaml(&self, name: &str) -> Result<()> {
+        self.storage.delete(&self.snapshot_path(name)?).await
+    }
+
+    /// Names of the Snapshot copies (without `.yaml`), sorted.
+    pub async fn snapshot_names(&self) -> Result<Vec<String>> {
+        Ok(self
+            .storage
+            .list_names(&format!("{}/{SNAPSHOTS_DIR}", self.dir))
+            .await?
+            .into_iter()
+            .filter_map(|n| n.strip_suffix(".yaml").map(str::to_string))
+            .collect())
+    }
+
+    /// Component path as in Snapshot status: `repository/v1/<session>/<component>`.
+    pub fn component_path(session: &str, component: &str) -> Result<String> {
+        check_name("session", session)?;
+        check_name("component", component)?;
+        Ok(format!("{RESTIC_DIR}/{session}/{component}"))
+    }
+
+    /// The restic repository of (session, component), encrypted with `password`
+    /// (the encryption secret's `RESTIC_PASSWORD`). Not opened yet.
+    pub fn component(&self, session: &str, component: &str, password: &str) -> Result<ResticRepo> {
+        let sub = format!("{}/{}", self.dir, Self::component_path(session, component)?);
+        ResticRepo::new(self.storage.clone(), &sub, password)
+    }
+
+    /// Retention execution: for each Snapshot chosen by the retention policy, forgets its
+    /// restic snapshots in each component repository, prunes those repositories, then deletes
+    /// the Snapshot copies from the bucket.
+    pub async fn apply_retention(
+        &self,
+        deletions: &[SnapshotDeletion],
+        password: &str,
+    ) -> Result<Vec<crate::restic::PruneReport>> {
+        use std::collections::BTreeMap;
+        let mut per_repo: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        for d in deletions {
+            for c in &d.components {
+                per_repo
+                    .entry((c.session.clone(), c.component.clone()))
+                    .or_default()
+                    .push(c.restic_snapshot_id.clone());
+            }
+        }
+        let mut reports = vec![];
+        for ((session, component), ids) in per_repo {
+            let repo = self.component(&session, &component, password)?;
+            reports.push(repo.forget_and_prune(&ids).await?);
+        }
+        for d in deletions {
+            self.delete_snapshot_yaml(&d.snapshot_name).await?;
+        }
+        Ok(reports)
+    }
+}
+
+/// One Snapshot CR selected for deletion by a RetentionPolicy.
+#[derive(Clone, Debug)]
+pub struct SnapshotDeletion {
+    /// Snapshot CR name (its YAML copy is `snapshots/<name>.yaml`).
+    pub snapshot_name: String,
+    /// The restic snapshots behind its components.
+    pub components: Vec<ComponentSnapshot>,
+}
+
+/// The restic snapshot of one component of a Snapshot.
+#[derive(Clone, Debug)]
+pub struct ComponentSnapshot {
+    /// Backup session name (e.g. `frequent-backup`).
+    pub session: String,
+    /// Component name (e.g. `dump`).
+    pub component: String,
+    /// restic snapshot id (full or unique prefix).
+    pub restic_snapshot_id: String,
+}

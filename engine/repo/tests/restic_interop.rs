@@ -1,0 +1,732 @@
+//! kstash-repo against real parts: the Debian `restic` CLI and a `moto` S3 server on loopback.
+//!
+//! Every repository kstash writes is verified by restic (`snapshots --json`, `check
+//! --read-data`, `dump` byte-identical), on local disk and on S3; a restic-made repository is
+//! read by kstash; dedup, locks and storage faults are exercised.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use kstash_repo::{
+    BackupOptions, ConnectOptions, Error, Provider, ResticRepo, Storage, StorageConfig,
+};
+use tokio::io::AsyncReadExt;
+
+const PASSWORD: &str = "kstash-test-password";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn moto_bin() -> PathBuf {
+    let p = repo_root().join(".tools/venv/bin/moto_server");
+    assert!(
+        p.exists(),
+        "moto_server not found at {} — run scripts/ensure-tools.sh",
+        p.display()
+    );
+    p
+}
+
+fn restic_bin() -> &'static str {
+    static OK: OnceLock<()> = OnceLock::new();
+    OK.get_or_init(|| {
+        let out = Command::new("restic").arg("version").output();
+        assert!(
+            out.map(|o| o.status.success()).unwrap_or(false),
+            "restic CLI not found in PATH — run scripts/ensure-tools.sh"
+        );
+    });
+    "restic"
+}
+
+/// A moto S3 server on a free loopback port, killed on drop.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(moto_bin())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        // If this test process dies without running destructors, the watchdog stops moto.
+        let _ = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "while kill -0 {} 2>/dev/null; do sleep 1; done; kill {} 2>/dev/null",
+                std::process::id(),
+                child.id()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto { child, port }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn create_bucket(&self, bucket: &str) {
+        let st = Command::new("curl")
+            .args(["-sf", "-X", "PUT", &format!("{}/{bucket}", self.endpoint())])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "create bucket {bucket}");
+    }
+
+    fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn shared_moto() -> &'static Moto {
+    static M: OnceLock<Moto> = OnceLock::new();
+    M.get_or_init(Moto::start)
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "kstash-repo-{tag}-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+fn s3_secrets() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("AWS_ACCESS_KEY_ID".to_string(), "AKTEST".to_string()),
+        ("AWS_SECRET_ACCESS_KEY".to_string(), "SKTEST".to_string()),
+    ])
+}
+
+fn s3_storage(moto: &Moto, bucket: &str, opts: &ConnectOptions) -> Storage {
+    moto.create_bucket(bucket);
+    let v = serde_json::json!({"provider": "s3", "s3": {
+        "endpoint": format!("{}/", moto.endpoint()), "bucket": format!("{bucket}/"),
+        "prefix": "elastic/", "region": "us-east-1", "secretName": "s3-secret"}});
+    let cfg = StorageConfig::from_spec_storage("demo/s3-storage", v, s3_secrets()).unwrap();
+    Storage::connect_with(cfg, opts).unwrap()
+}
+
+fn local_storage(dir: &Path) -> Storage {
+    let v = serde_json::json!({"provider": "local", "local": {"mountPath": dir.to_str().unwrap(), "subPath": "prefix"}});
+    Storage::connect(
+        StorageConfig::from_spec_storage("demo/local-storage", v, BTreeMap::new()).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Elasticsearch-dump-like NDJSON, deterministic (xorshift), `len` bytes.
+fn ndjson(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let words = [
+        "error", "warning", "info", "request", "response", "user", "order", "payment", "cache",
+        "miss", "hit", "database", "query", "slow", "latency", "backend", "snapshot", "backup",
+    ];
+    let mut out = Vec::with_capacity(len + 512);
+    while out.len() < len {
+        let n = next();
+        let msg: Vec<&str> = (0..6 + (n % 10) as usize)
+            .map(|i| words[((n >> (i * 4)) % words.len() as u64) as usize])
+            .collect();
+        writeln!(
+            out,
+            "{{\"_index\":\"logs-2026.11\",\"_id\":\"{:016x}{:016x}\",\"_source\":{{\"level\":\"INFO\",\"host\":\"node-{:02}\",\"latency_ms\":{},\"msg\":\"{}\"}}}}",
+            n,
+            next(),
+            n % 40,
+            n % 5000,
+            msg.join(" ")
+        )
+        .unwrap();
+    }
+    out.truncate(len);
+    out
+}
+
+fn restic(location: &str, args: &[&str]) -> std::process::Output {
+    Command::new(restic_bin())
+        .args(["-r", location, "--no-cache"])
+        .args(args)
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .env("AWS_ACCESS_KEY_ID", "AKTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "SKTEST")
+        .output()
+        .expect("run restic")
+}
+
+fn restic_ok(location: &str, args: &[&str]) -> Vec<u8> {
+    let out = restic(location, args);
+    assert!(
+        out.status.success(),
+        "restic {args:?} on {location} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// restic's own view: snapshots, check --read-data, dump of every file byte-identical.
+fn verify_with_restic(location: &str, files: &BTreeMap<String, Vec<u8>>, expect_snapshots: usize) {
+    let snaps: serde_json::Value =
+        serde_json::from_slice(&restic_ok(location, &["snapshots", "--json", "--no-lock"]))
+            .unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), expect_snapshots, "{snaps}");
+    let latest = snaps.as_array().unwrap().last().unwrap();
+    let mut paths: Vec<String> = latest["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    paths.sort();
+    assert_eq!(paths, files.keys().cloned().collect::<Vec<_>>());
+    let check = restic_ok(location, &["check", "--read-data", "--no-lock"]);
+    assert!(
+        String::from_utf8_lossy(&check).contains("no errors were found"),
+        "{}",
+        String::from_utf8_lossy(&check)
+    );
+    for (path, data) in files {
+        let dumped = restic_ok(location, &["dump", "--no-lock", "latest", path]);
+        assert!(
+            dumped == *data,
+            "restic dump {path}: content differs ({} vs {} bytes)",
+            dumped.len(),
+            data.len()
+        );
+    }
+}
+
+/// Writes `files` concurrently: the first half interleaved round-robin from one task (a
+/// producer writing several files at once), the rest from their own tasks.
+async fn backup_files(
+    repo: &ResticRepo,
+    files: &BTreeMap<String, Vec<u8>>,
+) -> kstash_repo::Result<kstash_repo::BackupSummary> {
+    let b = repo.begin_backup(BackupOptions::default()).await?;
+    let entries: Vec<(&String, &Vec<u8>)> = files.iter().collect();
+    let half = entries.len().div_ceil(2);
+    let mut handles = vec![];
+    for (path, data) in &entries[half..] {
+        let mut w = b.create_file(path).await?;
+        let data = (*data).clone();
+        handles.push(tokio::spawn(async move {
+            for c in data.chunks(100_000) {
+                w.write(c).await?;
+            }
+            w.finish().await
+        }));
+    }
+    let mut ws = vec![];
+    for (path, _) in &entries[..half] {
+        ws.push(b.create_file(path).await?);
+    }
+    let mut off = 0;
+    loop {
+        let mut any = false;
+        for (w, (_, data)) in ws.iter_mut().zip(&entries[..half]) {
+            if off < data.len() {
+                let end = (off + 300_000).min(data.len());
+                w.write(&data[off..end]).await?;
+                any = true;
+            }
+        }
+        if !any {
+            break;
+        }
+        off += 300_000;
+    }
+    for w in ws {
+        w.finish().await?;
+    }
+    for h in handles {
+        h.await.unwrap()?;
+    }
+    b.commit().await
+}
+
+async fn restore_all(repo: &ResticRepo, snapshot: &str) -> BTreeMap<String, Vec<u8>> {
+    let r = repo.open_snapshot(snapshot).await.unwrap();
+    let mut out = BTreeMap::new();
+    for f in r.files().await.unwrap() {
+        let mut rd = r.open(&f.path).await.unwrap();
+        let mut buf = vec![];
+        rd.read_to_end(&mut buf).await.unwrap();
+        assert_eq!(buf.len() as u64, f.size);
+        out.insert(f.path, buf);
+    }
+    out
+}
+
+/// Compares restored files without dumping megabytes on failure.
+fn assert_same_files(got: &BTreeMap<String, Vec<u8>>, want: &BTreeMap<String, Vec<u8>>) {
+    let summary = |m: &BTreeMap<String, Vec<u8>>| {
+        m.iter()
+            .map(|(k, v)| (k.clone(), v.len()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(summary(got), summary(want), "restored paths/sizes differ");
+    for (k, v) in want {
+        assert!(got[k] == *v, "restored content of {k} differs");
+    }
+}
+
+fn es_files(seed: u64, sizes: &[usize]) -> BTreeMap<String, Vec<u8>> {
+    let names = [
+        "/logs.json",
+        "/logs.mapping.json",
+        "/logs.settings.json",
+        "/orders.json",
+        "/users.json",
+    ];
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (names[i].to_string(), ndjson(seed + i as u64, n)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_layout_streams_and_restic_verification() {
+    let tmp = TempDir::new("local");
+    let storage = local_storage(&tmp.0);
+    storage.verify().await.unwrap();
+    storage
+        .initialize(b"apiVersion: config.kubestash.com/v1alpha1\nkind: BackendMeta\n")
+        .await
+        .unwrap();
+    let dir = storage.repository("es/").unwrap();
+    dir.initialize(b"kind: Repository\n").await.unwrap();
+    dir.put_snapshot_yaml(
+        "s3-elasticsearch-repo-appbindingtart-frequent-backup-1726722361",
+        b"kind: Snapshot\n",
+    )
+    .await
+    .unwrap();
+    let root = tmp.0.join("prefix");
+    assert!(root.join("metadata.yaml").is_file());
+    assert!(root.join("es/repository.yaml").is_file());
+    assert!(root
+        .join("es/snapshots/s3-elasticsearch-repo-appbindingtart-frequent-backup-1726722361.yaml")
+        .is_file());
+    assert_eq!(
+        dir.snapshot_names().await.unwrap(),
+        vec!["s3-elasticsearch-repo-appbindingtart-frequent-backup-1726722361".to_string()]
+    );
+
+    let repo = dir.component("frequent-backup", "dump", PASSWORD).unwrap();
+    let location = repo.location().to_string();
+    assert_eq!(
+        PathBuf::from(&location),
+        root.join("es/repository/v1/frequent-backup/dump")
+    );
+    // four concurrent streams, including a tiny one and an empty one
+    let mut files = es_files(1, &[6 << 20, 3 << 20, 200, 2 << 20]);
+    files.insert("/empty.json".into(), vec![]);
+    let sum = backup_files(&repo, &files).await.unwrap();
+    println!("local backup: {sum:?}");
+    assert_eq!(sum.files, 5);
+    assert_eq!(
+        sum.bytes_processed,
+        files.values().map(|v| v.len() as u64).sum::<u64>()
+    );
+    assert!(root
+        .join("es/repository/v1/frequent-backup/dump/config")
+        .is_file());
+    verify_with_restic(&location, &files, 1);
+
+    // kstash's own view: latest, files, streaming restore, check, size == restic raw-data
+    let snaps = repo.snapshots().await.unwrap();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0].id, sum.snapshot_id);
+    assert_eq!(repo.snapshot("latest").await.unwrap().id, sum.snapshot_id);
+    assert_same_files(&restore_all(&repo, "latest").await, &files);
+    let check = repo.check(true).await.unwrap();
+    assert!(check.ok, "{:?}", check.findings);
+    let stats: serde_json::Value = serde_json::from_slice(&restic_ok(
+        &location,
+        &["stats", "--mode", "raw-data", "--json", "--no-lock"],
+    ))
+    .unwrap();
+    // size() counts every stored blob; restic's raw-data only referenced ones. The difference
+    // is the per-stream partial root trees (a few hundred bytes each) until the next prune.
+    let raw = stats["total_size"].as_u64().unwrap();
+    let size = repo.size().await.unwrap();
+    println!("size {size} B, restic stats raw-data {raw} B");
+    assert!(
+        size >= raw && size - raw <= 512 * files.len() as u64,
+        "size {size} vs raw-data {raw}"
+    );
+    assert_eq!(sum.repository_size, size);
+    // no lock left behind
+    assert!(repo.list_locks().await.unwrap().is_empty());
+
+    // bad input is named
+    let b = repo.begin_backup(BackupOptions::default()).await.unwrap();
+    let e = b.create_file("relative.json").await.unwrap_err();
+    assert!(e.to_string().contains("`path`"), "{e}");
+    let w = b.create_file("/unfinished.json").await.unwrap();
+    drop(w);
+    let e = b.commit().await.unwrap_err();
+    assert!(e.to_string().contains("/unfinished.json"), "{e}");
+    assert_eq!(repo.snapshots().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_roundtrip_dedup_retention_and_restic_made_repo() {
+    let moto = shared_moto();
+    let storage = s3_storage(moto, "interop", &ConnectOptions::default());
+    storage.verify().await.unwrap();
+    storage.initialize(b"kind: BackendMeta\n").await.unwrap();
+    let dir = storage.repository("es").unwrap();
+    let repo = dir.component("frequent-backup", "dump", PASSWORD).unwrap();
+    let location = repo.location().to_string();
+    assert_eq!(
+        location,
+        format!(
+            "s3:{}/interop/elastic/es/repository/v1/frequent-backup/dump",
+            moto.endpoint()
+        )
+    );
+    let files = es_files(10, &[8 << 20, 1 << 20, 300]);
+    let first = backup_files(&repo, &files).await.unwrap();
+    verify_with_restic(&location, &files, 1);
+    assert_same_files(&restore_all(&repo, &first.snapshot_id[..8]).await, &files);
+
+    // same streams again: almost nothing added
+    let second = backup_files(&repo, &files).await.unwrap();
+    println!(
+        "dedup: first added {} B (packed) of {} B; second added {} B (packed), {} B raw",
+        first.bytes_added, first.bytes_processed, second.bytes_added, second.bytes_added_raw
+    );
+    assert_eq!(second.bytes_processed, first.bytes_processed);
+    // only tree metadata (new mtimes) is added, no data
+    assert!(
+        second.bytes_added_raw < 4096,
+        "identical data must not be stored again: {}",
+        second.bytes_added_raw
+    );
+    assert!(
+        second.bytes_added < 4096,
+        "second backup added {} B",
+        second.bytes_added
+    );
+
+    // one stream changed in the middle (256 KiB of 8 MiB): adds about the changed part
+    let mut changed = files.clone();
+    let big = changed.get_mut("/logs.json").unwrap();
+    let fresh = ndjson(999, 256 << 10);
+    big[4 << 20..(4 << 20) + (256 << 10)].copy_from_slice(&fresh);
+    let third = backup_files(&repo, &changed).await.unwrap();
+    println!(
+        "changed 256 KiB of {} B: added {} B raw, {} B packed",
+        third.bytes_processed, third.bytes_added_raw, third.bytes_added
+    );
+    assert!(third.bytes_added_raw >= 256 << 10);
+    assert!(
+        third.bytes_added_raw < 6 << 20,
+        "changed part should not re-add the stream"
+    );
+    verify_with_restic(&location, &changed, 3);
+
+    // retention: forget the first two, prune; the YAML copies go too
+    for n in ["snap-1", "snap-2", "snap-3"] {
+        dir.put_snapshot_yaml(n, b"kind: Snapshot\n").await.unwrap();
+    }
+    let del = |name: &str, id: &str| kstash_repo::SnapshotDeletion {
+        snapshot_name: name.into(),
+        components: vec![kstash_repo::ComponentSnapshot {
+            session: "frequent-backup".into(),
+            component: "dump".into(),
+            restic_snapshot_id: id.into(),
+        }],
+    };
+    let reports = dir
+        .apply_retention(
+            &[
+                del("snap-1", &first.snapshot_id),
+                del("snap-2", &second.snapshot_id),
+            ],
+            PASSWORD,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reports[0].forgotten.len(), 2);
+    assert_eq!(
+        dir.snapshot_names().await.unwrap(),
+        vec!["snap-3".to_string()]
+    );
+    verify_with_restic(&location, &changed, 1);
+    assert_same_files(&restore_all(&repo, "latest").await, &changed);
+
+    // a repository made by `restic backup --stdin` is read by kstash
+    let rrepo = dir
+        .component("frequent-backup", "restic-made", PASSWORD)
+        .unwrap();
+    restic_ok(rrepo.location(), &["init"]);
+    let data = ndjson(77, 3 << 20);
+    let mut child = Command::new(restic_bin())
+        .args([
+            "-r",
+            rrepo.location(),
+            "--no-cache",
+            "backup",
+            "--stdin",
+            "--stdin-filename",
+            "dump.ndjson",
+        ])
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .env("AWS_ACCESS_KEY_ID", "AKTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "SKTEST")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&data).unwrap();
+    assert!(child.wait().unwrap().success());
+    let snaps = rrepo.snapshots().await.unwrap();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0].paths, vec!["/dump.ndjson".to_string()]);
+    let got = restore_all(&rrepo, "latest").await;
+    assert!(
+        got.get("/dump.ndjson") == Some(&data),
+        "restic-made file restored differently"
+    );
+    assert!(rrepo.check(true).await.unwrap().ok);
+    // and kstash can append to it, restic still happy
+    let extra = BTreeMap::from([("/dump.ndjson".to_string(), data.clone())]);
+    let s = backup_files(&rrepo, &extra).await.unwrap();
+    assert!(
+        s.bytes_added_raw < 4096,
+        "dedup across tools: {}",
+        s.bytes_added_raw
+    );
+    verify_with_restic(rrepo.location(), &extra, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_stale_from_killed_process_and_live_exclusive() {
+    let tmp = TempDir::new("locks");
+    let storage = local_storage(&tmp.0);
+    let dir = storage.repository("es").unwrap();
+    let repo = dir.component("frequent-backup", "dump", PASSWORD).unwrap();
+    repo.init().await.unwrap();
+    let locks_dir = tmp
+        .0
+        .join("prefix/es/repository/v1/frequent-backup/dump/locks");
+
+    // a restic backup killed mid-way leaves its lock behind
+    let mut child = Command::new(restic_bin())
+        .args([
+            "-r",
+            repo.location(),
+            "--no-cache",
+            "backup",
+            "--stdin",
+            "--stdin-filename",
+            "x.json",
+        ])
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&ndjson(5, 1 << 20)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(&locks_dir)
+        .map(|d| d.count())
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(Instant::now() < deadline, "restic did not lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+    let left = repo.list_locks().await.unwrap();
+    assert_eq!(left.len(), 1, "the killed restic left its lock");
+    let info = left[0].info.clone().expect("kstash decodes restic's lock");
+    assert!(!info.exclusive);
+    assert!(info.stale_reason(jiff::Timestamp::now()).is_some());
+
+    // …which never blocks the next backup: removed (logged) and the backup succeeds
+    let quick = repo.clone().with_lock_wait(Duration::from_secs(2));
+    let files = es_files(3, &[1 << 20]);
+    backup_files(&quick, &files).await.unwrap();
+    assert!(repo.list_locks().await.unwrap().is_empty());
+    verify_with_restic(repo.location(), &files, 1);
+
+    // a live exclusive lock: backup waits the bounded time, then fails clearly
+    let held = repo.lock(true).await.unwrap();
+    let out = restic(
+        repo.location(),
+        &["backup", "--stdin", "--stdin-filename", "y"],
+    );
+    assert!(
+        !out.status.success(),
+        "restic must see kstash's exclusive lock"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("locked exclusively"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t0 = Instant::now();
+    let wait = Duration::from_millis(1500);
+    let err = repo
+        .clone()
+        .with_lock_wait(wait)
+        .begin_backup(BackupOptions::default())
+        .await
+        .unwrap_err();
+    assert!(t0.elapsed() >= wait);
+    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("exclusive lock by"), "{err}");
+    held.release().await.unwrap();
+    backup_files(&quick, &files).await.unwrap();
+    assert_eq!(repo.unlock(false).await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_server_paused_mid_backup_then_recovers() {
+    // A dedicated server: pausing it (SIGSTOP) must not disturb the other tests. moto keeps
+    // its data in memory, so "stopped" is simulated by freezing the process, not killing it.
+    let moto = Moto::start();
+    let opts = ConnectOptions {
+        timeout: Duration::from_secs(3),
+        io_timeout: Duration::from_secs(2),
+        retries: 1,
+    };
+    let storage = s3_storage(&moto, "faults", &opts);
+    let repo = storage
+        .repository("es")
+        .unwrap()
+        .component("frequent-backup", "dump", PASSWORD)
+        .unwrap();
+    let location = repo.location().to_string();
+    let files = es_files(20, &[2 << 20]);
+    backup_files(&repo, &files).await.unwrap();
+
+    let b = repo.begin_backup(BackupOptions::default()).await.unwrap();
+    let mut w = b.create_file("/logs.json").await.unwrap();
+    w.write(&ndjson(21, 1 << 20)).await.unwrap();
+    moto.signal("-STOP");
+    let t0 = Instant::now();
+    let res = tokio::time::timeout(Duration::from_secs(90), async {
+        for i in 0..64u64 {
+            w.write(&ndjson(100 + i, 1 << 20)).await?;
+        }
+        w.finish().await
+    })
+    .await
+    .expect("a stalled storage must fail within the timeouts, not hang");
+    let err = res.unwrap_err();
+    println!(
+        "backup with paused S3 failed after {:?}: {err}",
+        t0.elapsed()
+    );
+    assert!(err.to_string().contains("/logs.json"), "{err}");
+    assert!(b.commit().await.is_err());
+    moto.signal("-CONT");
+
+    verify_with_restic(&location, &files, 1);
+    let again = es_files(30, &[3 << 20, 1000]);
+    backup_files(&repo, &again).await.unwrap();
+    verify_with_restic(&location, &again, 2);
+}
+
+#[tokio::test]
+async fn storage_errors_name_the_storage_and_the_key() {
+    let v = serde_json::json!({"provider": "s3", "s3": {"endpoint": "http://127.0.0.1:9", "bucket": "b", "secretName": "s"}});
+    let secrets = BTreeMap::from([("AWS_ACCESS_KEY_ID".to_string(), "a".to_string())]);
+    let cfg = StorageConfig::from_spec_storage("demo/s3", v.clone(), secrets).unwrap();
+    let e = Storage::connect(cfg).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "storage demo/s3: secret is missing key `AWS_SECRET_ACCESS_KEY`"
+    );
+
+    let cfg = StorageConfig::from_spec_storage("demo/s3", v, s3_secrets()).unwrap();
+    assert!(matches!(cfg.provider, Provider::S3 { .. }));
+    let opts = ConnectOptions {
+        timeout: Duration::from_secs(2),
+        io_timeout: Duration::from_secs(2),
+        retries: 0,
+    };
+    let st = Storage::connect_with(cfg, &opts).unwrap();
+    let e = st.verify().await.unwrap_err().to_string();
+    assert!(e.starts_with("storage demo/s3: list"), "{e}");
+
+    let tmp = TempDir::new("pw");
+    let e = local_storage(&tmp.0)
+        .repository("es")
+        .unwrap()
+        .component("s", "c", "")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("RESTIC_PASSWORD"), "{e}");
+}
