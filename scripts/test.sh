@@ -21,7 +21,7 @@ if [ -f addons/Cargo.toml ]; then (cd addons && cargo fmt --all -- --check); fi
 if [ -f sdk/Cargo.toml ]; then (cd sdk && cargo fmt -- --check); fi
 
 step "WASM addons (built once for every test)"
-if [ -x scripts/build-addons.sh ]; then scripts/build-addons.sh; fi
+scripts/build-addons.sh
 
 step "lints (clippy -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -32,9 +32,14 @@ fi
 step "tests"
 cargo test --workspace --locked --no-fail-fast
 
-if [ -x scripts/test-addons-host.sh ]; then
-  step "addon logic on the host"
-  scripts/test-addons-host.sh
-fi
+step "addon logic on the host"
+scripts/test-addons-host.sh
+
+step "Elasticsearch addon end to end: the WASM component via kstash addon run, the emulator, multielasticdump, Elastic's REST spec"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+KSTASH_BIN="$TARGET/debug/kstash" \
+ES_EMULATOR_BIN="$TARGET/debug/kstash-es-emulator" \
+ADDON_WASM="$ROOT/addons/target/wasm32-wasip2/release/elasticsearch_addon.wasm" \
+  addons/elasticsearch/tests/roundtrip.sh
 
 printf '\n==> all green in %ss\n' "$(( $(date +%s) - start ))"

@@ -272,12 +272,15 @@ impl RequestBuilder {
             Ok(()) => OutgoingBody::finish(out_body, None).map_err(|c| transport(c, &what))?,
             Err(e) => {
                 drop(out_body);
-                // The response (e.g. a denial) explains an upload failure better than the
-                // closed stream does.
-                if let Err(resp_err) = wait_response(fut, what.clone()) {
-                    return Err(resp_err);
-                }
-                return Err(HttpError::Body(format!("{what}: upload: {e}")));
+                // A server may answer before it has read the whole body (a 429 or 503 under
+                // load, a 413, a denial); the host then closes the body stream. That answer is
+                // the request's result: return it so the caller sees the status and can retry.
+                // Only a success without the whole body uploaded is an upload error.
+                return match wait_response(fut, what.clone()) {
+                    Ok(resp) if !(200..300).contains(&resp.status()) => Ok(resp),
+                    Ok(_) => Err(HttpError::Body(format!("{what}: upload: {e}"))),
+                    Err(resp_err) => Err(resp_err),
+                };
             }
         }
         wait_response(fut, what)
@@ -305,12 +308,18 @@ fn pump_upload(body: &mut dyn Read, stream: &OutputStream) -> Result<(), String>
             off += m;
         }
     }
-    stream.flush().map_err(stream_err)?;
+    // Every byte has been handed over. With a Content-Length the host closes the body as soon as
+    // it has them all, so a closed stream from here on means "complete", not "failed".
+    match stream.flush() {
+        Ok(()) => {}
+        Err(StreamError::Closed) => return Ok(()),
+        Err(e) => return Err(stream_err(e)),
+    }
     loop {
         // Wait until the flush is done (check-write reports capacity again).
         match stream.check_write() {
             Ok(0) => stream.subscribe().block(),
-            Ok(_) => return Ok(()),
+            Ok(_) | Err(StreamError::Closed) => return Ok(()),
             Err(e) => return Err(stream_err(e)),
         }
     }

@@ -415,7 +415,7 @@ def main():
     test(faults_lose_nothing)
     test(every_kstash_request_is_in_the_spec)
     a.stop()
-    print(f"{len(RESULTS)} passed")
+    print(f"roundtrip: {len(RESULTS)} passed, 0 failed")
 
 
 if __name__ == "__main__":
