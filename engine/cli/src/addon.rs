@@ -21,7 +21,7 @@ pub use bench::{bench, BenchArgs};
 #[derive(Subcommand)]
 pub enum AddonCommand {
     /// Run one task of an addon module against a target, with no cluster.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print an addon module's description and digest.
     Inspect(InspectArgs),
 }
@@ -102,7 +102,7 @@ pub struct InspectArgs {
 /// Runs a `kstash addon` subcommand.
 pub async fn run(cmd: AddonCommand) -> anyhow::Result<()> {
     match cmd {
-        AddonCommand::Run(args) => run_task(args).await,
+        AddonCommand::Run(args) => run_task(*args).await,
         AddonCommand::Inspect(args) => inspect(args).await,
     }
 }

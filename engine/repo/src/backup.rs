@@ -132,9 +132,11 @@ impl ReadSource for ChannelSource {
 
     fn entries(&self) -> Self::Iter {
         let name = self.path.file_name().unwrap_or(OsStr::new("stream"));
-        let mut meta = Metadata::default();
-        meta.mode = Some(0o100644);
-        meta.mtime = Some(self.mtime);
+        let meta = Metadata {
+            mode: Some(0o100644),
+            mtime: Some(self.mtime),
+            ..Default::default()
+        };
         let node = Node::new_node(name, NodeType::File, meta);
         let open = self.reader.lock().unwrap().take().map(OpenOnce);
         std::iter::once(Ok(ReadSourceEntry {

@@ -32,9 +32,9 @@ pub enum Error {
         op: &'static str,
         /// Object path relative to the storage prefix.
         path: String,
-        /// The opendal error.
+        /// The opendal error (boxed: it is large, and errors travel through every result).
         #[source]
-        source: opendal::Error,
+        source: Box<opendal::Error>,
     },
     /// A restic operation failed.
     #[error("restic repository {repo}: {op} failed: {message}")]

@@ -244,7 +244,7 @@ impl Storage {
             storage: self.cfg.name.clone(),
             op,
             path: path.to_string(),
-            source: e,
+            source: Box::new(e),
         }
     }
 
