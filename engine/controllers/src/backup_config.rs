@@ -27,8 +27,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::cond;
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kstash_api::admission::AdmissionError;
 use kstash_api::constants::{conditions as c, labels, FINALIZER_CLEANUP, GROUP_CORE, VERSION};
 use kstash_api::core::{
@@ -39,8 +40,7 @@ use kstash_api::core::{
 use kstash_api::names;
 use kstash_api::phase;
 use kstash_api::shared::{
-    set_condition, Condition, ConditionStatus, Conditions, ObjectReference,
-    TypedLocalObjectReference, TypedObjectReference,
+    set_condition, Conditions, ObjectReference, TypedLocalObjectReference, TypedObjectReference,
 };
 use kstash_api::storage::{
     BackupStoragePhase, DeletionPolicy, Repository, RepositoryPhase, RepositorySpec,
@@ -123,22 +123,6 @@ pub enum PlanError {
     /// A metadata field the plan needs is missing.
     #[error("BackupConfiguration metadata.{0} is missing")]
     MissingMetadata(&'static str),
-}
-
-fn cond(type_: &str, ok: bool, reason: &str, message: &str, now: Timestamp) -> Condition {
-    Condition {
-        type_: type_.to_string(),
-        status: if ok {
-            ConditionStatus::True
-        } else {
-            ConditionStatus::False
-        },
-        last_transition_time: Time(now),
-        observed_generation: None,
-        severity: None,
-        reason: Some(reason.to_string()),
-        message: Some(message.to_string()),
-    }
 }
 
 /// Computes the reconcile decision for `bc` (see the module docs).

@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::cond;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kstash_api::constants::{
@@ -30,9 +31,7 @@ use kstash_api::core::{
 use kstash_api::names;
 use kstash_api::phase;
 use kstash_api::retention::{self, Decision, RetentionRules, SnapshotInfo};
-use kstash_api::shared::{
-    set_condition, Condition, ConditionStatus, Driver, ObjectReference, TypedObjectReference,
-};
+use kstash_api::shared::{set_condition, Condition, Driver, ObjectReference, TypedObjectReference};
 use kstash_api::storage::{
     Component, DeletionPolicy, Repository, ResticStats, RetentionPolicySpec, Snapshot,
     SnapshotPhase, SnapshotSpec, SnapshotStatus, SnapshotType,
@@ -268,22 +267,6 @@ pub fn deadline_exceeded(deadline: Option<Timestamp>, now: Timestamp) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Conditions helpers
 // ---------------------------------------------------------------------------------------------
-
-fn cond(type_: &str, ok: bool, reason: &str, message: &str, now: Timestamp) -> Condition {
-    Condition {
-        type_: type_.to_string(),
-        status: if ok {
-            ConditionStatus::True
-        } else {
-            ConditionStatus::False
-        },
-        last_transition_time: Time(now),
-        observed_generation: None,
-        severity: None,
-        reason: Some(reason.to_string()),
-        message: Some(message.to_string()),
-    }
-}
 
 /// Sets a condition from a step result: `Ok` → True with `ok_reason`/`ok_msg`, `Err(e)` →
 /// False with `err_reason` and `e` as the message.

@@ -15,3 +15,30 @@ pub mod backup_session;
 pub mod cron;
 pub mod restore_session;
 pub mod schedule;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kstash_api::shared::{Condition, ConditionStatus};
+
+/// A condition of type `type_`, `True` when `ok`, with KubeStash's reason and message.
+pub(crate) fn cond(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> Condition {
+    Condition {
+        type_: type_.to_string(),
+        status: if ok {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        },
+        last_transition_time: Time(now),
+        observed_generation: None,
+        severity: None,
+        reason: Some(reason.to_string()),
+        message: Some(message.to_string()),
+    }
+}

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use crate::cond;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kstash_api::admission::{validate_restore_session, Lookup};
@@ -20,7 +21,7 @@ use kstash_api::core::{
     BackupConfiguration, ResourceFoundStatus, RestorePhase, RestoreSession, RestoreSessionStatus,
 };
 use kstash_api::phase;
-use kstash_api::shared::{set_condition, Condition, ConditionStatus, TypedObjectReference};
+use kstash_api::shared::{set_condition, TypedObjectReference};
 use kstash_api::storage::{Snapshot, SnapshotPhase};
 
 use crate::backup_session::{format_go_duration, parse_go_duration, session_duration};
@@ -97,22 +98,6 @@ pub struct Plan {
     pub status: RestoreSessionStatus,
     /// The next step.
     pub next: Next,
-}
-
-fn cond(type_: &str, ok: bool, reason: &str, message: &str, now: Timestamp) -> Condition {
-    Condition {
-        type_: type_.to_string(),
-        status: if ok {
-            ConditionStatus::True
-        } else {
-            ConditionStatus::False
-        },
-        last_transition_time: Time(now),
-        observed_generation: None,
-        severity: None,
-        reason: Some(reason.to_string()),
-        message: Some(message.to_string()),
-    }
 }
 
 fn snapshot_time(s: &Snapshot) -> Option<Timestamp> {

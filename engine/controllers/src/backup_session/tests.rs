@@ -5,6 +5,7 @@
 use super::*;
 use kstash_api::core::RetryConfig;
 use kstash_api::shared::TypedLocalObjectReference;
+use kstash_api::shared::{Condition, ConditionStatus};
 use kstash_api::storage::{RepositorySpec, SuccessfulSnapshotsKeepPolicy};
 
 const TUTORIAL_SNAPSHOT: &str = include_str!("tutorial-snapshot.yaml");

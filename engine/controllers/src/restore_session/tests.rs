@@ -5,6 +5,7 @@
 use super::*;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kstash_api::core::{BackupConfigurationSpec, PitrSpec};
+use kstash_api::shared::{Condition, ConditionStatus};
 use kstash_api::storage::{Component, SnapshotSpec, SnapshotStatus};
 
 const TUTORIAL_RESTORE: &str = r#"
