@@ -437,10 +437,18 @@ async fn finalizers_gc_and_namespace_deletion() {
     })
     .await;
 
-    // Namespace deletion removes its objects, then the namespace.
+    // Namespace deletion removes its objects, then the namespace. `x` holds a finalizer so the
+    // namespace stays Terminating (deterministically) while we try to create in it.
     api.create(&PostParams::default(), &widget("x", json!({"size": 1})))
         .await
         .expect("x");
+    api.patch(
+        "x",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": ["test.kstash.io/hold"]}})),
+    )
+    .await
+    .expect("hold x");
     let nss: Api<Namespace> = Api::all(client.clone());
     nss.delete("t2", &DeleteParams::default())
         .await
@@ -451,6 +459,29 @@ async fn finalizers_gc_and_namespace_deletion() {
             .unwrap_err(),
     );
     assert_eq!(e.code, 403, "create in a terminating namespace");
+    eventually(
+        "x marked for deletion by the namespace controller",
+        || async {
+            api.get("x")
+                .await
+                .expect("get")
+                .metadata
+                .deletion_timestamp
+                .is_some()
+        },
+    )
+    .await;
+    assert!(
+        nss.get_opt("t2").await.expect("get").is_some(),
+        "the namespace waits for its content"
+    );
+    api.patch(
+        "x",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("release x");
     eventually("namespace gone", || async {
         nss.get_opt("t2").await.expect("get").is_none()
     })
