@@ -11,8 +11,14 @@ mod controlplane;
 mod crds;
 #[cfg(feature = "render")]
 mod render;
+#[cfg(feature = "operator")]
+mod operator;
+#[cfg(feature = "plugin")]
+mod plugin;
 #[cfg(feature = "repo")]
 mod repo;
+#[cfg(feature = "operator")]
+mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -43,6 +49,16 @@ enum Command {
     /// Run the embedded Kubernetes-compatible API server.
     #[cfg(feature = "controlplane")]
     Controlplane(controlplane::ControlplaneArgs),
+    /// Run the controllers against a Kubernetes API (a cluster, or the embedded control plane).
+    #[cfg(feature = "operator")]
+    Operator(operator::OperatorArgs),
+    /// Start the embedded control plane and the operator in one process: kstash on one machine.
+    #[cfg(feature = "operator")]
+    Up(up::UpArgs),
+    /// kubectl-plugin verbs (`kubectl kstash <verb>` when installed as `kubectl-kstash`).
+    #[cfg(feature = "plugin")]
+    #[command(flatten)]
+    Plugin(plugin::PluginCommand),
     /// Benchmarks that print medians and ratios against a reference run side by side.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -85,6 +101,12 @@ async fn main() -> std::process::ExitCode {
         Command::Repo(cmd) => repo::run(cmd).await,
         #[cfg(feature = "controlplane")]
         Command::Controlplane(args) => controlplane::run(args).await,
+        #[cfg(feature = "operator")]
+        Command::Operator(args) => operator::run(args).await,
+        #[cfg(feature = "operator")]
+        Command::Up(args) => up::run(args).await,
+        #[cfg(feature = "plugin")]
+        Command::Plugin(cmd) => plugin::run(cmd).await,
         Command::Bench(cmd) => match cmd {
             #[cfg(feature = "addon")]
             BenchCommand::Runtime(args) => addon::bench(args).await,
