@@ -13,6 +13,7 @@ pub mod external;
 pub mod names;
 pub mod period;
 pub mod phase;
+pub mod reference;
 pub mod retention;
 pub mod shared;
 pub mod size;

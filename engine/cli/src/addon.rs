@@ -2,6 +2,7 @@
 //! cluster, show what a module is, and measure the runtime.
 
 mod bench;
+mod bench_es;
 mod events;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use kstash_runtime::{
 };
 
 pub use bench::{bench, BenchArgs};
+pub use bench_es::{bench as bench_es, EsBenchArgs};
 
 /// `kstash addon` subcommands.
 #[derive(Subcommand)]

@@ -69,6 +69,9 @@ enum BenchCommand {
     /// Addon runtime: instantiate+call, stream throughput, guest HTTP vs native, compile vs cached load.
     #[cfg(feature = "addon")]
     Runtime(addon::BenchArgs),
+    /// Elasticsearch addon component vs multielasticdump on the same emulator, and its ceiling.
+    #[cfg(feature = "addon")]
+    Es(addon::EsBenchArgs),
     /// Repository ingest vs `restic backup --stdin`, dedup ratio, CPU and memory.
     #[cfg(feature = "repo")]
     Repo(repo::BenchArgs),
@@ -110,6 +113,8 @@ async fn main() -> std::process::ExitCode {
         Command::Bench(cmd) => match cmd {
             #[cfg(feature = "addon")]
             BenchCommand::Runtime(args) => addon::bench(args).await,
+            #[cfg(feature = "addon")]
+            BenchCommand::Es(args) => addon::bench_es(args).await,
             #[cfg(feature = "repo")]
             BenchCommand::Repo(args) => repo::bench(args).await,
             #[cfg(feature = "controlplane")]

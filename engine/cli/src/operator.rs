@@ -1,10 +1,226 @@
-//! `kstash operator`: placeholder, replaced by its owner.
+//! `kstash operator`: the controllers against a Kubernetes API (a cluster, or `kstash
+//! controlplane`), with optional Lease-based leader election and a Prometheus endpoint.
+//! Also the pieces `kstash up` shares: building the operator's context and waiting for a
+//! shutdown signal.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use kstash_operator::leader::{LeaderConfig, DEFAULT_LEASE_NAME};
+use kstash_operator::CancellationToken;
+use kstash_operator::{Context, OperatorConfig, ServeOptions};
 
 /// Flags of `kstash operator`.
-#[derive(clap::Args)]
-pub struct OperatorArgs {}
+#[derive(Args)]
+pub struct OperatorArgs {
+    /// Kubeconfig to use (default: `$KUBECONFIG`, `~/.kube/config`, or the in-cluster service account).
+    #[arg(long, env = "KSTASH_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Where `builtin:<name>` module locations resolve (`<dir>/<name>.wasm`).
+    #[arg(long, env = "KSTASH_MODULE_DIR")]
+    pub module_dir: Option<PathBuf>,
+    /// Private state directory (the precompiled-module cache).
+    #[arg(long, env = "KSTASH_DATA_DIR", default_value = "/var/lib/kstash")]
+    pub data_dir: PathBuf,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "KSTASH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Address of the `/metrics` and `/healthz` endpoint; `off` disables it.
+    #[arg(long, env = "KSTASH_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: String,
+    /// Run the controllers only while holding the leader Lease (for more than one replica).
+    #[arg(long, env = "KSTASH_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// Namespace of the leader Lease (default: the pod's namespace, else `--namespace`, else `default`).
+    #[arg(long, env = "KSTASH_LEADER_ELECT_NAMESPACE")]
+    pub leader_elect_namespace: Option<String>,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = DEFAULT_LEASE_NAME)]
+    pub leader_elect_lease_name: String,
+    /// Seconds a lease stays valid without renewal.
+    #[arg(long, default_value_t = 15.0)]
+    pub leader_elect_lease_duration: f64,
+    /// Seconds a leader keeps trying to renew before it stops its controllers.
+    #[arg(long, default_value_t = 10.0)]
+    pub leader_elect_renew_deadline: f64,
+    /// Seconds between renewals (leader) and attempts (followers).
+    #[arg(long, default_value_t = 2.0)]
+    pub leader_elect_retry_period: f64,
+    /// This replica's identity (events, Lease holder, restic lock owner). Default: `$POD_NAME`,
+    /// else `<hostname>-<pid>`.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
 
-/// Runs the operator.
-pub async fn run(_args: OperatorArgs) -> anyhow::Result<()> {
-    anyhow::bail!("kstash operator is not built yet")
+/// `<hostname>-<pid>`.
+pub fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "kstash".to_string());
+    format!("{host}-{}", std::process::id())
+}
+
+fn secs(flag: &str, v: f64) -> anyhow::Result<Duration> {
+    if !(v.is_finite() && v > 0.0) {
+        bail!("--{flag} {v}: must be a positive number of seconds");
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Parses `--metrics-addr` (`off` disables the endpoint).
+pub fn parse_metrics_addr(v: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if v.eq_ignore_ascii_case("off") || v.is_empty() {
+        return Ok(None);
+    }
+    v.parse()
+        .map(Some)
+        .with_context(|| format!("--metrics-addr {v:?}: expected HOST:PORT or `off`"))
+}
+
+/// Builds the operator's shared context: the addon runtime (cache under `data_dir`) and settings.
+pub fn build_context(client: kube::Client, config: OperatorConfig) -> anyhow::Result<Arc<Context>> {
+    if let Some(dir) = &config.module_dir {
+        if !dir.is_dir() {
+            bail!("--module-dir {}: not a directory", dir.display());
+        }
+    }
+    let cache = config.data_dir.join("module-cache");
+    std::fs::create_dir_all(&cache)
+        .with_context(|| format!("--data-dir: creating {}", cache.display()))?;
+    let runtime = kstash_runtime::Runtime::new(kstash_runtime::RuntimeConfig {
+        cache_dir: Some(cache),
+        ..Default::default()
+    })
+    .context("starting the addon runtime")?;
+    Ok(Arc::new(Context {
+        client,
+        runtime: Arc::new(runtime),
+        config,
+    }))
+}
+
+/// A token cancelled on Ctrl-C or SIGTERM.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async {
+                match term.as_mut() {
+                    Some(s) => { s.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+        tracing::info!("shutting down");
+        t.cancel();
+    });
+    token
+}
+
+async fn client_from(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
+    match kubeconfig {
+        None => kube::Client::try_default()
+            .await
+            .context("connecting to Kubernetes (KUBECONFIG, ~/.kube/config or in-cluster)"),
+        Some(p) => {
+            let kc = kube::config::Kubeconfig::read_from(p)
+                .with_context(|| format!("--kubeconfig {}", p.display()))?;
+            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .with_context(|| format!("--kubeconfig {}", p.display()))?;
+            kube::Client::try_from(cfg).context("building the Kubernetes client")
+        }
+    }
+}
+
+fn pod_namespace() -> Option<String> {
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
+}
+
+/// Runs the operator until Ctrl-C/SIGTERM.
+pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let metrics_addr = parse_metrics_addr(&args.metrics_addr)?;
+    let leader = if args.leader_elect {
+        let ns = args
+            .leader_elect_namespace
+            .clone()
+            .or_else(pod_namespace)
+            .or_else(|| args.namespace.clone())
+            .unwrap_or_else(|| "default".to_string());
+        let mut cfg = LeaderConfig::new(ns, args.leader_elect_lease_name.clone(), identity.clone());
+        cfg.lease_duration = secs(
+            "leader-elect-lease-duration",
+            args.leader_elect_lease_duration,
+        )?;
+        cfg.renew_deadline = secs(
+            "leader-elect-renew-deadline",
+            args.leader_elect_renew_deadline,
+        )?;
+        cfg.retry_period = secs("leader-elect-retry-period", args.leader_elect_retry_period)?;
+        cfg.validate()?;
+        Some(cfg)
+    } else {
+        None
+    };
+    let client = client_from(args.kubeconfig.as_deref()).await?;
+    let ctx = build_context(
+        client,
+        OperatorConfig {
+            identity: identity.clone(),
+            module_dir: args.module_dir.clone(),
+            data_dir: args.data_dir.clone(),
+            namespace: args.namespace.clone(),
+        },
+    )?;
+    let metrics = match metrics_addr {
+        Some(a) => {
+            let (l, bound) = kstash_operator::metrics::bind(a)
+                .await
+                .with_context(|| format!("--metrics-addr {a}: binding"))?;
+            println!("metrics: http://{bound}/metrics");
+            Some(l)
+        }
+        None => None,
+    };
+    println!(
+        "kstash operator {identity} running ({}; {})",
+        match &args.namespace {
+            Some(ns) => format!("namespace {ns}"),
+            None => "all namespaces".to_string(),
+        },
+        match &leader {
+            Some(l) => format!("leader election on Lease {}/{}", l.namespace, l.name),
+            None => "no leader election".to_string(),
+        }
+    );
+    let shutdown = shutdown_on_signal();
+    kstash_operator::serve(
+        ctx,
+        ServeOptions {
+            leader_election: leader,
+            metrics,
+            shutdown,
+        },
+    )
+    .await?;
+    Ok(())
 }

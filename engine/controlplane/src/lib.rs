@@ -13,6 +13,7 @@
 //! ```
 
 pub mod api;
+pub mod audit;
 pub mod controllers;
 pub mod objects;
 pub mod patch;
@@ -36,6 +37,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::api::{Api, Target};
+pub use crate::audit::AuditRecord;
 use crate::query::Query;
 
 /// Control plane errors.
@@ -67,6 +69,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// CustomResourceDefinitions (`apiextensions.k8s.io/v1` JSON) installed or updated at start.
     pub bootstrap_crds: Vec<Value>,
+    /// Record every authenticated resource request as RBAC would authorize it
+    /// (read with [`RunningControlPlane::audit`]). Off by default.
+    pub audit: bool,
 }
 
 impl ServerConfig {
@@ -76,6 +81,7 @@ impl ServerConfig {
             data_dir: data_dir.into(),
             listen,
             bootstrap_crds: vec![],
+            audit: false,
         }
     }
 }
@@ -94,6 +100,7 @@ pub struct RunningControlPlane {
     /// The CA certificate (PEM).
     pub ca_pem: String,
     api: Arc<Api>,
+    audit: Option<Arc<audit::AuditLog>>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -117,7 +124,9 @@ impl ControlPlane {
         let kubeconfig_path = config.data_dir.join("kubeconfig");
         std::fs::write(&kubeconfig_path, tls::kubeconfig(&server_url, &creds))?;
         let (stop, stop_rx) = watch::channel(false);
+        let audit_log = config.audit.then(|| Arc::new(audit::AuditLog::default()));
         let ctx = Arc::new(server::Ctx {
+            audit: audit_log.clone(),
             api: api.clone(),
             token: creds.token.clone(),
             shutdown: stop_rx.clone(),
@@ -181,6 +190,7 @@ impl ControlPlane {
             token: creds.token,
             ca_pem: creds.ca_pem,
             api,
+            audit: audit_log,
             stop,
             tasks,
         })
@@ -254,6 +264,12 @@ impl RunningControlPlane {
                 .await
                 .map_err(|e| Error::Client(e.to_string()))?;
         kube::Client::try_from(cfg).map_err(|e| Error::Client(e.to_string()))
+    }
+
+    /// Every authenticated resource request so far, in arrival order, as RBAC names it (empty
+    /// unless [`ServerConfig::audit`] was set).
+    pub fn audit(&self) -> Vec<audit::AuditRecord> {
+        self.audit.as_ref().map(|a| a.records()).unwrap_or_default()
     }
 
     /// The latest resourceVersion.

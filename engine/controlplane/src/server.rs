@@ -31,6 +31,8 @@ pub struct Ctx {
     pub shutdown: watch::Receiver<bool>,
     /// Address for `/api`'s serverAddressByClientCIDRs.
     pub addr: String,
+    /// The audit log, when auditing is on.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -109,6 +111,16 @@ async fn handle_inner(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<Response<
         .collect();
     let segs_ref: Vec<&str> = segs.iter().map(String::as_str).collect();
     let api = ctx.api.clone();
+    if let Some(log) = &ctx.audit {
+        if let Some(mut r) = crate::audit::record_for(&method, &segs_ref, q.flag("watch")) {
+            r.user_agent = req
+                .headers()
+                .get("user-agent")
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string);
+            log.push(r);
+        }
+    }
 
     if method == Method::GET {
         match segs_ref.as_slice() {

@@ -1,11 +1,413 @@
-//! Placeholder: replaced by the owner of this controller.
+//! Auto-backup controller (spec §2): KubeDB `Elasticsearch` objects and `AppBinding`s carrying
+//! `blueprint.kubestash.com/name`/`namespace` annotations get the BackupConfiguration rendered
+//! from their BackupBlueprint by `kstash_blueprint::render`.
+//!
+//! Decisions (docs/controllers.md):
+//! - The BC is created, and **re-rendered and patched** whenever the target's annotations, the
+//!   target or the blueprint change (Stash v1 never resynced; kstash keeps the BC in line with
+//!   its source). `spec.paused` is never touched, so `kubectl kubestash pause` survives.
+//! - The BC carries the label [`SOURCE_UID_LABEL`] (the target's uid) and, when it lives in the
+//!   target's namespace, an owner reference to the target: deleting the target garbage-collects
+//!   the BC (its finalizer then applies the repositories' deletion policies; the tutorial's
+//!   leave them unset, which keeps the Repository and its snapshots).
+//! - Annotations removed → the generated BC is deleted, after its repositories are switched to
+//!   `deletionPolicy: Retain`, so the Repository and the backed up data are kept.
+//! - Blueprint deleted (finalizer `kubestash.com/cleanup` on the blueprint) → with template
+//!   `deletionPolicy: OnDelete` the generated BCs are deleted, otherwise they are kept.
+//! - A render error (missing variable, refused usage policy, unknown session…) is a Warning
+//!   Event `AutoBackupFailed` on the target, whose message names the variable; no BC is created
+//!   and an existing one is left as it was.
+//! - An AppBinding whose `appRef` object carries the annotations itself is skipped: the
+//!   database object is the source (both would render the same `appbinding-<name>` BC).
+//! - A BC of the same name that kstash did not generate is never overwritten (Warning Event).
 
+use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kstash_api::constants::annotations as ann;
+use kstash_api::constants::{labels, FINALIZER_CLEANUP};
+use kstash_api::core::{BackupBlueprint, BackupConfiguration, BlueprintDeletionPolicy};
+use kstash_api::external::{AppBinding, Elasticsearch};
+use kstash_blueprint::NamespaceLabels;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::control::{self, kube_err, Events, Result};
 use crate::Context;
 
-/// Runs this controller until its watch ends.
+/// Label on a generated BackupConfiguration: the uid of the object it was rendered for.
+pub const SOURCE_UID_LABEL: &str = "kstash.io/auto-backup-source-uid";
+/// Annotation on a generated BackupConfiguration: `<kind>/<namespace>/<name>` of its source.
+pub const SOURCE_ANNOTATION: &str = "kstash.io/auto-backup-source";
+/// Event reason of a render failure (on the target).
+pub const REASON_AUTO_BACKUP_FAILED: &str = "AutoBackupFailed";
+
+struct Ctl {
+    ctx: Arc<Context>,
+    events: Events,
+}
+
+/// Runs this controller (Elasticsearch, AppBinding and BackupBlueprint watches) until they end.
 pub async fn run(ctx: Arc<Context>) {
-    let _ = ctx;
-    std::future::pending::<()>().await
+    let ctl = Arc::new(Ctl {
+        events: Events::new(&ctx, "autobackup"),
+        ctx: ctx.clone(),
+    });
+    futures::join!(
+        run_targets::<Elasticsearch>(ctl.clone()),
+        run_targets::<AppBinding>(ctl.clone()),
+        run_blueprints(ctl),
+    );
+}
+
+fn names_blueprint<K: ResourceExt>(o: &K, bp: &BackupBlueprint) -> bool {
+    let a = o.annotations();
+    a.get(ann::BLUEPRINT_NAME).map(String::as_str) == bp.metadata.name.as_deref()
+        && a.get(ann::BLUEPRINT_NAMESPACE).map(String::as_str) == bp.metadata.namespace.as_deref()
+}
+
+async fn run_targets<K>(ctl: Arc<Ctl>)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let api = control::scoped_api::<K>(&ctl.ctx);
+    let controller = Controller::new(api, watcher::Config::default());
+    let store = controller.store();
+    controller
+        .watches(
+            control::scoped_api::<BackupBlueprint>(&ctl.ctx),
+            watcher::Config::default(),
+            move |bp| {
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|t| names_blueprint(t.as_ref(), &bp))
+                    .map(|t| ObjectRef::from_obj(t.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .run(reconcile_target::<K>, control::error_policy, ctl)
+        .for_each(|_| async {})
+        .await;
+}
+
+async fn namespace_labels(ctx: &Context) -> Result<NamespaceLabels> {
+    Ok(Api::<Namespace>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(kube_err("listing Namespaces"))?
+        .items
+        .into_iter()
+        .map(|n| (n.name_any(), n.labels().clone()))
+        .collect())
+}
+
+/// The BCs generated for the object with this uid (any namespace).
+async fn generated_for(ctx: &Context, uid: &str) -> Result<Vec<BackupConfiguration>> {
+    Ok(Api::<BackupConfiguration>::all(ctx.client.clone())
+        .list(&ListParams::default().labels(&format!("{SOURCE_UID_LABEL}={uid}")))
+        .await
+        .map_err(kube_err("listing generated BackupConfigurations"))?
+        .items)
+}
+
+/// Deletes a generated BC, switching its repositories to `Retain` first (data kept).
+async fn delete_keeping_data(ctx: &Context, bc: &BackupConfiguration) -> Result<()> {
+    let ns = bc.namespace().unwrap_or_default();
+    let name = bc.name_any();
+    let api: Api<BackupConfiguration> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut sessions = bc.spec.sessions.clone();
+    for s in &mut sessions {
+        for r in &mut s.repositories {
+            r.deletion_policy = Some(kstash_api::core::RepositoryDeletionPolicy::Retain);
+        }
+    }
+    let patch = serde_json::json!({"spec": {"sessions": sessions}});
+    api.patch(
+        &name,
+        &PatchParams::apply(control::FIELD_MANAGER),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(kube_err(format!("retaining repositories of {ns}/{name}")))?;
+    match api.delete(&name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if control::is_code(&e, 404) => Ok(()),
+        Err(e) => Err(kube_err(format!(
+            "deleting BackupConfiguration {ns}/{name}"
+        ))(e)),
+    }
+}
+
+async fn reconcile_target<K>(obj: Arc<K>, ctl: Arc<Ctl>) -> Result<Action>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + Debug,
+{
+    let ctx = &ctl.ctx;
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let kind = K::kind(&()).to_string();
+    let uid = obj.uid().unwrap_or_default();
+    if obj.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+
+    // Annotations gone: delete what was generated for this object, keep the data.
+    if !obj.annotations().contains_key(ann::BLUEPRINT_NAME) {
+        for bc in generated_for(ctx, &uid).await? {
+            delete_keeping_data(ctx, &bc).await?;
+            ctl.events
+                .publish(obj.as_ref(), false, "AutoBackupRemoved", "Delete",
+                    format!("annotation {} removed: BackupConfiguration {}/{} deleted (repositories and snapshots kept)",
+                        ann::BLUEPRINT_NAME, bc.namespace().unwrap_or_default(), bc.name_any()))
+                .await;
+        }
+        return Ok(Action::await_change());
+    }
+
+    // An AppBinding defers to its annotated database object.
+    let target_json = serde_json::to_value(obj.as_ref()).expect("object serializes");
+    if kind == "AppBinding" {
+        let app_ref = &target_json["spec"]["appRef"];
+        if app_ref["apiGroup"] == kstash_api::constants::GROUP_KUBEDB
+            && app_ref["kind"] == "Elasticsearch"
+        {
+            let rns = app_ref["namespace"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(&ns);
+            if let Some(db) = Api::<Elasticsearch>::namespaced(ctx.client.clone(), rns)
+                .get_opt(app_ref["name"].as_str().unwrap_or_default())
+                .await
+                .map_err(kube_err("reading the AppBinding's appRef"))?
+            {
+                if db.annotations().contains_key(ann::BLUEPRINT_NAME) {
+                    return Ok(Action::await_change());
+                }
+            }
+        }
+    }
+
+    // The blueprint.
+    let a = obj.annotations();
+    let bp_name = a.get(ann::BLUEPRINT_NAME).cloned().unwrap_or_default();
+    let bp_ns = a.get(ann::BLUEPRINT_NAMESPACE).cloned().unwrap_or_default();
+    let bp = if bp_ns.is_empty() {
+        None
+    } else {
+        Api::<BackupBlueprint>::namespaced(ctx.client.clone(), &bp_ns)
+            .get_opt(&bp_name)
+            .await
+            .map_err(kube_err(format!(
+                "reading BackupBlueprint {bp_ns}/{bp_name}"
+            )))?
+            .filter(|b| b.metadata.deletion_timestamp.is_none())
+    };
+    let Some(bp) = bp else {
+        if !bp_ns.is_empty() {
+            ctl.events
+                .publish(
+                    obj.as_ref(),
+                    true,
+                    REASON_AUTO_BACKUP_FAILED,
+                    "Render",
+                    format!(
+                        "BackupBlueprint {bp_ns}/{bp_name} (annotations {}, {}) not found",
+                        ann::BLUEPRINT_NAME,
+                        ann::BLUEPRINT_NAMESPACE
+                    ),
+                )
+                .await;
+            return Ok(Action::await_change());
+        }
+        // Missing namespace annotation: let the renderer report it.
+        let err = kstash_blueprint::render(
+            &target_json,
+            &BackupBlueprint::new(&bp_name, Default::default()),
+            &Default::default(),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| format!("annotation {} is required", ann::BLUEPRINT_NAMESPACE));
+        ctl.events
+            .publish(obj.as_ref(), true, REASON_AUTO_BACKUP_FAILED, "Render", err)
+            .await;
+        return Ok(Action::await_change());
+    };
+
+    // Render.
+    let ns_labels = namespace_labels(ctx).await?;
+    let mut bc = match kstash_blueprint::render(&target_json, &bp, &ns_labels) {
+        Ok(bc) => bc,
+        Err(e) => {
+            ctl.events
+                .publish(
+                    obj.as_ref(),
+                    true,
+                    REASON_AUTO_BACKUP_FAILED,
+                    "Render",
+                    format!("BackupBlueprint {bp_ns}/{bp_name}: {e}"),
+                )
+                .await;
+            return Ok(Action::await_change());
+        }
+    };
+    let lookup = crate::backup_config::admission_lookup(ctx).await?;
+    kstash_api::admission::default_backup_configuration(&mut bc, &lookup);
+    let bc_ns = bc.namespace().unwrap_or_default();
+    let bc_name = bc.name_any();
+    bc.labels_mut().insert(SOURCE_UID_LABEL.into(), uid.clone());
+    bc.annotations_mut()
+        .insert(SOURCE_ANNOTATION.into(), format!("{kind}/{ns}/{name}"));
+    if bc_ns == ns {
+        bc.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: K::api_version(&()).to_string(),
+            kind: kind.clone(),
+            name: name.clone(),
+            uid: uid.clone(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]);
+    }
+
+    // Create or update.
+    let api: Api<BackupConfiguration> = Api::namespaced(ctx.client.clone(), &bc_ns);
+    match api.get_opt(&bc_name).await.map_err(kube_err(format!(
+        "reading BackupConfiguration {bc_ns}/{bc_name}"
+    )))? {
+        None => {
+            api.create(&PostParams::default(), &bc)
+                .await
+                .map_err(kube_err(format!(
+                    "creating BackupConfiguration {bc_ns}/{bc_name}"
+                )))?;
+            ctl.events
+                .publish(obj.as_ref(), false, "BackupConfigurationCreated", "Render",
+                    format!("BackupConfiguration {bc_ns}/{bc_name} created from BackupBlueprint {bp_ns}/{bp_name}"))
+                .await;
+        }
+        Some(existing) => {
+            if existing.labels().get(SOURCE_UID_LABEL) != Some(&uid) {
+                ctl.events
+                    .publish(obj.as_ref(), true, REASON_AUTO_BACKUP_FAILED, "Render",
+                        format!("BackupConfiguration {bc_ns}/{bc_name} exists and was not generated for this object: left unchanged"))
+                    .await;
+                return Ok(Action::await_change());
+            }
+            let same = existing.spec.target == bc.spec.target
+                && existing.spec.backends == bc.spec.backends
+                && existing.spec.sessions == bc.spec.sessions
+                && bc
+                    .labels()
+                    .iter()
+                    .all(|(k, v)| existing.labels().get(k) == Some(v));
+            if !same {
+                let patch = serde_json::json!({
+                    "metadata": {"labels": bc.labels(), "annotations": bc.annotations()},
+                    "spec": {"target": bc.spec.target, "backends": bc.spec.backends, "sessions": bc.spec.sessions},
+                });
+                api.patch(
+                    &bc_name,
+                    &PatchParams::apply(control::FIELD_MANAGER),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .map_err(kube_err(format!(
+                    "updating BackupConfiguration {bc_ns}/{bc_name}"
+                )))?;
+                ctl.events
+                    .publish(obj.as_ref(), false, "BackupConfigurationUpdated", "Render",
+                        format!("BackupConfiguration {bc_ns}/{bc_name} re-rendered from BackupBlueprint {bp_ns}/{bp_name}"))
+                    .await;
+            }
+        }
+    }
+    Ok(Action::requeue(Duration::from_secs(600)))
+}
+
+async fn run_blueprints(ctl: Arc<Ctl>) {
+    let api = control::scoped_api::<BackupBlueprint>(&ctl.ctx);
+    Controller::new(api, watcher::Config::default())
+        .run(reconcile_blueprint, control::error_policy, ctl)
+        .for_each(|_| async {})
+        .await;
+}
+
+async fn reconcile_blueprint(bp: Arc<BackupBlueprint>, ctl: Arc<Ctl>) -> Result<Action> {
+    let ns = bp.namespace().unwrap_or_default();
+    let api: Api<BackupBlueprint> = Api::namespaced(ctl.ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER_CLEANUP, bp, |ev| async {
+        match ev {
+            Finalizer::Apply(_) => Ok(Action::await_change()),
+            Finalizer::Cleanup(bp) => blueprint_deleted(&bp, &ctl).await,
+        }
+    })
+    .await
+    .map_err(control::finalizer_err)
+}
+
+/// Template `deletionPolicy: OnDelete` → delete the generated BCs; otherwise keep them.
+async fn blueprint_deleted(bp: &BackupBlueprint, ctl: &Ctl) -> Result<Action> {
+    let ctx = &ctl.ctx;
+    let on_delete = bp
+        .spec
+        .backup_configuration_template
+        .as_ref()
+        .and_then(|t| t.deletion_policy)
+        == Some(BlueprintDeletionPolicy::OnDelete);
+    let selector = format!(
+        "{}={},{}={},{}",
+        labels::INVOKER_NAME,
+        kstash_api::names::label_value(&bp.name_any()),
+        labels::INVOKER_NAMESPACE,
+        kstash_api::names::label_value(&bp.namespace().unwrap_or_default()),
+        SOURCE_UID_LABEL
+    );
+    let bcs = Api::<BackupConfiguration>::all(ctx.client.clone())
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(kube_err("listing generated BackupConfigurations"))?
+        .items;
+    for bc in bcs {
+        let (bns, bname) = (bc.namespace().unwrap_or_default(), bc.name_any());
+        if on_delete {
+            let api: Api<BackupConfiguration> = Api::namespaced(ctx.client.clone(), &bns);
+            match api.delete(&bname, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(e) if control::is_code(&e, 404) => {}
+                Err(e) => {
+                    return Err(kube_err(format!(
+                        "deleting BackupConfiguration {bns}/{bname}"
+                    ))(e))
+                }
+            }
+            ctl.events
+                .publish(&bc, false, "BlueprintDeleted", "Delete",
+                    format!("BackupBlueprint {} deleted with deletionPolicy OnDelete: BackupConfiguration deleted", control::id(bp)))
+                .await;
+        } else {
+            ctl.events
+                .publish(&bc, false, "BlueprintDeleted", "Delete",
+                    format!("BackupBlueprint {} deleted without deletionPolicy OnDelete: BackupConfiguration kept", control::id(bp)))
+                .await;
+        }
+    }
+    Ok(Action::await_change())
 }

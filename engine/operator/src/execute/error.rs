@@ -1,0 +1,66 @@
+//! The executors' error type.
+
+/// Why an executor step failed. The message is what lands in a condition or an Event.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("{what}: {source}")]
+    Kube {
+        /// What was attempted (names the object).
+        what: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A referenced object does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// An object is missing a field the executor needs, or has a bad value.
+    #[error("{0}")]
+    Invalid(String),
+    /// The repository layer failed.
+    #[error("{what}: {source}")]
+    Repo {
+        /// What was attempted.
+        what: String,
+        /// The repository error.
+        #[source]
+        source: kstash_repo::Error,
+    },
+    /// Resolving or loading the addon module failed.
+    #[error(transparent)]
+    Module(#[from] crate::execute::module::ModuleError),
+    /// Resolving the target connection failed.
+    #[error(transparent)]
+    Target(#[from] crate::execute::target::TargetError),
+    /// A parameter could not be resolved.
+    #[error(transparent)]
+    Params(#[from] crate::execute::params::ParamError),
+}
+
+impl Error {
+    /// A Kubernetes API error with context.
+    pub fn kube(what: impl Into<String>, source: kube::Error) -> Self {
+        Error::Kube {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// A repository error with context.
+    pub fn repo(what: impl Into<String>, source: kstash_repo::Error) -> Self {
+        Error::Repo {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// `Ok(None)` for a 404, the object otherwise.
+pub(crate) fn not_found_none<T>(r: Result<T, kube::Error>) -> Result<Option<T>, kube::Error> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(e) => Err(e),
+    }
+}

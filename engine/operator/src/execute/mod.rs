@@ -1,0 +1,56 @@
+//! What the BackupSession and RestoreSession executors need to run an addon task against a
+//! target and a repository (docs/executor.md):
+//!
+//! - [`params`]: KubeStash's `${var:=default}` forms and the task's parameter map;
+//! - [`target`]: AppBinding (`clientConfig`, `caBundle`, Secret) → [`kstash_runtime::Target`];
+//! - [`module`]: Addon task → Function → WASM module (location + pinned sha256) → loaded addon;
+//! - [`backend`]: Repository → BackupStorage → [`kstash_repo::Storage`] and the restic password;
+//! - [`sink`]: the runtime's output/input streams onto repository backups and snapshots;
+//! - [`progress`]: live progress (documents, bytes) collected from the task's events;
+//! - [`ulid`]: Snapshot IDs.
+
+pub mod backend;
+pub mod error;
+pub mod events;
+pub mod module;
+pub mod params;
+pub mod progress;
+pub mod sink;
+pub mod target;
+pub mod ulid;
+
+pub use error::Error;
+
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Field manager of every status patch the executors make.
+pub const FIELD_MANAGER: &str = "kstash-executor";
+
+/// Replaces the `status` of `name` with `status` (a merge patch of the whole status object, so
+/// list fields are replaced, not merged).
+pub(crate) async fn patch_status<K, S>(api: &Api<K>, name: &str, status: &S) -> Result<K, Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    <K as Resource>::DynamicType: Default,
+    S: Serialize,
+{
+    let body = serde_json::json!({ "status": status });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER),
+        &Patch::Merge(&body),
+    )
+    .await
+    .map_err(|e| {
+        Error::kube(
+            format!(
+                "patch status of {} {name}",
+                K::kind(&K::DynamicType::default())
+            ),
+            e,
+        )
+    })
+}

@@ -1,0 +1,327 @@
+//! The target connection: a KubeDB database or an AppBinding → [`kstash_runtime::Target`].
+//!
+//! A KubeDB target (`kubedb.com`, e.g. `Elasticsearch`) is reached through the AppBinding of the
+//! same name and namespace (KubeDB creates it); an AppBinding target is used as is. The URL is
+//! `clientConfig.url`, else `<scheme>://<service>.<namespace>.svc:<port><path>`; the CA is
+//! `clientConfig.caBundle` (base64 PEM); credentials are the `username`/`password` keys of
+//! `spec.secret` (fallback `ADMIN_USERNAME`/`ADMIN_PASSWORD`, as the KubeStash plugin reads
+//! them). The host injects them; the addon never sees them.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use k8s_openapi::api::core::v1::Secret;
+use kstash_api::constants::{GROUP_APPCATALOG, GROUP_KUBEDB};
+use kstash_api::external::{AppBinding, ClientConfig, Elasticsearch};
+use kstash_api::shared::TypedObjectReference;
+use kstash_runtime::{Credentials, Target};
+use kube::Api;
+
+use super::error::not_found_none;
+
+/// Why a target connection cannot be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The target kind is not one kstash knows how to reach.
+    #[error("target {0}: unsupported kind (expected a KubeDB database or an AppBinding of {GROUP_APPCATALOG})")]
+    UnsupportedKind(String),
+    /// An object of the chain does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A field is missing or invalid.
+    #[error("{object}: {field}: {reason}")]
+    Invalid {
+        /// The object (`AppBinding demo/es`).
+        object: String,
+        /// The field (`spec.clientConfig.caBundle`).
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// An API call failed.
+    #[error("reading {what}: {source}")]
+    Kube {
+        /// What was read.
+        what: String,
+        /// The error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// A resolved target.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// What the runtime needs.
+    pub target: Target,
+    /// Human description for messages: `AppBinding demo/es-quickstart (https://…:9200)`.
+    pub describe: String,
+    /// The database version (KubeDB `spec.version`, else the AppBinding's `spec.version`).
+    pub db_version: Option<String>,
+}
+
+/// `kind namespace/name` of a reference (for messages).
+pub fn ref_string(r: &TypedObjectReference, default_ns: &str) -> String {
+    format!(
+        "{} {}/{}",
+        r.kind.as_deref().unwrap_or("<no kind>"),
+        r.namespace.as_deref().unwrap_or(default_ns),
+        r.name
+    )
+}
+
+/// The URL of an AppBinding's `clientConfig` (pure).
+pub fn url_of(cc: &ClientConfig, ns: &str, object: &str) -> Result<String, TargetError> {
+    let invalid = |field: &str, reason: &str| TargetError::Invalid {
+        object: object.to_string(),
+        field: field.to_string(),
+        reason: reason.to_string(),
+    };
+    if let Some(u) = cc.url.as_deref().filter(|u| !u.is_empty()) {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            return Err(invalid(
+                "spec.clientConfig.url",
+                &format!("{u:?} must start with http:// or https://"),
+            ));
+        }
+        return Ok(u.trim_end_matches('/').to_string());
+    }
+    let svc = cc
+        .service
+        .as_ref()
+        .ok_or_else(|| invalid("spec.clientConfig", "neither url nor service is set"))?;
+    let name = svc
+        .name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| invalid("spec.clientConfig.service.name", "missing"))?;
+    let scheme = svc.scheme.as_deref().unwrap_or("http");
+    if scheme != "http" && scheme != "https" {
+        return Err(invalid(
+            "spec.clientConfig.service.scheme",
+            &format!("{scheme:?} must be http or https"),
+        ));
+    }
+    let port = svc
+        .port
+        .ok_or_else(|| invalid("spec.clientConfig.service.port", "missing"))?;
+    let mut url = format!("{scheme}://{name}.{ns}.svc:{port}");
+    if let Some(p) = svc.path.as_deref().filter(|p| !p.is_empty() && *p != "/") {
+        if !p.starts_with('/') {
+            url.push('/');
+        }
+        url.push_str(p.trim_end_matches('/'));
+    }
+    if let Some(q) = svc.query.as_deref().filter(|q| !q.is_empty()) {
+        url.push('?');
+        url.push_str(q);
+    }
+    Ok(url)
+}
+
+/// The CA bundle of `clientConfig.caBundle` (base64 of PEM; plain PEM is accepted too).
+pub fn ca_of(cc: &ClientConfig, object: &str) -> Result<Option<Vec<u8>>, TargetError> {
+    let Some(b) = cc.ca_bundle.as_deref().filter(|b| !b.is_empty()) else {
+        return Ok(None);
+    };
+    if b.contains("-----BEGIN") {
+        return Ok(Some(b.as_bytes().to_vec()));
+    }
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(b.trim())
+        .map_err(|e| TargetError::Invalid {
+            object: object.to_string(),
+            field: "spec.clientConfig.caBundle".into(),
+            reason: format!("not base64: {e}"),
+        })?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE") {
+        return Err(TargetError::Invalid {
+            object: object.to_string(),
+            field: "spec.clientConfig.caBundle".into(),
+            reason: "does not contain a PEM certificate".into(),
+        });
+    }
+    Ok(Some(pem))
+}
+
+/// Basic credentials from a Secret's data (`username`/`password`, fallback
+/// `ADMIN_USERNAME`/`ADMIN_PASSWORD`).
+pub fn credentials_of(
+    data: &BTreeMap<String, String>,
+    object: &str,
+) -> Result<Credentials, TargetError> {
+    let pick = |a: &str, b: &str| data.get(a).or_else(|| data.get(b)).cloned();
+    match (
+        pick("username", "ADMIN_USERNAME"),
+        pick("password", "ADMIN_PASSWORD"),
+    ) {
+        (Some(username), Some(password)) => Ok(Credentials::Basic { username, password }),
+        (u, _) => Err(TargetError::Invalid {
+            object: object.to_string(),
+            field: if u.is_none() {
+                "data.username"
+            } else {
+                "data.password"
+            }
+            .into(),
+            reason: "missing (keys username/password or ADMIN_USERNAME/ADMIN_PASSWORD)".into(),
+        }),
+    }
+}
+
+/// Decoded data of a Secret.
+pub fn secret_data(s: &Secret) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = s
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+        .collect();
+    for (k, v) in s.string_data.iter().flatten() {
+        out.insert(k.clone(), v.clone());
+    }
+    out
+}
+
+/// Resolves `target` (namespace defaulting to `default_ns`) to a connection.
+pub async fn resolve(
+    client: &kube::Client,
+    target: &TypedObjectReference,
+    default_ns: &str,
+) -> Result<Connection, TargetError> {
+    let ns = target
+        .namespace
+        .as_deref()
+        .unwrap_or(default_ns)
+        .to_string();
+    let group = target.api_group.as_deref().unwrap_or("");
+    let kube_err = |what: String| move |source: kube::Error| TargetError::Kube { what, source };
+    let mut db_version = None;
+    if group == GROUP_KUBEDB {
+        if target.kind.as_deref() == Some("Elasticsearch") {
+            let api: Api<Elasticsearch> = Api::namespaced(client.clone(), &ns);
+            let what = format!("Elasticsearch {ns}/{}", target.name);
+            let es = not_found_none(api.get(&target.name).await)
+                .map_err(kube_err(what.clone()))?
+                .ok_or(TargetError::NotFound(what))?;
+            db_version = es.spec.version.clone();
+        }
+    } else if group != GROUP_APPCATALOG || target.kind.as_deref() != Some("AppBinding") {
+        return Err(TargetError::UnsupportedKind(ref_string(target, default_ns)));
+    }
+    let object = format!("AppBinding {ns}/{}", target.name);
+    let api: Api<AppBinding> = Api::namespaced(client.clone(), &ns);
+    let ab = not_found_none(api.get(&target.name).await)
+        .map_err(kube_err(object.clone()))?
+        .ok_or_else(|| TargetError::NotFound(object.clone()))?;
+    let cc = ab
+        .spec
+        .client_config
+        .clone()
+        .ok_or_else(|| TargetError::Invalid {
+            object: object.clone(),
+            field: "spec.clientConfig".into(),
+            reason: "missing".into(),
+        })?;
+    if !ab.spec.secret_transforms.is_empty() {
+        return Err(TargetError::Invalid {
+            object,
+            field: "spec.secretTransforms".into(),
+            reason: "not supported by kstash yet".into(),
+        });
+    }
+    let url = url_of(&cc, &ns, &object)?;
+    if cc.insecure_skip_tls_verify == Some(true) {
+        tracing::warn!(%object, "insecureSkipTLSVerify is ignored: kstash always verifies TLS (set caBundle)");
+    }
+    let mut t = Target::new(url.clone());
+    t.ca_bundle_pem = ca_of(&cc, &object)?;
+    if let Some(sref) = ab.spec.secret.as_ref().filter(|s| !s.name.is_empty()) {
+        let sname = format!("Secret {ns}/{} (spec.secret of {object})", sref.name);
+        let sapi: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let s = not_found_none(sapi.get(&sref.name).await)
+            .map_err(kube_err(sname.clone()))?
+            .ok_or_else(|| TargetError::NotFound(sname.clone()))?;
+        t.credentials = credentials_of(&secret_data(&s), &sname)?;
+    }
+    Ok(Connection {
+        target: t,
+        describe: format!("{object} ({url})"),
+        db_version: db_version.or_else(|| ab.spec.version.clone()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kstash_api::external::ServiceReference;
+
+    #[test]
+    fn url_from_url_or_service() {
+        let cc = ClientConfig {
+            url: Some("https://127.0.0.1:9200/".into()),
+            ..Default::default()
+        };
+        assert_eq!(url_of(&cc, "demo", "a").unwrap(), "https://127.0.0.1:9200");
+        // KubeDB's AppBinding for the tutorial's es-quickstart (spec §9.2 step 4).
+        let cc = ClientConfig {
+            service: Some(ServiceReference {
+                scheme: Some("https".into()),
+                name: Some("es-quickstart".into()),
+                port: Some(9200),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            url_of(&cc, "demo", "a").unwrap(),
+            "https://es-quickstart.demo.svc:9200"
+        );
+        let err = url_of(&ClientConfig::default(), "demo", "AppBinding demo/x").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "AppBinding demo/x: spec.clientConfig: neither url nor service is set"
+        );
+        let cc = ClientConfig {
+            url: Some("ftp://x".into()),
+            ..Default::default()
+        };
+        assert!(url_of(&cc, "demo", "a")
+            .unwrap_err()
+            .to_string()
+            .contains("spec.clientConfig.url"));
+    }
+
+    #[test]
+    fn ca_and_credentials() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let b64 = base64::engine::general_purpose::STANDARD.encode(pem);
+        let cc = ClientConfig {
+            ca_bundle: Some(b64),
+            ..Default::default()
+        };
+        assert_eq!(ca_of(&cc, "a").unwrap().unwrap(), pem.as_bytes());
+        let bad = ClientConfig {
+            ca_bundle: Some("!!".into()),
+            ..Default::default()
+        };
+        assert!(ca_of(&bad, "AppBinding demo/x")
+            .unwrap_err()
+            .to_string()
+            .starts_with("AppBinding demo/x: spec.clientConfig.caBundle: not base64"));
+        let data: BTreeMap<String, String> = [
+            ("ADMIN_USERNAME".to_string(), "elastic".to_string()),
+            ("ADMIN_PASSWORD".to_string(), "pw".to_string()),
+        ]
+        .into();
+        assert!(
+            matches!(credentials_of(&data, "s").unwrap(), Credentials::Basic { username, .. } if username == "elastic")
+        );
+        let data: BTreeMap<String, String> =
+            [("username".to_string(), "elastic".to_string())].into();
+        assert_eq!(
+            credentials_of(&data, "Secret demo/s").unwrap_err().to_string(),
+            "Secret demo/s: data.password: missing (keys username/password or ADMIN_USERNAME/ADMIN_PASSWORD)"
+        );
+    }
+}

@@ -1,0 +1,1292 @@
+//! Cluster deployment (`engine/deploy/`): the Helm chart renders with the real `helm`, every
+//! rendered document parses and is the kind/apiVersion a cluster expects, the CRDs are exactly
+//! `kstash_api::crds::all()`, the plain manifests are the chart's rendering, the Deployment is
+//! locked down, the Dockerfile copies only paths that exist, and the RBAC rules are exactly what
+//! the operator uses (compared with the audit of a real run against the embedded control plane).
+
+#[path = "support/rbac.rs"]
+mod rbac;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use k8s_openapi::api::rbac::v1::PolicyRule;
+use kstash_controlplane::AuditRecord;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
+}
+
+fn deploy_dir() -> PathBuf {
+    repo_root().join("engine/deploy")
+}
+
+fn helm_bin() -> PathBuf {
+    let p = repo_root().join(".tools/bin/helm");
+    assert!(
+        p.exists(),
+        "helm not found at {}: run scripts/ensure-tools.sh (it installs helm)",
+        p.display()
+    );
+    p
+}
+
+/// Every non-empty document of a YAML stream, as JSON values.
+fn parse_docs(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("unparsable document: {e}")))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// `helm template kstash <chart> --namespace kstash <extra>`: Ok(stdout) or Err(stderr).
+fn helm_template(extra: &[&str]) -> Result<String, String> {
+    let out = Command::new(helm_bin())
+        .args(["template", "kstash"])
+        .arg(deploy_dir().join("helm/kstash"))
+        .args(["--namespace", "kstash"])
+        .args(extra)
+        .output()
+        .expect("run helm");
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn render(extra: &[&str]) -> Vec<Value> {
+    parse_docs(&helm_template(extra).unwrap_or_else(|e| panic!("helm template {extra:?}: {e}")))
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn one<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    let v = of_kind(docs, kind);
+    assert_eq!(v.len(), 1, "expected exactly one {kind}, got {}", v.len());
+    v[0]
+}
+
+fn crds_expected() -> BTreeMap<String, Value> {
+    kstash_api::crds::all()
+        .into_iter()
+        .map(|c| {
+            let v = serde_json::to_value(&c).unwrap();
+            (v["metadata"]["name"].as_str().unwrap().to_string(), v)
+        })
+        .collect()
+}
+
+fn crds_in(docs: &[Value]) -> BTreeMap<String, Value> {
+    of_kind(docs, "CustomResourceDefinition")
+        .into_iter()
+        .map(|c| {
+            (
+                c["metadata"]["name"].as_str().unwrap().to_string(),
+                c.clone(),
+            )
+        })
+        .collect()
+}
+
+fn container(docs: &[Value]) -> Value {
+    let d = one(docs, "Deployment");
+    let cs = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(cs.len(), 1, "one container");
+    cs[0].clone()
+}
+
+fn args(docs: &[Value]) -> Vec<String> {
+    container(docs)["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn default_render_has_every_object_with_its_api_version() {
+    let docs = render(&["--include-crds"]);
+    let mut kinds: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for d in &docs {
+        let k = (
+            d["apiVersion"].as_str().expect("apiVersion").to_string(),
+            d["kind"].as_str().expect("kind").to_string(),
+        );
+        *kinds.entry(k).or_default() += 1;
+        assert!(
+            d["metadata"]["name"].is_string(),
+            "every object is named: {d}"
+        );
+    }
+    let expected: BTreeMap<(String, String), usize> = [
+        ("apiextensions.k8s.io/v1", "CustomResourceDefinition", 16),
+        ("v1", "ServiceAccount", 1),
+        ("v1", "Service", 1),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole", 1),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", 1),
+        ("rbac.authorization.k8s.io/v1", "Role", 1),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding", 1),
+        ("apps/v1", "Deployment", 1),
+        ("addons.kubestash.com/v1alpha1", "Addon", 1),
+        ("addons.kubestash.com/v1alpha1", "Function", 2),
+    ]
+    .into_iter()
+    .map(|(a, k, n)| ((a.to_string(), k.to_string()), n))
+    .collect();
+    assert_eq!(kinds, expected);
+    // Namespaced objects land in the release namespace; cluster-scoped ones carry none.
+    for d in &docs {
+        let kind = d["kind"].as_str().unwrap();
+        let namespaced = matches!(
+            kind,
+            "ServiceAccount" | "Service" | "Role" | "RoleBinding" | "Deployment"
+        );
+        assert_eq!(
+            d["metadata"]["namespace"].as_str(),
+            namespaced.then_some("kstash"),
+            "{kind} namespace"
+        );
+    }
+    // The bindings point at the chart's ServiceAccount and roles.
+    let sa = one(&docs, "ServiceAccount")["metadata"]["name"].clone();
+    for kind in ["ClusterRoleBinding", "RoleBinding"] {
+        let b = one(&docs, kind);
+        assert_eq!(
+            b["subjects"],
+            json!([{"kind": "ServiceAccount", "name": sa, "namespace": "kstash"}])
+        );
+        let role_kind = kind.trim_end_matches("Binding");
+        assert_eq!(b["roleRef"]["kind"], role_kind);
+        assert_eq!(
+            b["roleRef"]["name"],
+            one(&docs, role_kind)["metadata"]["name"]
+        );
+    }
+    let dep = one(&docs, "Deployment");
+    assert_eq!(dep["spec"]["template"]["spec"]["serviceAccountName"], sa);
+    // The metrics Service selects the operator's pods on the container's metrics port.
+    let svc = one(&docs, "Service");
+    let pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+        .as_object()
+        .unwrap();
+    for (k, v) in svc["spec"]["selector"].as_object().unwrap() {
+        assert_eq!(pod_labels.get(k), Some(v), "service selector {k}");
+    }
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "metrics");
+    assert_eq!(container(&docs)["ports"][0]["name"], "metrics");
+}
+
+#[test]
+fn chart_crds_are_the_api_crates_crds() {
+    let expected = crds_expected();
+    assert_eq!(
+        expected.len(),
+        16,
+        "14 KubeStash kinds + Elasticsearch + AppBinding"
+    );
+    let rendered = crds_in(&render(&["--include-crds"]));
+    assert_eq!(
+        rendered.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (name, crd) in &expected {
+        assert_eq!(
+            &rendered[name], crd,
+            "CRD {name} differs from kstash_api::crds::all(): run engine/deploy/generate.sh"
+        );
+    }
+    // Without --include-crds, helm leaves them to the crds/ directory (installed first).
+    assert!(crds_in(&render(&[])).is_empty());
+}
+
+#[test]
+fn plain_manifests_are_the_charts_rendering() {
+    let dir = deploy_dir().join("manifests");
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("manifests/{f}: {e}"))
+    };
+    let ns = parse_docs(&read("00-namespace.yaml"));
+    assert_eq!(
+        ns,
+        vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kstash"}})]
+    );
+    let crds = parse_docs(&read("01-crds.yaml"));
+    assert_eq!(crds.len(), 16);
+    assert_eq!(
+        crds_in(&crds),
+        crds_expected(),
+        "manifests/01-crds.yaml is stale: run engine/deploy/generate.sh"
+    );
+    assert_eq!(
+        parse_docs(&read("02-kstash.yaml")),
+        render(&[]),
+        "manifests/02-kstash.yaml is stale: run engine/deploy/generate.sh"
+    );
+}
+
+#[test]
+fn deployment_is_locked_down_and_leader_elected() {
+    let docs = render(&[]);
+    let dep = one(&docs, "Deployment");
+    let pod = &dep["spec"]["template"]["spec"];
+    assert_eq!(dep["spec"]["replicas"], 2, "a standby replica by default");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_ne!(pod["securityContext"]["runAsUser"], 0);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let c = container(&docs);
+    let sc = &c["securityContext"];
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["privileged"], false);
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+    assert!(sc["capabilities"]["add"].is_null(), "no capability added");
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    assert!(c["resources"]["requests"]["cpu"].is_string());
+    assert!(c["resources"]["requests"]["memory"].is_string());
+    assert!(c["resources"]["limits"]["memory"].is_string());
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(c[probe]["httpGet"]["port"], "metrics", "{probe}");
+    }
+    let a = args(&docs);
+    assert_eq!(a[0], "operator");
+    for want in [
+        "--leader-elect",
+        "--leader-elect-namespace=$(POD_NAMESPACE)",
+        "--leader-elect-lease-name=kstash-operator",
+        "--identity=$(POD_NAME)",
+        "--module-dir=/usr/lib/kstash/addons",
+        "--data-dir=/var/lib/kstash",
+        "--metrics-addr=0.0.0.0:8080",
+    ] {
+        assert!(a.iter().any(|x| x == want), "missing arg {want} in {a:?}");
+    }
+    // The root file system is read-only: the data dir and /tmp are writable volumes.
+    let mounts: Vec<&str> = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap())
+        .collect();
+    assert_eq!(mounts, ["/var/lib/kstash", "/tmp"]);
+    // The module digest is on the pod template, so changing the pinned module rolls the pods.
+    let sha = function_sha256s(&docs);
+    assert_eq!(
+        dep["spec"]["template"]["metadata"]["annotations"]
+            ["kstash.dev/elasticsearch-module-sha256"],
+        sha[0]
+    );
+}
+
+fn function_sha256s(docs: &[Value]) -> Vec<String> {
+    of_kind(docs, "Function")
+        .iter()
+        .map(|f| f["spec"]["module"]["sha256"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn overrides_change_what_they_say() {
+    // No leader election: a single replica, replaced (never two at once), no Lease role.
+    let docs = render(&[
+        "--set",
+        "leaderElection.enabled=false",
+        "--set",
+        "replicaCount=1",
+    ]);
+    assert!(of_kind(&docs, "Role").is_empty() && of_kind(&docs, "RoleBinding").is_empty());
+    assert_eq!(
+        one(&docs, "Deployment")["spec"]["strategy"]["type"],
+        "Recreate"
+    );
+    assert!(!args(&docs).iter().any(|a| a.starts_with("--leader-elect")));
+    let err = helm_template(&["--set", "leaderElection.enabled=false"]).unwrap_err();
+    assert!(
+        err.contains("replicaCount") && err.contains("leaderElection.enabled"),
+        "two replicas without leader election must be refused, got: {err}"
+    );
+
+    // ServiceMonitor on demand, pointing at the metrics port.
+    let docs = render(&["--set", "metrics.serviceMonitor.enabled=true"]);
+    let sm = one(&docs, "ServiceMonitor");
+    assert_eq!(sm["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
+    assert!(of_kind(&render(&[]), "ServiceMonitor").is_empty());
+
+    // Metrics off: no Service, no port, no probes on it.
+    let docs = render(&["--set", "metrics.enabled=false"]);
+    assert!(of_kind(&docs, "Service").is_empty());
+    assert!(container(&docs)["ports"].is_null());
+
+    // Image by digest; one namespace watched; extra args appended.
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let docs = render(&[
+        "--set",
+        &format!("image.digest={digest}"),
+        "--set",
+        "watchNamespace=demo",
+        "--set",
+        "extraArgs[0]=--verbose",
+    ]);
+    assert_eq!(
+        container(&docs)["image"],
+        format!("ghcr.io/kstash/kstash@{digest}")
+    );
+    let a = args(&docs);
+    assert!(a.contains(&"--namespace=demo".to_string()), "{a:?}");
+    assert_eq!(a.last().map(String::as_str), Some("--verbose"));
+    assert_eq!(
+        container(&render(&["--set", "image.tag=v9"]))["image"],
+        "ghcr.io/kstash/kstash:v9"
+    );
+
+    // No RBAC and an existing ServiceAccount.
+    let docs = render(&[
+        "--set",
+        "rbac.create=false",
+        "--set",
+        "serviceAccount.create=false",
+        "--set",
+        "serviceAccount.name=backup-sa",
+    ]);
+    for k in [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "ServiceAccount",
+    ] {
+        assert!(
+            of_kind(&docs, k).is_empty(),
+            "{k} rendered with rbac.create=false"
+        );
+    }
+    assert_eq!(
+        one(&docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"],
+        "backup-sa"
+    );
+
+    // Addons: a malformed digest is refused naming the value; install=false ships none.
+    let err = helm_template(&["--set", "addons.elasticsearch.sha256=not-hex"]).unwrap_err();
+    assert!(
+        err.contains("addons.elasticsearch.sha256") && err.contains("not-hex"),
+        "{err}"
+    );
+    let docs = render(&["--set", "addons.install=false"]);
+    assert!(of_kind(&docs, "Addon").is_empty() && of_kind(&docs, "Function").is_empty());
+}
+
+#[test]
+fn addon_manifests_are_valid_and_digest_pinned() {
+    let docs = render(&[]);
+    let crds = kstash_api::crds::all();
+    let crd_of = |kind: &str| {
+        crds.iter()
+            .find(|c| c.spec.names.kind == kind)
+            .unwrap_or_else(|| panic!("no CRD for {kind}"))
+    };
+    // Spec §9.1: the catalog's tasks, functions and parameter defaults.
+    let addon = one(&docs, "Addon");
+    let stored = kstash_api::crds::prune_default_validate(
+        &kstash_api::crds::schema_of(crd_of("Addon")).unwrap(),
+        addon,
+    )
+    .unwrap_or_else(|e| panic!("Addon rejected by its CRD schema: {e:?}"));
+    let typed: kstash_api::addons::Addon = serde_json::from_value(stored).unwrap();
+    assert_eq!(typed.metadata.name.as_deref(), Some("elasticsearch-addon"));
+    let b = typed
+        .spec
+        .backup_task("logical-backup")
+        .expect("logical-backup");
+    assert_eq!(b.function.as_deref(), Some("elasticsearch-backup"));
+    let r = typed
+        .spec
+        .restore_task("logical-backup-restore")
+        .expect("logical-backup-restore");
+    assert_eq!(r.function.as_deref(), Some("elasticsearch-restore"));
+    let defaults: BTreeMap<_, _> = b
+        .parameters
+        .iter()
+        .map(|p| (p.name.as_str(), p.default.as_deref()))
+        .collect();
+    assert_eq!(
+        defaults,
+        BTreeMap::from([
+            (
+                "args",
+                Some("--match=^(?![.])(?!apm-agent-configuration)(?!kubedb-system).+")
+            ),
+            ("interimDataDir", Some("/kubestash-interim/data")),
+            ("enableCache", Some("true")),
+            ("scratchDir", Some("/kubestash-tmp")),
+        ])
+    );
+    assert_eq!(b.parameters, r.parameters);
+
+    let values: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(deploy_dir().join("helm/kstash/values.yaml")).unwrap(),
+    )
+    .unwrap();
+    let pinned = values["addons"]["elasticsearch"]["sha256"]
+        .as_str()
+        .unwrap();
+    let module_dir = values["addons"]["moduleDir"].as_str().unwrap();
+    let mut names = vec![];
+    for f in of_kind(&docs, "Function") {
+        let stored = kstash_api::crds::prune_default_validate(
+            &kstash_api::crds::schema_of(crd_of("Function")).unwrap(),
+            f,
+        )
+        .unwrap_or_else(|e| panic!("Function rejected by its CRD schema: {e:?}"));
+        let typed: kstash_api::addons::Function = serde_json::from_value(stored).unwrap();
+        kstash_api::admission::validate_function(&typed)
+            .unwrap_or_else(|e| panic!("Function {:?}: {e:?}", typed.metadata.name));
+        let m = typed.spec.module.as_ref().expect("module");
+        assert_eq!(m.location, "builtin:elasticsearch");
+        assert_eq!(m.sha256, pinned);
+        names.push(typed.metadata.name.clone().unwrap());
+    }
+    names.sort();
+    assert_eq!(names, ["elasticsearch-backup", "elasticsearch-restore"]);
+    // builtin:elasticsearch resolves to <moduleDir>/elasticsearch.wasm: the Dockerfile puts it there.
+    let dockerfile = std::fs::read_to_string(deploy_dir().join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("/out/addons/elasticsearch.wasm"));
+    assert!(dockerfile.contains(&format!("/out/addons/ {module_dir}/")));
+}
+
+#[test]
+fn dockerfile_copies_only_existing_paths_and_runs_as_non_root() {
+    let root = repo_root();
+    let text = std::fs::read_to_string(deploy_dir().join("Dockerfile")).unwrap();
+    let mut sources = vec![];
+    let mut users = vec![];
+    let mut stages = vec![];
+    for line in text.lines().map(str::trim) {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("FROM") => stages.push(line.to_string()),
+            Some("USER") => users.push(words.next().unwrap().to_string()),
+            Some("COPY") => {
+                let rest: Vec<&str> = words.collect();
+                if rest.iter().any(|w| w.starts_with("--from=")) {
+                    continue;
+                }
+                let srcs = &rest[..rest.len() - 1];
+                sources.extend(srcs.iter().map(|s| s.to_string()));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        stages.len(),
+        2,
+        "multi-stage: builder + runtime: {stages:?}"
+    );
+    assert!(stages[0].starts_with("FROM rust:1.95"), "{}", stages[0]);
+    assert!(!sources.is_empty());
+    for s in &sources {
+        assert!(
+            root.join(s).exists(),
+            "Dockerfile copies {s}, which does not exist"
+        );
+    }
+    // Everything the workspace needs to build `kstash` is in the context.
+    for member in [
+        "engine",
+        "tests",
+        "sdk",
+        "addons",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
+        assert!(
+            sources.iter().any(|s| s == member),
+            "Dockerfile does not copy {member}"
+        );
+    }
+    assert_eq!(users.last().map(String::as_str), Some("65532:65532"));
+    // The module file the builder copies is the one cargo produces for the addon crate.
+    let manifest: toml_like::Package = toml_like::package(
+        &std::fs::read_to_string(root.join("addons/elasticsearch/Cargo.toml")).unwrap(),
+    );
+    let wasm = format!(
+        "addons/target/wasm32-wasip2/release/{}.wasm",
+        manifest.name.replace('-', "_")
+    );
+    assert!(text.contains(&wasm), "Dockerfile must copy {wasm}");
+}
+
+/// The one field of a Cargo.toml this test needs, without a TOML dependency.
+mod toml_like {
+    pub struct Package {
+        pub name: String,
+    }
+    pub fn package(text: &str) -> Package {
+        let mut in_pkg = false;
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('[') {
+                in_pkg = line == "[package]";
+            } else if in_pkg {
+                if let Some(v) = line.strip_prefix("name") {
+                    let v = v.trim().trim_start_matches('=').trim().trim_matches('"');
+                    return Package {
+                        name: v.to_string(),
+                    };
+                }
+            }
+        }
+        panic!("no [package] name");
+    }
+}
+
+fn rules_of(doc: &Value) -> Vec<PolicyRule> {
+    serde_json::from_value(doc["rules"].clone()).expect("rules")
+}
+
+#[test]
+fn rbac_has_no_wildcards_and_no_write_on_inputs() {
+    let docs = render(&[]);
+    let cluster = rules_of(one(&docs, "ClusterRole"));
+    let role = rules_of(one(&docs, "Role"));
+    for r in cluster.iter().chain(&role) {
+        for g in rbac::grants(r, None) {
+            assert!(
+                !g.api_group.contains('*') && !g.resource.contains('*') && g.verb != "*",
+                "wildcard grant: {g}"
+            );
+            // What users own is read only: the operator never writes targets, policies, the
+            // addon catalog or Secrets (blueprints only get the operator's finaliser: patch).
+            let read_only = [
+                "retentionpolicies",
+                "addons",
+                "functions",
+                "elasticsearches",
+                "appbindings",
+                "secrets",
+                "namespaces",
+            ];
+            if read_only.contains(&g.resource.as_str()) {
+                assert!(
+                    matches!(g.verb.as_str(), "get" | "list" | "watch"),
+                    "write grant on a user-owned input: {g}"
+                );
+            }
+            if g.resource == "backupblueprints" {
+                assert!(
+                    matches!(g.verb.as_str(), "get" | "list" | "watch" | "patch"),
+                    "blueprints: {g}"
+                );
+            }
+            // The operator only patches; `update` is for owners' finalizers (owner references
+            // with blockOwnerDeletion) and the Lease (client-go's replace).
+            if g.verb == "update" {
+                assert!(
+                    g.resource.ends_with("/finalizers") || g.resource == "leases",
+                    "update outside finalizers/leases: {g}"
+                );
+            }
+            assert!(g.verb != "escalate" && g.verb != "bind" && g.verb != "impersonate");
+        }
+    }
+    // Secrets: get by name only, never list/watch (which would expose every Secret's data).
+    let secret_verbs: Vec<String> = cluster
+        .iter()
+        .flat_map(|r| rbac::grants(r, None))
+        .filter(|g| g.resource == "secrets")
+        .map(|g| g.verb)
+        .collect();
+    assert_eq!(secret_verbs, ["get"]);
+    // The Lease: update only the chart's lease by name.
+    for g in role.iter().flat_map(|r| rbac::grants(r, None)) {
+        assert_eq!(
+            (g.api_group.as_str(), g.resource.as_str()),
+            ("coordination.k8s.io", "leases")
+        );
+        if g.verb != "create" {
+            assert_eq!(g.resource_name.as_deref(), Some("kstash-operator"), "{g}");
+        }
+    }
+}
+
+#[test]
+fn rbac_gaps_follow_kubernetes_rbac_semantics() {
+    let rule = |groups: &[&str], res: &[&str], verbs: &[&str], names: &[&str]| PolicyRule {
+        api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
+        resources: Some(res.iter().map(|s| s.to_string()).collect()),
+        verbs: verbs.iter().map(|s| s.to_string()).collect(),
+        resource_names: (!names.is_empty()).then(|| names.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    };
+    let rec =
+        |verb: &str, g: &str, r: &str, sub: Option<&str>, ns: Option<&str>, name: Option<&str>| {
+            AuditRecord {
+                verb: verb.into(),
+                api_group: g.into(),
+                resource: r.into(),
+                subresource: sub.map(Into::into),
+                namespace: ns.map(Into::into),
+                name: name.map(Into::into),
+                user_agent: None,
+            }
+        };
+    let rules = vec![
+        (
+            None,
+            rule(
+                &["storage.kubestash.com"],
+                &["snapshots"],
+                &["get", "delete"],
+                &[],
+            ),
+        ),
+        (
+            None,
+            rule(
+                &["storage.kubestash.com"],
+                &["snapshots/status"],
+                &["patch"],
+                &[],
+            ),
+        ),
+        (
+            Some("kstash".to_string()),
+            rule(
+                &["coordination.k8s.io"],
+                &["leases"],
+                &["get", "update"],
+                &["kstash-operator"],
+            ),
+        ),
+    ];
+    let audit = vec![
+        rec(
+            "get",
+            "storage.kubestash.com",
+            "snapshots",
+            None,
+            Some("demo"),
+            Some("s1"),
+        ),
+        // The status subresource needs its own rule: `snapshots` does not cover it ...
+        rec(
+            "update",
+            "storage.kubestash.com",
+            "snapshots",
+            Some("status"),
+            Some("demo"),
+            Some("s1"),
+        ),
+        // ... and `snapshots/status` does not cover the main resource.
+        rec(
+            "patch",
+            "storage.kubestash.com",
+            "snapshots",
+            Some("status"),
+            Some("demo"),
+            Some("s1"),
+        ),
+        rec(
+            "get",
+            "coordination.k8s.io",
+            "leases",
+            None,
+            Some("kstash"),
+            Some("kstash-operator"),
+        ),
+        // Another name, another namespace: not covered by the Role.
+        rec(
+            "get",
+            "coordination.k8s.io",
+            "leases",
+            None,
+            Some("kstash"),
+            Some("other"),
+        ),
+        rec(
+            "get",
+            "coordination.k8s.io",
+            "leases",
+            None,
+            Some("demo"),
+            Some("kstash-operator"),
+        ),
+    ];
+    let (missing, unused) = rbac::rbac_gaps_scoped(&rules, &audit);
+    let missing: Vec<_> = missing
+        .iter()
+        .map(|r| {
+            (
+                r.verb.as_str(),
+                rbac::rbac_resource(r),
+                r.namespace.clone(),
+                r.name.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        missing,
+        vec![
+            (
+                "get",
+                "leases".to_string(),
+                Some("demo".into()),
+                Some("kstash-operator".into())
+            ),
+            (
+                "get",
+                "leases".to_string(),
+                Some("kstash".into()),
+                Some("other".into())
+            ),
+            (
+                "update",
+                "snapshots/status".to_string(),
+                Some("demo".into()),
+                Some("s1".into())
+            ),
+        ]
+    );
+    let unused: Vec<String> = unused.iter().map(|g| g.to_string()).collect();
+    assert_eq!(
+        unused,
+        [
+            "update coordination.k8s.io/leases (name kstash-operator) in namespace kstash",
+            "delete storage.kubestash.com/snapshots",
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// RBAC least privilege against a real run: the operator under the chart's rules.
+
+/// The User-Agent of the operator's client, so the audit tells its requests from the test's.
+const OPERATOR_UA: &str = "kstash-operator-under-rbac-test";
+
+/// Grants the run below does not exercise, each with the reason it is still needed.
+/// `(verb, group, resource)`; a grant missing from the run and from this list fails the test.
+const UNUSED_BUT_NEEDED: &[(&str, &str, &str, &str)] = &[
+    (
+        "delete",
+        "core.kubestash.com",
+        "backupconfigurations",
+        "auto-backup deletes a BackupConfiguration when its target or blueprint goes (blueprint deletionPolicy); the run deletes nothing",
+    ),
+    (
+        "delete",
+        "core.kubestash.com",
+        "backupsessions",
+        "session history trimming deletes sessions beyond sessionHistoryLimit; the run has one session",
+    ),
+    (
+        "patch",
+        "core.kubestash.com",
+        "backupsessions",
+        "the cleanup finaliser is removed when a session is deleted (history trimming); the run deletes none",
+    ),
+    (
+        "get",
+        "core.kubestash.com",
+        "restoresessions",
+        "the RestoreSession executor reads a RestoreSession only when one exists; the run is a backup",
+    ),
+    (
+        "patch",
+        "core.kubestash.com",
+        "restoresessions",
+        "finaliser of a RestoreSession; the run is a backup",
+    ),
+    (
+        "patch",
+        "core.kubestash.com",
+        "restoresessions/status",
+        "RestoreSession progress and phase; the run is a backup",
+    ),
+    (
+        "update",
+        "core.kubestash.com",
+        "backupconfigurations/finalizers",
+        "OwnerReferencesPermissionEnforcement: a BackupSession's owner reference to its BackupConfiguration blocks owner deletion; checked at admission, never a request of its own",
+    ),
+    (
+        "update",
+        "storage.kubestash.com",
+        "repositories/finalizers",
+        "OwnerReferencesPermissionEnforcement: a Snapshot's owner reference to its Repository blocks owner deletion",
+    ),
+    (
+        "update",
+        "kubedb.com",
+        "elasticsearches/finalizers",
+        "OwnerReferencesPermissionEnforcement: a BackupConfiguration's owner reference to its Elasticsearch target blocks owner deletion",
+    ),
+    (
+        "update",
+        "appcatalog.appscode.com",
+        "appbindings/finalizers",
+        "OwnerReferencesPermissionEnforcement: a BackupConfiguration's owner reference to its AppBinding target blocks owner deletion",
+    ),
+    (
+        "delete",
+        "storage.kubestash.com",
+        "repositories",
+        "Repositories are deleted with their BackupConfiguration (repositories[].deletionPolicy) or a WipeOut BackupStorage",
+    ),
+    (
+        "delete",
+        "storage.kubestash.com",
+        "snapshots",
+        "retention deletes Snapshots beyond successfulSnapshots.last (5); the run makes one",
+    ),
+    (
+        "patch",
+        "storage.kubestash.com",
+        "snapshots",
+        "retention marks a Snapshot WipeOut before deleting it and its finaliser is removed on deletion; the run deletes none",
+    ),
+    (
+        "patch",
+        "events.k8s.io",
+        "events",
+        "the event recorder patches an Event's series when the same event repeats within its cache window",
+    ),
+];
+
+/// A moto S3 server on a free loopback port, killed on drop.
+struct Moto {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let bin = repo_root().join(".tools/venv/bin/moto_server");
+        assert!(
+            bin.exists(),
+            "moto_server not found at {}: run scripts/ensure-tools.sh",
+            bin.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto did not start on port {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Moto { child, port }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn create_bucket(&self, bucket: &str) {
+        let st = Command::new("curl")
+            .args(["-sf", "-X", "PUT", &format!("{}/{bucket}", self.endpoint())])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("curl");
+        assert!(st.success(), "create bucket {bucket}");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `kind -> (group, version, plural, namespaced)` for the kinds the test creates.
+fn resource_of(kind: &str) -> kube::api::ApiResource {
+    let core = |k: &str, plural: &str| kube::api::ApiResource {
+        group: String::new(),
+        version: "v1".into(),
+        api_version: "v1".into(),
+        kind: k.into(),
+        plural: plural.into(),
+    };
+    match kind {
+        "Namespace" => return core("Namespace", "namespaces"),
+        "Secret" => return core("Secret", "secrets"),
+        _ => {}
+    }
+    let crd = kstash_api::crds::all()
+        .into_iter()
+        .find(|c| c.spec.names.kind == kind)
+        .unwrap_or_else(|| panic!("no CRD for kind {kind}"));
+    let version = crd.spec.versions[0].name.clone();
+    kube::api::ApiResource {
+        api_version: format!("{}/{version}", crd.spec.group),
+        group: crd.spec.group.clone(),
+        version,
+        kind: kind.into(),
+        plural: crd.spec.names.plural.clone(),
+    }
+}
+
+async fn create(client: &kube::Client, doc: &Value) {
+    let kind = doc["kind"].as_str().expect("kind");
+    let ar = resource_of(kind);
+    let obj: kube::api::DynamicObject = serde_json::from_value(doc.clone()).unwrap();
+    let api: kube::Api<kube::api::DynamicObject> = match doc["metadata"]["namespace"].as_str() {
+        Some(ns) => kube::Api::namespaced_with(client.clone(), ns, &ar),
+        None => kube::Api::all_with(client.clone(), &ar),
+    };
+    api.create(&kube::api::PostParams::default(), &obj)
+        .await
+        .unwrap_or_else(|e| panic!("create {kind} {}: {e}", doc["metadata"]["name"]));
+}
+
+fn example(file: &str) -> Value {
+    let text = std::fs::read_to_string(repo_root().join("examples/auto-backup").join(file))
+        .unwrap_or_else(|e| panic!("examples/auto-backup/{file}: {e}"));
+    let docs = parse_docs(&text);
+    assert_eq!(docs.len(), 1, "{file}: one document");
+    docs.into_iter().next().unwrap()
+}
+
+/// Polls `f` every 300 ms until it returns Some, or panics after `secs` naming `what`.
+async fn wait_for<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
+async fn get_json(client: &kube::Client, kind: &str, ns: &str, name: &str) -> Option<Value> {
+    let api: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(client.clone(), ns, &resource_of(kind));
+    let o = api.get_opt(name).await.ok()??;
+    serde_json::to_value(o).ok()
+}
+
+async fn list_json(client: &kube::Client, kind: &str, ns: &str) -> Vec<Value> {
+    let api: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(client.clone(), ns, &resource_of(kind));
+    match api.list(&Default::default()).await {
+        Ok(l) => l
+            .items
+            .into_iter()
+            .map(|o| serde_json::to_value(o).unwrap())
+            .collect(),
+        Err(_) => vec![],
+    }
+}
+
+/// A kube client for the control plane that sends `User-Agent: <ua>`.
+async fn client_with_ua(cp: &kstash_controlplane::RunningControlPlane, ua: &str) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(&cp.kubeconfig_path).unwrap();
+    let mut cfg =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .unwrap();
+    cfg.headers.push((
+        hyper::header::USER_AGENT,
+        hyper::header::HeaderValue::from_str(ua).unwrap(),
+    ));
+    kube::Client::try_from(cfg).unwrap()
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rbac_is_exactly_what_a_real_run_uses() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+
+    let tmp = tempfile::tempdir().unwrap();
+    // The chart's rules (default values: release namespace kstash).
+    let chart = render(&[]);
+    let cluster_rules = rules_of(one(&chart, "ClusterRole"));
+    let role_rules = rules_of(one(&chart, "Role"));
+    let lease_name = "kstash-operator";
+
+    // The embedded control plane with its audit on, serving kstash's CRDs.
+    let mut cfg = kstash_controlplane::ServerConfig::new(
+        tmp.path().join("cp"),
+        "127.0.0.1:0".parse().unwrap(),
+    );
+    cfg.bootstrap_crds = kstash_api::crds::all()
+        .iter()
+        .map(|c| serde_json::to_value(c).unwrap())
+        .collect();
+    cfg.audit = true;
+    let cp = kstash_controlplane::ControlPlane::start(cfg).await.unwrap();
+    let test_client = cp.client().await.unwrap();
+
+    // Real parts: S3 (moto), Elasticsearch (the emulator, TLS + basic auth), the addon module.
+    let moto = Moto::start();
+    moto.create_bucket("esbackup");
+    let emu = kstash_es_emulator::EmulatorBuilder::new()
+        .tls(true)
+        .auth("elastic", "es-pass")
+        .seed(kstash_es_emulator::Seed {
+            docs: 200,
+            indices: 2,
+            large_doc_bytes: 0,
+            seed: 7,
+        })
+        .start()
+        .await
+        .unwrap();
+    let wasm_path =
+        repo_root().join("addons/target/wasm32-wasip2/release/elasticsearch_addon.wasm");
+    let wasm = std::fs::read(&wasm_path)
+        .unwrap_or_else(|e| panic!("{}: {e}: run scripts/build-addons.sh", wasm_path.display()));
+    let sha = hex::encode(sha2::Sha256::digest(&wasm));
+    let module_dir = tmp.path().join("modules");
+    std::fs::create_dir_all(&module_dir).unwrap();
+    std::fs::write(module_dir.join("elasticsearch.wasm"), &wasm).unwrap();
+
+    // The tutorial's objects (examples/auto-backup), the storage pointed at the local S3 server,
+    // plus what KubeDB would have created (the AppBinding and its Secret) and the chart's Addon
+    // and Functions pinned to the module built here.
+    for ns in ["kstash", "demo"] {
+        create(
+            &test_client,
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await;
+    }
+    let secret = |name: &str, data: Value| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "demo"}, "stringData": data});
+    create(
+        &test_client,
+        &secret(
+            "s3-secret",
+            json!({"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}),
+        ),
+    )
+    .await;
+    create(
+        &test_client,
+        &secret("encrypt-secret", json!({"RESTIC_PASSWORD": "changeit"})),
+    )
+    .await;
+    create(
+        &test_client,
+        &secret(
+            "es-quickstart-elastic-cred",
+            json!({"username": "elastic", "password": "es-pass"}),
+        ),
+    )
+    .await;
+    let ca = emu.ca_pem.clone().expect("TLS emulator has a CA");
+    create(
+        &test_client,
+        &json!({
+            "apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding",
+            "metadata": {"name": "es-quickstart", "namespace": "demo"},
+            "spec": {
+                "appRef": {"apiGroup": "kubedb.com", "kind": "Elasticsearch", "name": "es-quickstart", "namespace": "demo"},
+                "type": "kubedb.com/elasticsearch",
+                "version": "8.15.0",
+                "clientConfig": {"url": emu.url, "caBundle": base64::engine::general_purpose::STANDARD.encode(ca)},
+                "secret": {"name": "es-quickstart-elastic-cred"}
+            }
+        }),
+    )
+    .await;
+    let mut storage = example("backupstorage.yaml");
+    storage["spec"]["storage"]["s3"]["endpoint"] = json!(moto.endpoint());
+    create(&test_client, &storage).await;
+    create(&test_client, &example("retentionpolicy.yaml")).await;
+    create(&test_client, &example("default-backupblueprint.yaml")).await;
+    let addons = parse_docs(
+        &helm_template(&[
+            "--show-only",
+            "templates/addons.yaml",
+            "--set",
+            &format!("addons.elasticsearch.sha256={sha}"),
+        ])
+        .unwrap(),
+    );
+    for d in &addons {
+        create(&test_client, d).await;
+    }
+    create(&test_client, &example("sample-es.yaml")).await;
+
+    // The operator, as the chart runs it: leader election on the Lease in the release namespace,
+    // the metrics endpoint, every controller.
+    let op_client = client_with_ua(&cp, OPERATOR_UA).await;
+    let runtime = kstash_runtime::Runtime::new(kstash_runtime::RuntimeConfig {
+        cache_dir: Some(tmp.path().join("data/cache")),
+        ..Default::default()
+    })
+    .unwrap();
+    let ctx = std::sync::Arc::new(kstash_operator::Context {
+        client: op_client.clone(),
+        runtime: std::sync::Arc::new(runtime),
+        config: kstash_operator::OperatorConfig {
+            identity: "kstash-0".into(),
+            module_dir: Some(module_dir.clone()),
+            data_dir: tmp.path().join("data"),
+            namespace: None,
+        },
+    });
+    let (metrics, metrics_addr) = kstash_operator::metrics::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let opts = kstash_operator::ServeOptions {
+        leader_election: Some(kstash_operator::leader::LeaderConfig::new(
+            "kstash", lease_name, "kstash-0",
+        )),
+        metrics: Some(metrics),
+        shutdown: shutdown.clone(),
+    };
+    let operator = tokio::spawn(kstash_operator::serve(ctx, opts));
+
+    // The tutorial's flow: BackupConfiguration Ready, Repository initialised, a BackupSession
+    // and its Snapshot Succeeded.
+    let bc_name = "appbinding-es-quickstart";
+    wait_for(
+        "BackupConfiguration demo/appbinding-es-quickstart Ready",
+        120,
+        || async {
+            let bc = get_json(&test_client, "BackupConfiguration", "demo", bc_name).await?;
+            (bc["status"]["phase"] == "Ready").then_some(())
+        },
+    )
+    .await;
+    wait_for(
+        "Repository demo/s3-elasticsearch-repo Ready",
+        60,
+        || async {
+            let r = get_json(&test_client, "Repository", "demo", "s3-elasticsearch-repo").await?;
+            (r["status"]["phase"] == "Ready").then_some(())
+        },
+    )
+    .await;
+    wait_for("a BackupSession Succeeded", 180, || async {
+        let sessions = list_json(&test_client, "BackupSession", "demo").await;
+        sessions
+            .iter()
+            .any(|s| s["status"]["phase"] == "Succeeded")
+            .then_some(())
+    })
+    .await;
+    wait_for("a Snapshot Succeeded", 60, || async {
+        let snaps = list_json(&test_client, "Snapshot", "demo").await;
+        snaps
+            .iter()
+            .any(|s| s["status"]["phase"] == "Succeeded")
+            .then_some(())
+    })
+    .await;
+    // One scrape (computed from the API objects by the operator's client), then a clean stop
+    // (which releases the Lease).
+    let scrape = http_get(metrics_addr, "/metrics").await;
+    assert!(scrape.contains("kstash_operator_leader 1"), "{scrape}");
+    shutdown.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(60), operator)
+        .await
+        .expect("operator stops within 60 s")
+        .unwrap()
+        .unwrap();
+
+    let audit: Vec<AuditRecord> = cp
+        .audit()
+        .into_iter()
+        .filter(|r| r.user_agent.as_deref() == Some(OPERATOR_UA))
+        .collect();
+    assert!(
+        !audit.is_empty(),
+        "the operator's requests are in the audit"
+    );
+    let rules: Vec<(Option<String>, PolicyRule)> = cluster_rules
+        .iter()
+        .map(|r| (None, r.clone()))
+        .chain(
+            role_rules
+                .iter()
+                .map(|r| (Some("kstash".to_string()), r.clone())),
+        )
+        .collect();
+    let (missing, unused) = rbac::rbac_gaps_scoped(&rules, &audit);
+    let missing: Vec<String> = missing
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}/{} ns={:?} name={:?}",
+                r.verb,
+                r.api_group,
+                rbac::rbac_resource(r),
+                r.namespace,
+                r.name
+            )
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the operator made requests the chart's RBAC does not allow:\n{}",
+        missing.join("\n")
+    );
+    let unexplained: Vec<String> = unused
+        .iter()
+        .filter(|g| {
+            !UNUSED_BUT_NEEDED
+                .iter()
+                .any(|(v, grp, res, _)| *v == g.verb && *grp == g.api_group && *res == g.resource)
+        })
+        .map(|g| g.to_string())
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "the chart grants what the operator did not use (remove it, or list it with a reason in UNUSED_BUT_NEEDED):\n{}",
+        unexplained.join("\n")
+    );
+    drop(emu);
+    cp.shutdown().await;
+}

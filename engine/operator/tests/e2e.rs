@@ -1,0 +1,1012 @@
+//! End to end: the seed tutorial run by the whole operator (control + execute halves, leader
+//! election and the metrics endpoint, as `kstash operator`/`kstash up` assemble them) against the
+//! embedded control plane, a moto S3 server, the Elasticsearch emulator (TLS + basic auth) and
+//! the real WASM addon built by `scripts/build-addons.sh`. The tutorial's YAML is applied verbatim
+//! from `examples/auto-backup/` except the storage endpoint and credentials; the AppBinding KubeDB
+//! would create for each Elasticsearch is created by the test (there is no KubeDB here).
+//!
+//! Expected values come from the tutorial (`shared/reference/seed-elasticsearch-auto-backup.md`)
+//! and the spec: names (`appbinding-es-quickstart`, `s3-elasticsearch-repo`, the snapshot name
+//! generator), conditions, the retention policy's `successfulSnapshots.last: 5`.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kstash_api::core::{BackupConfiguration, BackupSession, RestoreSession};
+use kstash_api::storage::{Repository, Snapshot};
+use kstash_es_emulator::{EmulatorBuilder, Faults, RunningEmulator, Seed};
+use kstash_operator::leader::LeaderConfig;
+use kstash_operator::{CancellationToken, ServeOptions};
+use kube::api::{ListParams, PostParams};
+use kube::{Api, ResourceExt};
+use sha2::Digest as _;
+use support::{condition_true, wait_for, wait_for_object, Moto, TestCluster};
+
+const NS: &str = "demo";
+/// The tutorial's restic password (`echo -n 'changeit' > RESTIC_PASSWORD`).
+const RESTIC_PW: &str = "changeit";
+const ES_PW: &str = "es-e2e-password";
+const TIMEOUT: Duration = Duration::from_secs(300);
+const REPO: &str = "s3-elasticsearch-repo";
+
+// ------------------------------------------------------------------------------------------
+// Helpers
+// ------------------------------------------------------------------------------------------
+
+/// The built Elasticsearch addon; panics when it was not built.
+fn module_file() -> PathBuf {
+    let p =
+        support::repo_root().join("addons/target/wasm32-wasip2/release/elasticsearch_addon.wasm");
+    assert!(
+        p.is_file(),
+        "the Elasticsearch addon is not built at {}: run scripts/build-addons.sh",
+        p.display()
+    );
+    p
+}
+
+fn module_sha256() -> String {
+    hex::encode(sha2::Sha256::digest(std::fs::read(module_file()).unwrap()))
+}
+
+fn shipped_addons_yaml() -> String {
+    std::fs::read_to_string(support::repo_root().join("examples/addons/elasticsearch.yaml"))
+        .expect("examples/addons/elasticsearch.yaml")
+}
+
+/// The `sha256` values pinned in the shipped manifest (one per Function).
+fn pinned_digests(yaml: &str) -> Vec<String> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|d| <serde_yaml::Value as serde::Deserialize>::deserialize(d).unwrap())
+        .filter(|v| v["kind"].as_str() == Some("Function"))
+        .map(|v| {
+            v["spec"]["module"]["sha256"]
+                .as_str()
+                .expect("a shipped Function has spec.module.sha256")
+                .to_string()
+        })
+        .collect()
+}
+
+/// The shipped Addon/Functions with the built module's digest, as `kstash up` registers them.
+fn shipped_addons_pinned() -> String {
+    let digest = module_sha256();
+    shipped_addons_yaml()
+        .lines()
+        .map(|l| match l.find("sha256:") {
+            Some(i) if l.trim_start().starts_with("sha256:") => {
+                format!("{}sha256: {digest}", &l[..i])
+            }
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn restic_bin() -> &'static str {
+    let ok = Command::new("restic")
+        .arg("version")
+        .output()
+        .map(|o| o.status.success());
+    assert!(
+        matches!(ok, Ok(true)),
+        "the restic CLI is not in PATH: run scripts/ensure-tools.sh"
+    );
+    "restic"
+}
+
+async fn emulator(docs: usize, faults: Option<Faults>) -> RunningEmulator {
+    let mut b = EmulatorBuilder::new().tls(true).auth("elastic", ES_PW);
+    if docs > 0 {
+        b = b.seed(Seed {
+            docs,
+            indices: 3,
+            large_doc_bytes: 16 << 10,
+            seed: 11,
+        });
+    }
+    if let Some(f) = faults {
+        b = b.faults(f);
+    }
+    b.start().await.expect("start the ES emulator")
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// User indices (not `.`-prefixed) and their document counts.
+fn user_indices(emu: &RunningEmulator) -> Vec<(String, usize)> {
+    let store = emu.api().store();
+    store
+        .indices
+        .values()
+        .filter(|i| !i.name.starts_with('.'))
+        .map(|i| (i.name.clone(), i.doc_count()))
+        .collect()
+}
+
+/// The operator as `kstash operator` runs it (`kstash_operator::serve`): metrics on a free
+/// loopback port, optional leader election. `stop` is a graceful shutdown; `kill` aborts the
+/// task as a crash would (no Lease release, running sessions dropped mid-way).
+struct Operator {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    metrics: SocketAddr,
+    identity: String,
+}
+
+impl Operator {
+    async fn start(
+        cluster: &TestCluster,
+        identity: &str,
+        leader: Option<LeaderConfig>,
+    ) -> Operator {
+        let data_dir = cluster.dir.path().join(format!("operator-{identity}"));
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let runtime = kstash_runtime::Runtime::new(kstash_runtime::RuntimeConfig {
+            cache_dir: Some(cluster.dir.path().join("module-cache")),
+            max_concurrent_tasks: 2,
+            ..Default::default()
+        })
+        .expect("addon runtime");
+        let ctx = Arc::new(kstash_operator::Context {
+            client: cluster.cp.client().await.expect("client"),
+            runtime: Arc::new(runtime),
+            config: kstash_operator::OperatorConfig {
+                identity: identity.to_string(),
+                module_dir: Some(module_file().parent().unwrap().to_path_buf()),
+                data_dir,
+                namespace: None,
+            },
+        });
+        let (listener, metrics) = kstash_operator::metrics::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("bind metrics");
+        let shutdown = CancellationToken::new();
+        let opts = ServeOptions {
+            leader_election: leader,
+            metrics: Some(listener),
+            shutdown: shutdown.clone(),
+        };
+        let task = tokio::spawn(async move {
+            kstash_operator::serve(ctx, opts).await.expect("operator");
+        });
+        Operator {
+            shutdown,
+            task,
+            metrics,
+            identity: identity.to_string(),
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the operator stops within 30 s of a graceful shutdown")
+            .expect("operator task");
+    }
+
+    async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    async fn scrape(&self) -> String {
+        http_get(self.metrics, "/metrics").await.1
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns (status code, body).
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect metrics");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8(buf).expect("utf-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, body.to_string())
+}
+
+/// The value of the sample `name{labels}` (labels exactly as rendered) in `text`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+/// The tutorial's environment: control plane, moto with bucket `esbackup`, namespace `demo`,
+/// the two Secrets, the tutorial's BackupStorage (endpoint → moto) and RetentionPolicy, the
+/// shipped Addon/Functions.
+struct Tutorial {
+    cluster: TestCluster,
+    moto: Moto,
+}
+
+impl Tutorial {
+    async fn start() -> Tutorial {
+        let cluster = TestCluster::start().await;
+        let moto = Moto::start();
+        moto.create_bucket("esbackup");
+        cluster.create_namespace(NS).await;
+        cluster.create_s3_secret(NS, "s3-secret").await;
+        cluster
+            .create_secret(NS, "encrypt-secret", &[("RESTIC_PASSWORD", RESTIC_PW)])
+            .await;
+        cluster.apply_yaml(&support::tutorial_backup_storage(&moto, "esbackup"));
+        cluster.apply_yaml(&support::tutorial_yaml("retentionpolicy.yaml"));
+        cluster.apply_yaml(&shipped_addons_pinned());
+        Tutorial { cluster, moto }
+    }
+
+    /// What KubeDB creates for Elasticsearch `name`: its auth Secret and AppBinding (TLS CA in
+    /// `caBundle`), pointing at `emu`, with `password`.
+    async fn appbinding(&self, name: &str, emu: &RunningEmulator, password: &str) {
+        self.cluster
+            .create_secret(
+                NS,
+                &format!("{name}-elastic-cred"),
+                &[("username", "elastic"), ("password", password)],
+            )
+            .await;
+        let yaml = support::appbinding_yaml(NS, name, &emu.url, &[]).replace(
+            &format!("    url: {}\n", emu.url),
+            &format!(
+                "    url: {}\n    caBundle: {}\n",
+                emu.url,
+                b64(emu.ca_pem.as_deref().unwrap())
+            ),
+        );
+        self.cluster.apply_yaml(&yaml);
+    }
+
+    fn apply_example(&self, file: &str) {
+        self.cluster
+            .apply_file(&support::repo_root().join("examples/auto-backup").join(file));
+    }
+
+    /// `restic <args>` on the repository of `dir` (KubeStash layout, session `frequent-backup`).
+    fn restic(&self, dir: &str, args: &[&str]) -> std::process::Output {
+        let repo = format!(
+            "s3:{}/esbackup/elastic/{dir}/repository/v1/frequent-backup/dump",
+            self.moto.endpoint()
+        );
+        Command::new(restic_bin())
+            .args(args)
+            .env("RESTIC_REPOSITORY", &repo)
+            .env("RESTIC_PASSWORD", RESTIC_PW)
+            .env("AWS_ACCESS_KEY_ID", support::S3_ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", support::S3_SECRET_KEY)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env(
+                "RESTIC_CACHE_DIR",
+                self.cluster.dir.path().join("restic-cache"),
+            )
+            .output()
+            .expect("run restic")
+    }
+
+    /// Keys of the bucket under `prefix` (S3 ListObjectsV2 on moto).
+    fn bucket_keys(&self, prefix: &str) -> Vec<String> {
+        let out = Command::new("curl")
+            .args([
+                "-sf",
+                &format!(
+                    "{}/esbackup?list-type=2&prefix={prefix}&max-keys=1000",
+                    self.moto.endpoint()
+                ),
+            ])
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "listing the bucket failed");
+        let xml = String::from_utf8(out.stdout).unwrap();
+        xml.split("<Key>")
+            .skip(1)
+            .filter_map(|s| s.split("</Key>").next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    async fn sessions_of(&self, bc: &str) -> Vec<BackupSession> {
+        let api: Api<BackupSession> = self.cluster.api(NS);
+        api.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|s| s.spec.invoker.as_ref().map(|i| i.name.as_str()) == Some(bc))
+            .collect()
+    }
+
+    /// Waits for a BackupSession of `bc` (other than those in `seen`) to complete; returns it.
+    async fn next_completed_session(&self, bc: &str, seen: &[String]) -> BackupSession {
+        wait_for(
+            &format!("a completed BackupSession of {bc}"),
+            TIMEOUT,
+            || async {
+                self.sessions_of(bc).await.into_iter().find(|s| {
+                    !seen.contains(&s.name_any())
+                        && s.status
+                            .as_ref()
+                            .and_then(|st| st.phase)
+                            .is_some_and(|p| p.is_completed())
+                })
+            },
+        )
+        .await
+    }
+
+    /// Creates a BackupSession of `bc` as `kubectl kstash trigger` / the scheduler would.
+    async fn trigger(&self, bc: &str, unix: i64) -> String {
+        let name = kstash_api::names::backup_session_name(bc, "frequent-backup", unix);
+        let bs: BackupSession = serde_json::from_value(serde_json::json!({
+            "apiVersion": "core.kubestash.com/v1alpha1", "kind": "BackupSession",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"invoker": {"apiGroup": "core.kubestash.com", "kind": "BackupConfiguration", "name": bc},
+                     "session": "frequent-backup"}
+        }))
+        .unwrap();
+        self.cluster
+            .api::<BackupSession>(NS)
+            .create(&PostParams::default(), &bs)
+            .await
+            .expect("create BackupSession");
+        name
+    }
+
+    async fn wait_session(&self, name: &str) -> BackupSession {
+        let api: Api<BackupSession> = self.cluster.api(NS);
+        wait_for_object(&api, name, TIMEOUT, |s| {
+            s.status
+                .as_ref()
+                .and_then(|st| st.phase)
+                .is_some_and(|p| p.is_completed())
+        })
+        .await
+    }
+
+    /// Restores `repository`'s latest Snapshot into Elasticsearch `target`; returns the session.
+    async fn restore(&self, name: &str, target: &str, repository: &str) -> RestoreSession {
+        self.cluster.apply_yaml(&format!(
+            r#"apiVersion: core.kubestash.com/v1alpha1
+kind: RestoreSession
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  target: {{apiGroup: kubedb.com, kind: Elasticsearch, name: {target}, namespace: {NS}}}
+  dataSource:
+    repository: {repository}
+    snapshot: latest
+    encryptionSecret: {{name: encrypt-secret, namespace: {NS}}}
+  addon:
+    name: elasticsearch-addon
+    tasks:
+    - name: logical-backup-restore
+"#
+        ));
+        let api: Api<RestoreSession> = self.cluster.api(NS);
+        wait_for_object(&api, name, TIMEOUT, |r| {
+            matches!(
+                r.status
+                    .as_ref()
+                    .and_then(|s| s.phase)
+                    .map(|p| format!("{p:?}"))
+                    .as_deref(),
+                Some("Succeeded" | "Failed" | "Invalid" | "Unknown")
+            )
+        })
+        .await
+    }
+
+    /// A KubeDB Elasticsearch object `name` (restore target) with its AppBinding.
+    async fn database(&self, name: &str, emu: &RunningEmulator) {
+        self.cluster.apply_yaml(&format!(
+            "apiVersion: kubedb.com/v1\nkind: Elasticsearch\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  version: xpack-8.15.0\n  enableSSL: true\n  replicas: 1\n"
+        ));
+        self.appbinding(name, emu, ES_PW).await;
+    }
+}
+
+fn phase_of(s: &BackupSession) -> String {
+    s.status
+        .as_ref()
+        .and_then(|st| st.phase)
+        .map(|p| format!("{p:?}"))
+        .unwrap_or_default()
+}
+
+/// Every condition message of a session and of its Snapshots (for failure assertions).
+async fn messages(t: &Tutorial, session: &BackupSession) -> String {
+    let mut out = serde_yaml::to_string(&session.status).unwrap();
+    let snaps: Api<Snapshot> = t.cluster.api(NS);
+    for s in snaps.list(&ListParams::default()).await.unwrap().items {
+        if s.spec.backup_session.as_deref() == Some(session.name_any().as_str()) {
+            out.push_str(&serde_yaml::to_string(&s.status).unwrap());
+        }
+    }
+    out
+}
+
+// ------------------------------------------------------------------------------------------
+// Tests
+// ------------------------------------------------------------------------------------------
+
+/// The shipped manifest pins the module `scripts/build-addons.sh` builds (run
+/// `scripts/build-addons.sh --pin` after changing the addon).
+#[test]
+fn shipped_addon_manifest_pins_the_built_module() {
+    let built = module_sha256();
+    let pinned = pinned_digests(&shipped_addons_yaml());
+    assert_eq!(
+        pinned.len(),
+        2,
+        "examples/addons/elasticsearch.yaml has a backup and a restore Function"
+    );
+    for p in pinned {
+        assert_eq!(
+            p, built,
+            "examples/addons/elasticsearch.yaml pins {p} but the built module is {built}: run scripts/build-addons.sh --pin"
+        );
+    }
+}
+
+/// Tutorial section 1 (default blueprint): auto-backup → Ready BackupConfiguration → initial
+/// BackupSession → Snapshot + bucket layout + restic-checkable repository; retention after
+/// more sessions than `successfulSnapshots.last`; restore into a fresh target; `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tutorial_default_blueprint_backup_retention_restore_and_metrics() {
+    let t = Tutorial::start().await;
+    let source = emulator(1500, None).await;
+    t.appbinding("es-quickstart", &source, ES_PW).await;
+    let op = Operator::start(&t.cluster, "e2e-default", None).await;
+
+    t.apply_example("default-backupblueprint.yaml");
+    t.apply_example("sample-es.yaml");
+
+    // BackupConfiguration `appbinding-es-quickstart`, Ready with the tutorial's conditions.
+    let bcs: Api<BackupConfiguration> = t.cluster.api(NS);
+    let bc = wait_for_object(&bcs, "appbinding-es-quickstart", TIMEOUT, |b| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .map(|p| format!("{p:?}"))
+            .as_deref()
+            == Some("Ready")
+    })
+    .await;
+    let st = bc.status.clone().unwrap();
+    assert!(condition_true(&st.conditions, "ValidationPassed"), "{st:?}");
+    assert_eq!(st.target_found, Some(true));
+    let session = st
+        .sessions
+        .iter()
+        .find(|s| s.name == "frequent-backup")
+        .expect("session status");
+    assert!(
+        condition_true(&session.conditions, "SchedulerEnsured"),
+        "{session:?}"
+    );
+    assert!(
+        condition_true(&session.conditions, "InitialBackupTriggered"),
+        "{session:?}"
+    );
+    assert_eq!(st.repositories.first().map(|r| r.name.as_str()), Some(REPO));
+    let target = bc.spec.target.clone().expect("target");
+    assert_eq!(
+        (target.kind.as_deref(), target.name.as_str()),
+        (Some("Elasticsearch"), "es-quickstart")
+    );
+
+    // The initial backup succeeds.
+    let first = t
+        .next_completed_session("appbinding-es-quickstart", &[])
+        .await;
+    assert_eq!(
+        phase_of(&first),
+        "Succeeded",
+        "{}",
+        messages(&t, &first).await
+    );
+
+    // Its Snapshot: the generator's name, labels, the dump component.
+    let snap_name = kstash_api::names::snapshot_name(REPO, &first.name_any());
+    let snaps: Api<Snapshot> = t.cluster.api(NS);
+    let snap = wait_for_object(&snaps, &snap_name, TIMEOUT, |s| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.phase)
+            .map(|p| format!("{p:?}"))
+            .as_deref()
+            == Some("Succeeded")
+    })
+    .await;
+    assert_eq!(
+        snap.labels()
+            .get("kubestash.com/repo-name")
+            .map(String::as_str),
+        Some(REPO)
+    );
+    assert_eq!(
+        snap.labels()
+            .get("kubestash.com/app-ref-name")
+            .map(String::as_str),
+        Some("es-quickstart")
+    );
+    assert_eq!(snap.spec.session.as_deref(), Some("frequent-backup"));
+    let sst = snap.status.clone().unwrap();
+    assert!(
+        condition_true(&sst.conditions, "SnapshotMetadataUploaded"),
+        "{sst:?}"
+    );
+    assert!(
+        condition_true(&sst.conditions, "RecentSnapshotListUpdated"),
+        "{sst:?}"
+    );
+    let dump = sst.components.get("dump").expect("components.dump");
+    assert_eq!(
+        dump.driver.as_ref().map(|d| format!("{d:?}")).as_deref(),
+        Some("Restic")
+    );
+    assert_eq!(dump.integrity, Some(true));
+    assert!(!dump.restic_stats.is_empty(), "{dump:?}");
+    assert!(dump.size.is_some() && dump.duration.is_some(), "{dump:?}");
+    assert_eq!(
+        dump.path.as_deref(),
+        Some("repository/v1/frequent-backup/dump")
+    );
+
+    // The Repository's status.
+    let repos: Api<Repository> = t.cluster.api(NS);
+    let repo = wait_for_object(&repos, REPO, TIMEOUT, |r| {
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.snapshot_count.unwrap_or(0) >= 1 && s.integrity == Some(true))
+    })
+    .await;
+    assert!(repo.status.as_ref().unwrap().size.is_some());
+
+    // The bucket: KubeStash layout and a repository the restic CLI checks and dumps.
+    let keys = t.bucket_keys("elastic/");
+    for want in [
+        "elastic/metadata.yaml".to_string(),
+        "elastic/es/repository.yaml".to_string(),
+        format!("elastic/es/snapshots/{snap_name}.yaml"),
+    ] {
+        assert!(keys.contains(&want), "bucket lacks {want}: {keys:?}");
+    }
+    let check = t.restic("es", &["check", "--read-data"]);
+    assert!(
+        check.status.success(),
+        "restic check: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // Retention: 5 more sessions (6 successful > successfulSnapshots.last = 5).
+    let mut done = vec![first.name_any()];
+    let base = jiff::Timestamp::now().as_second();
+    for i in 0..5 {
+        let name = t
+            .trigger("appbinding-es-quickstart", base + 60 * (i + 1))
+            .await;
+        let s = t.wait_session(&name).await;
+        assert_eq!(phase_of(&s), "Succeeded", "{}", messages(&t, &s).await);
+        done.push(name);
+    }
+    let kept = wait_for("exactly 5 Snapshots after retention", TIMEOUT, || async {
+        let items: Vec<Snapshot> = snaps
+            .list(&ListParams::default().labels(&format!("kubestash.com/repo-name={REPO}")))
+            .await
+            .unwrap()
+            .items;
+        (items.len() == 5).then_some(items)
+    })
+    .await;
+    let kept_names: Vec<String> = kept.iter().map(|s| s.name_any()).collect();
+    assert!(
+        !kept_names.contains(&snap_name),
+        "the oldest Snapshot was pruned: {kept_names:?}"
+    );
+    let out = t.restic("es", &["snapshots", "--json"]);
+    assert!(
+        out.status.success(),
+        "restic snapshots: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.len(), 5, "restic repository keeps 5 snapshots");
+
+    // Restore into a fresh Elasticsearch: every user index with every document.
+    let fresh = emulator(0, None).await;
+    t.database("restore-es", &fresh).await;
+    let rs = t.restore("restore-default", "restore-es", REPO).await;
+    assert_eq!(
+        rs.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .map(|p| format!("{p:?}"))
+            .as_deref(),
+        Some("Succeeded"),
+        "{}",
+        serde_yaml::to_string(&rs.status).unwrap()
+    );
+    let want = user_indices(&source);
+    assert_eq!(want.len(), 3);
+    assert_eq!(user_indices(&fresh), want);
+
+    // Metrics agree with the API objects.
+    let text = op.scrape().await;
+    assert_eq!(sample(&text, "kstash_operator_up"), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "kstash_operator_leader"), Some(1.0), "{text}");
+    let succeeded = t
+        .sessions_of("appbinding-es-quickstart")
+        .await
+        .iter()
+        .filter(|s| phase_of(s) == "Succeeded")
+        .count();
+    let l = r#"namespace="demo",invoker="appbinding-es-quickstart",session="frequent-backup""#;
+    assert_eq!(
+        sample(
+            &text,
+            &format!("kstash_backup_sessions{{{l},phase=\"Succeeded\"}}")
+        ),
+        Some(succeeded as f64),
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            &format!("kstash_backup_last_success_timestamp_seconds{{{l}}}")
+        )
+        .is_some(),
+        "{text}"
+    );
+    let rl = format!(r#"namespace="demo",repository="{REPO}""#);
+    let count = repos
+        .get(REPO)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .snapshot_count
+        .unwrap();
+    assert_eq!(
+        sample(&text, &format!("kstash_repository_snapshot_count{{{rl}}}")),
+        Some(count as f64),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!("kstash_snapshots{{{rl},phase=\"Succeeded\"}}")
+        ),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &format!("kstash_repository_integrity{{{rl}}}")),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"kstash_restore_sessions{namespace="demo",phase="Succeeded"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        http_get(op.metrics, "/healthz").await,
+        (200, "ok\n".to_string())
+    );
+    assert_eq!(http_get(op.metrics, "/nope").await.0, 404);
+    op.stop().await;
+}
+
+/// Tutorial section 2 (customized blueprint with variables): schedule, repository name,
+/// namespace and args come from the `variables.kubestash.com/*` annotations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tutorial_customized_blueprint_with_variables() {
+    let t = Tutorial::start().await;
+    // The custom blueprint names BackupStorage `s3-store` (spec §11.12): the same storage under that name.
+    t.cluster.apply_yaml(
+        &support::tutorial_backup_storage(&t.moto, "esbackup")
+            .replace("name: s3-storage", "name: s3-store")
+            .replace("default: true", "default: false"),
+    );
+    let source = emulator(800, None).await;
+    t.appbinding("es-quickstart-2", &source, ES_PW).await;
+    let op = Operator::start(&t.cluster, "e2e-custom", None).await;
+    t.apply_example("custom-backup-blueprint.yaml");
+    t.apply_example("sample-es-2.yaml");
+
+    let bcs: Api<BackupConfiguration> = t.cluster.api(NS);
+    let bc = wait_for_object(&bcs, "appbinding-es-quickstart-2", TIMEOUT, |b| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .map(|p| format!("{p:?}"))
+            .as_deref()
+            == Some("Ready")
+    })
+    .await;
+    let s = &bc.spec.sessions[0];
+    assert_eq!(s.config.scheduler.as_ref().unwrap().schedule, "*/5 * * * *");
+    assert_eq!(s.repositories[0].name, REPO);
+    assert_eq!(s.repositories[0].directory.as_deref(), Some("/ess"));
+    let params = s.addon.as_ref().unwrap().tasks[0].params.clone().unwrap();
+    assert_eq!(params["args"], "--ignoreType=template,settings");
+    assert_eq!(
+        bc.spec.backends[0].storage_ref.as_ref().unwrap().name,
+        "s3-store"
+    );
+    let next = bc.status.as_ref().unwrap().sessions[0]
+        .next_schedule
+        .clone();
+    assert!(
+        next.is_some(),
+        "status.sessions[0].nextSchedule is set: {:?}",
+        bc.status
+    );
+
+    let first = t
+        .next_completed_session("appbinding-es-quickstart-2", &[])
+        .await;
+    assert_eq!(
+        phase_of(&first),
+        "Succeeded",
+        "{}",
+        messages(&t, &first).await
+    );
+    let snap_name = kstash_api::names::snapshot_name(REPO, &first.name_any());
+    let snaps: Api<Snapshot> = t.cluster.api(NS);
+    wait_for_object(&snaps, &snap_name, TIMEOUT, |s| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.phase)
+            .map(|p| format!("{p:?}"))
+            .as_deref()
+            == Some("Succeeded")
+    })
+    .await;
+    let keys = t.bucket_keys("elastic/ess/");
+    assert!(
+        keys.contains(&format!("elastic/ess/snapshots/{snap_name}.yaml")),
+        "{keys:?}"
+    );
+    let check = t.restic("ess", &["check", "--read-data"]);
+    assert!(
+        check.status.success(),
+        "restic check: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let fresh = emulator(0, None).await;
+    t.database("restore-es-2", &fresh).await;
+    let rs = t.restore("restore-custom", "restore-es-2", REPO).await;
+    assert_eq!(
+        rs.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .map(|p| format!("{p:?}"))
+            .as_deref(),
+        Some("Succeeded"),
+        "{}",
+        serde_yaml::to_string(&rs.status).unwrap()
+    );
+    assert_eq!(user_indices(&fresh), user_indices(&source));
+    op.stop().await;
+}
+
+/// A wrong Elasticsearch password fails the session with a message that says so; after the
+/// Secret is fixed the next session succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wrong_es_password_fails_clearly_then_the_next_backup_succeeds() {
+    let t = Tutorial::start().await;
+    let source = emulator(300, None).await;
+    t.appbinding("es-quickstart", &source, "not-the-password")
+        .await;
+    let op = Operator::start(&t.cluster, "e2e-badpw", None).await;
+    t.apply_example("default-backupblueprint.yaml");
+    t.apply_example("sample-es.yaml");
+
+    let first = t
+        .next_completed_session("appbinding-es-quickstart", &[])
+        .await;
+    assert_eq!(phase_of(&first), "Failed");
+    let msgs = messages(&t, &first).await;
+    assert!(
+        msgs.contains("401") || msgs.to_lowercase().contains("auth"),
+        "the failure names the authentication error:\n{msgs}"
+    );
+
+    t.cluster
+        .create_secret(
+            NS,
+            "es-quickstart-elastic-cred",
+            &[("username", "elastic"), ("password", ES_PW)],
+        )
+        .await;
+    let name = t
+        .trigger(
+            "appbinding-es-quickstart",
+            jiff::Timestamp::now().as_second() + 60,
+        )
+        .await;
+    let s = t.wait_session(&name).await;
+    assert_eq!(phase_of(&s), "Succeeded", "{}", messages(&t, &s).await);
+    op.stop().await;
+}
+
+/// The operator killed mid-backup: after a restart the interrupted session reaches a terminal
+/// phase (never stays Running) and the next backup succeeds (the dead executor's restic lock
+/// does not block it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operator_killed_mid_backup_then_the_session_ends_and_the_next_succeeds() {
+    let t = Tutorial::start().await;
+    // Every search request is slowed down so the backup is still running when the operator dies.
+    let source = emulator(
+        1200,
+        Some(Faults {
+            delay_ms: 300,
+            delay_rate: 1.0,
+            seed: 3,
+            ..Faults::default()
+        }),
+    )
+    .await;
+    t.appbinding("es-quickstart", &source, ES_PW).await;
+    let op = Operator::start(&t.cluster, "e2e-crash-1", None).await;
+    t.apply_example("default-backupblueprint.yaml");
+    t.apply_example("sample-es.yaml");
+
+    let running = wait_for("a Running BackupSession", TIMEOUT, || async {
+        t.sessions_of("appbinding-es-quickstart")
+            .await
+            .into_iter()
+            .find(|s| phase_of(s) == "Running")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    op.kill().await;
+    let api: Api<BackupSession> = t.cluster.api(NS);
+    assert_eq!(
+        phase_of(&api.get(&running.name_any()).await.unwrap()),
+        "Running",
+        "the session was still running when the operator died"
+    );
+
+    let op2 = Operator::start(&t.cluster, "e2e-crash-2", None).await;
+    let ended = t.wait_session(&running.name_any()).await;
+    assert!(
+        matches!(phase_of(&ended).as_str(), "Failed" | "Succeeded"),
+        "interrupted session ends terminal: {:?}",
+        ended.status
+    );
+    let name = t
+        .trigger(
+            "appbinding-es-quickstart",
+            jiff::Timestamp::now().as_second() + 60,
+        )
+        .await;
+    let s = t.wait_session(&name).await;
+    assert_eq!(phase_of(&s), "Succeeded", "{}", messages(&t, &s).await);
+    op2.stop().await;
+}
+
+/// Two operators on one Lease: exactly one leads; a graceful stop hands over at once; a killed
+/// leader is replaced after the lease expires; `/metrics` says who leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_election_one_leads_and_the_lease_is_handed_over() {
+    let cluster = TestCluster::start().await;
+    let lease_cfg = |id: &str| {
+        let mut c = LeaderConfig::new("default", "kstash-operator", id);
+        c.lease_duration = Duration::from_secs(4);
+        c.renew_deadline = Duration::from_secs(3);
+        c.retry_period = Duration::from_millis(500);
+        c
+    };
+    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), "default");
+    let holder = || async {
+        leases
+            .get_opt("kstash-operator")
+            .await
+            .unwrap()
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity)
+            .filter(|h| !h.is_empty())
+    };
+    let leader_metric = |op: &Operator| {
+        let addr = op.metrics;
+        async move {
+            sample(
+                &http_get(addr, "/metrics").await.1,
+                "kstash_operator_leader",
+            )
+        }
+    };
+
+    let a = Operator::start(&cluster, "op-a", Some(lease_cfg("op-a"))).await;
+    let b = Operator::start(&cluster, "op-b", Some(lease_cfg("op-b"))).await;
+    let first = wait_for("a leader", Duration::from_secs(30), || async {
+        holder().await
+    })
+    .await;
+    let (leader, follower) = if first == a.identity { (a, b) } else { (b, a) };
+    // Stable: over several retry periods the holder does not change and only one says it leads.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(holder().await.as_deref(), Some(leader.identity.as_str()));
+        assert_eq!(leader_metric(&leader).await, Some(1.0));
+        assert_eq!(leader_metric(&follower).await, Some(0.0));
+    }
+    let transitions0 = leases
+        .get("kstash-operator")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .lease_transitions
+        .unwrap_or(0);
+
+    // Graceful stop releases the lease: the follower takes over well before the 4 s expiry.
+    let t0 = Instant::now();
+    let old = leader.identity.clone();
+    leader.stop().await;
+    wait_for("the follower to lead", Duration::from_secs(10), || async {
+        (holder().await.as_deref() == Some(follower.identity.as_str())).then_some(())
+    })
+    .await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "handover after release took {:?}",
+        t0.elapsed()
+    );
+    wait_for(
+        "the new leader's metric",
+        Duration::from_secs(5),
+        || async { (leader_metric(&follower).await == Some(1.0)).then_some(()) },
+    )
+    .await;
+
+    // The old leader comes back as a follower; the new leader is killed (no release): the
+    // lease is taken over only after it expires.
+    let back = Operator::start(&cluster, &old, Some(lease_cfg(&old))).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(holder().await.as_deref(), Some(follower.identity.as_str()));
+    assert_eq!(leader_metric(&back).await, Some(0.0));
+    let t1 = Instant::now();
+    follower.kill().await;
+    wait_for(
+        "the restarted operator to lead",
+        Duration::from_secs(20),
+        || async { (holder().await.as_deref() == Some(old.as_str())).then_some(()) },
+    )
+    .await;
+    assert!(
+        t1.elapsed() >= Duration::from_secs(3),
+        "a killed leader's lease is honoured until it expires ({:?})",
+        t1.elapsed()
+    );
+    let lease = leases.get("kstash-operator").await.unwrap().spec.unwrap();
+    assert_eq!(lease.lease_transitions.unwrap_or(0), transitions0 + 2);
+    assert_eq!(lease.lease_duration_seconds, Some(4));
+    back.stop().await;
+}
