@@ -9,12 +9,12 @@ mod addon;
 mod controlplane;
 #[cfg(feature = "render")]
 mod crds;
-#[cfg(feature = "render")]
-mod render;
 #[cfg(feature = "operator")]
 mod operator;
 #[cfg(feature = "plugin")]
 mod plugin;
+#[cfg(feature = "render")]
+mod render;
 #[cfg(feature = "repo")]
 mod repo;
 #[cfg(feature = "operator")]

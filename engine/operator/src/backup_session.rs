@@ -20,8 +20,8 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kstash_api::constants::COMPONENT_DUMP;
 use kstash_api::core::{
-    BackupConfiguration, BackupSession, BackupSessionPhase, BackupSessionStatus,
-    RetentionPolicyApplyStatus, Session,
+    BackupConfiguration, BackupInvokerPhase, BackupSession, BackupSessionPhase,
+    BackupSessionStatus, RetentionPolicyApplyStatus, Session,
 };
 use kstash_api::shared::{set_condition, Condition, ConditionStatus, Driver, ObjectReference};
 use kstash_api::storage::{
@@ -208,12 +208,12 @@ async fn execute(exec: &Executor, bs: &BackupSession) -> Result<(), Error> {
 
     // Admission (spec §4 step 1).
     let bc = invoker(&client, bs).await?;
-    // The BackupConfiguration controller creates the initial session in the same pass that
-    // writes the configuration's first status: give it a moment instead of skipping a session
-    // whose invoker exists but has not been observed yet (the reconcile requeues in 1 s).
-    let unobserved = bc
-        .as_ref()
-        .is_some_and(|b| b.status.as_ref().and_then(|s| s.phase).is_none());
+    // The BackupConfiguration controller creates a session in the same pass that writes the
+    // configuration's new status (Ready): give that status a moment to land instead of skipping
+    // a young session whose invoker exists but does not show Ready yet (requeued in 1 s).
+    let unobserved = bc.as_ref().is_some_and(|b| {
+        b.status.as_ref().and_then(|s| s.phase) != Some(BackupInvokerPhase::Ready)
+    });
     if unobserved && now().duration_since(start_time(bs)).as_secs_f64() < INVOKER_GRACE_SECS {
         return Ok(());
     }

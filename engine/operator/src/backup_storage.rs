@@ -13,8 +13,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kstash_api::constants::{conditions as c, FINALIZER_CLEANUP};
 use kstash_api::phase::backup_storage_phase;
 use kstash_api::storage::{
-    BackupStorage, BackupStorageDeletionPolicy, BackupStoragePhase,
-    Repository, RepositoryInfoStatus,
+    BackupStorage, BackupStorageDeletionPolicy, BackupStoragePhase, Repository,
+    RepositoryInfoStatus,
 };
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::controller::{Action, Controller};

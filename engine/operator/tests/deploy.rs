@@ -782,6 +782,12 @@ const OPERATOR_UA: &str = "kstash-operator-under-rbac-test";
 /// `(verb, group, resource)`; a grant missing from the run and from this list fails the test.
 const UNUSED_BUT_NEEDED: &[(&str, &str, &str, &str)] = &[
     (
+        "get",
+        "storage.kubestash.com",
+        "snapshots",
+        "the executor reads the Snapshots of a session whose executor died (recovery after a restart); a clean run reads none",
+    ),
+    (
         "delete",
         "core.kubestash.com",
         "backupconfigurations",
@@ -1207,14 +1213,22 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
         },
     )
     .await;
-    wait_for("a BackupSession Succeeded", 180, || async {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
         let sessions = list_json(&test_client, "BackupSession", "demo").await;
-        sessions
-            .iter()
-            .any(|s| s["status"]["phase"] == "Succeeded")
-            .then_some(())
-    })
-    .await;
+        if sessions.iter().any(|s| s["status"]["phase"] == "Succeeded") {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let snaps = list_json(&test_client, "Snapshot", "demo").await;
+            panic!(
+                "timed out after 180s waiting for a BackupSession Succeeded\nsessions: {}\nsnapshots: {}",
+                serde_json::to_string_pretty(&sessions).unwrap(),
+                serde_json::to_string_pretty(&snaps).unwrap()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
     wait_for("a Snapshot Succeeded", 60, || async {
         let snaps = list_json(&test_client, "Snapshot", "demo").await;
         snaps
