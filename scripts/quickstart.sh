@@ -108,8 +108,18 @@ start() { # name port cmd...
   echo "$name: started (pid $!, 127.0.0.1:$port)"
 }
 
+count() { # url user password ca
+  local ca=(); [ -n "$4" ] && ca=(--cacert "$4")
+  curl -sf "${ca[@]}" -u "$2:$3" "$1/_cat/indices?h=index,docs.count&s=index" | awk '$1 !~ /^\./'
+}
+
 say "local S3 server (moto) and the Elasticsearch stand-ins"
 MOTO_PORT="$(port_of moto)"
+# moto keeps the bucket in memory: when it has to be started, the bucket is empty, and the
+# API objects kept by a previous `kstash up` (Repositories, Snapshots) would point at data that is
+# gone. Start kstash's state afresh with it.
+MOTO_FRESH=0
+alive moto || MOTO_FRESH=1
 start moto "$MOTO_PORT" "$MOTO" -H 127.0.0.1 -p "$MOTO_PORT"
 S3="http://127.0.0.1:$MOTO_PORT"
 curl -sf -X PUT "$S3/esbackup" >/dev/null || die "creating bucket esbackup on $S3"
@@ -134,6 +144,11 @@ RESTORE_CA="$STATE/es-restore-tls/ca.crt"
 
 say "kstash up (embedded Kubernetes API + operator; data in $STATE/up)"
 API_PORT="$(port_of kstash-up)"
+if [ "$MOTO_FRESH" = 1 ] && [ -d "$STATE/up" ]; then
+  if alive kstash-up; then kill "$(cat "$STATE/kstash-up.pid")"; sleep 2; rm -f "$STATE/kstash-up.pid"; fi
+  echo "the S3 server started empty: starting kstash's state afresh (removing $STATE/up)"
+  rm -rf "$STATE/up"
+fi
 if ! alive kstash-up; then
   KSTASH_LOG="${KSTASH_LOG:-info}" "$KSTASH" up --data-dir "$STATE/up" --listen "127.0.0.1:$API_PORT" \
     --module-dir "$MODULES" --addons "$ROOT/examples/addons" --metrics-addr "127.0.0.1:$(port_of metrics)" \
@@ -205,6 +220,13 @@ say "kubectl get snapshots -n $NS -l=kubestash.com/repo-name=s3-elasticsearch-re
 k get snapshots -n "$NS" -l=kubestash.com/repo-name=s3-elasticsearch-repo
 
 say "restore the latest Snapshot into a second Elasticsearch (es-restore, an empty emulator)"
+# A re-run restores again: empty the restore target first (a restore refuses to load documents
+# into an index that already has some, unless its overwrite parameter is set).
+for idx in $(count "$RESTORE_URL" elastic "$RESTORE_PASSWORD" "$RESTORE_CA" | awk '{print $1}'); do
+  curl -sf --cacert "$RESTORE_CA" -u "elastic:$RESTORE_PASSWORD" -X DELETE "$RESTORE_URL/$idx" >/dev/null \
+    || die "emptying the restore target: DELETE $RESTORE_URL/$idx"
+  echo "es-restore: deleted index $idx from the previous run"
+done
 ab restore-es "$RESTORE_URL" elastic "$RESTORE_PASSWORD" "$RESTORE_CA"
 RS="restore-$(date +%s)"
 k apply -f - <<EOF
@@ -233,10 +255,6 @@ done
 k get restoresession -n "$NS" "$RS"
 [ "$PHASE" = Succeeded ] || die "RestoreSession $RS ended $PHASE: kubectl get restoresession -n $NS $RS -o yaml"
 
-count() { # url user password ca
-  local ca=(); [ -n "$4" ] && ca=(--cacert "$4")
-  curl -sf "${ca[@]}" -u "$2:$3" "$1/_cat/indices?h=index,docs.count&s=index" | awk '$1 !~ /^\./'
-}
 SRC="$(count "$ES_URL" "$ES_USER" "$ES_PASSWORD" "$ES_CA")"
 DST="$(count "$RESTORE_URL" elastic "$RESTORE_PASSWORD" "$RESTORE_CA")"
 say "document counts (index, docs): source | restored"

@@ -42,4 +42,15 @@ ES_EMULATOR_BIN="$TARGET/debug/kstash-es-emulator" \
 ADDON_WASM="$ROOT/addons/target/wasm32-wasip2/release/elasticsearch_addon.wasm" \
   addons/elasticsearch/tests/roundtrip.sh
 
+step "the README's main command: scripts/quickstart.sh (tutorial backup + restore check), then --stop"
+QS_DIR="$(mktemp -d)"
+export KSTASH_QUICKSTART_DIR="$QS_DIR"
+qs_stop() { scripts/quickstart.sh --stop >/dev/null 2>&1 || true; }
+trap qs_stop EXIT
+KSTASH_BIN="$TARGET/debug/kstash" KSTASH_ES_EMULATOR_BIN="$TARGET/debug/kstash-es-emulator" \
+  scripts/quickstart.sh
+scripts/quickstart.sh --stop
+trap - EXIT
+rm -rf "$QS_DIR"
+
 printf '\n==> all green in %ss\n' "$(( $(date +%s) - start ))"

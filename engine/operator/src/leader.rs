@@ -146,12 +146,15 @@ pub fn next_lease(
     }
 }
 
+/// What identifies one observed state of the Lease: its holder and its renew time.
+type LeaseRecord = (Option<String>, Option<String>);
+
 /// One candidate: reads, takes, renews and releases the Lease.
 pub struct LeaderElector {
     api: Api<Lease>,
     config: LeaderConfig,
     /// The last (holder, renewTime) seen and when it was first seen locally.
-    observed: Option<((Option<String>, Option<String>), Instant)>,
+    observed: Option<(LeaseRecord, Instant)>,
 }
 
 impl LeaderElector {
@@ -209,7 +212,7 @@ impl LeaderElector {
             };
         };
         let spec = lease.spec.clone().unwrap_or_default();
-        let key = (
+        let key: LeaseRecord = (
             spec.holder_identity.clone(),
             spec.renew_time.as_ref().map(|t| t.0.to_string()),
         );

@@ -404,7 +404,7 @@ fn addon_manifests_are_valid_and_digest_pinned() {
     // Spec §9.1: the catalog's tasks, functions and parameter defaults.
     let addon = one(&docs, "Addon");
     let stored = kstash_api::crds::prune_default_validate(
-        &kstash_api::crds::schema_of(crd_of("Addon")).unwrap(),
+        kstash_api::crds::schema_of(crd_of("Addon")).unwrap(),
         addon,
     )
     .unwrap_or_else(|e| panic!("Addon rejected by its CRD schema: {e:?}"));
@@ -450,7 +450,7 @@ fn addon_manifests_are_valid_and_digest_pinned() {
     let mut names = vec![];
     for f in of_kind(&docs, "Function") {
         let stored = kstash_api::crds::prune_default_validate(
-            &kstash_api::crds::schema_of(crd_of("Function")).unwrap(),
+            kstash_api::crds::schema_of(crd_of("Function")).unwrap(),
             f,
         )
         .unwrap_or_else(|e| panic!("Function rejected by its CRD schema: {e:?}"));
