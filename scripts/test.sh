@@ -9,8 +9,22 @@ export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 # Tests run several servers each; two test binaries at a time is what two cores sustain.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 
+# A clean CI build gains nothing from incremental caches, which double the target directory's size.
+if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"; fi
+
 step() { printf '\n==> [%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 start=$(date +%s)
+
+# The debug build of the workspace and its test binaries needs about 12 GiB; say so before cargo
+# fails half-way with "No space left on device".
+TARGET_FOR_DF="${CARGO_TARGET_DIR:-$ROOT/target}"
+mkdir -p "$TARGET_FOR_DF"
+free_kib=$(df -Pk "$TARGET_FOR_DF" | awk 'NR==2 {print $4}')
+printf 'disk: %s GiB free under %s\n' "$(( free_kib / 1048576 ))" "$TARGET_FOR_DF"
+if [ "$free_kib" -lt $(( 8 * 1048576 )) ]; then
+  echo "error: less than 8 GiB free under $TARGET_FOR_DF; the build needs about 12 GiB" >&2
+  exit 1
+fi
 
 step "tools (restic, moto, elasticdump, python client, kubectl, helm, wasm32-wasip2)"
 scripts/ensure-tools.sh all
@@ -53,4 +67,5 @@ scripts/quickstart.sh --stop
 trap - EXIT
 rm -rf "$QS_DIR"
 
+du -sh "$TARGET_FOR_DF" 2>/dev/null | sed 's/^/target size: /' || true
 printf '\n==> all green in %ss\n' "$(( $(date +%s) - start ))"
