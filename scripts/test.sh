@@ -15,14 +15,14 @@ if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0
 step() { printf '\n==> [%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 start=$(date +%s)
 
-# The debug build of the workspace and its test binaries needs about 12 GiB; say so before cargo
+# The debug build of the workspace and its test binaries needs about 10 GiB; say so before cargo
 # fails half-way with "No space left on device".
 TARGET_FOR_DF="${CARGO_TARGET_DIR:-$ROOT/target}"
 mkdir -p "$TARGET_FOR_DF"
 free_kib=$(df -Pk "$TARGET_FOR_DF" | awk 'NR==2 {print $4}')
 printf 'disk: %s GiB free under %s\n' "$(( free_kib / 1048576 ))" "$TARGET_FOR_DF"
 if [ "$free_kib" -lt $(( 8 * 1048576 )) ]; then
-  echo "error: less than 8 GiB free under $TARGET_FOR_DF; the build needs about 12 GiB" >&2
+  echo "error: less than 8 GiB free under $TARGET_FOR_DF; the build needs about 10 GiB" >&2
   exit 1
 fi
 
