@@ -197,6 +197,71 @@ pub fn default_backup_configuration(bc: &mut BackupConfiguration, ctx: &Lookup) 
     }
 }
 
+/// What kstash cannot run although KubeStash accepts it, refused rather than silently ignored
+/// (docs/concepts.md, "Deliberate differences"): backup hooks (KubeStash runs them in the
+/// executor Job's containers, which kstash does not create) and more than one task per session
+/// (kstash writes one `dump` component per session). Checked after
+/// [`validate_backup_configuration`]; the error becomes the `ValidationPassed` condition.
+pub fn kstash_limits(bc: &BackupConfiguration) -> Result<(), AdmissionError> {
+    for (si, s) in bc.spec.sessions.iter().enumerate() {
+        if let Some(h) = &s.config.hooks {
+            for (field, hooks) in [("preBackup", &h.pre_backup), ("postBackup", &h.post_backup)] {
+                if !hooks.is_empty() {
+                    return err(
+                        format!("spec.sessions[{si}].hooks.{field}"),
+                        "kstash does not run backup hooks (KubeStash runs them in executor \
+                         containers, which kstash does not create); remove them, or run the \
+                         commands outside kstash",
+                    );
+                }
+            }
+        }
+        if let Some(addon) = &s.addon {
+            if let Some(extra) = addon.tasks.get(1) {
+                return err(
+                    format!("spec.sessions[{si}].addon.tasks[1]"),
+                    format!(
+                        "kstash runs one backup task per session; put task {:?} in a session of \
+                         its own",
+                        extra.name
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`kstash_limits`] for a RestoreSession: restore hooks and a second restore task are refused.
+pub fn kstash_restore_limits(rs: &RestoreSession) -> Result<(), AdmissionError> {
+    if let Some(h) = &rs.spec.hooks {
+        for (field, hooks) in [
+            ("preRestore", &h.pre_restore),
+            ("postRestore", &h.post_restore),
+        ] {
+            if !hooks.is_empty() {
+                return err(
+                    format!("spec.hooks.{field}"),
+                    "kstash does not run restore hooks (KubeStash runs them in executor \
+                     containers, which kstash does not create); remove them, or run the \
+                     commands outside kstash",
+                );
+            }
+        }
+    }
+    if let Some(extra) = rs.spec.addon.as_ref().and_then(|a| a.tasks.get(1)) {
+        return err(
+            "spec.addon.tasks[1]",
+            format!(
+                "kstash runs one restore task per RestoreSession; restore task {:?} with a \
+                 RestoreSession of its own",
+                extra.name
+            ),
+        );
+    }
+    Ok(())
+}
+
 /// Validating webhook of BackupConfiguration (create and update), rules 1–5 of spec §3.1.
 /// First error wins.
 ///

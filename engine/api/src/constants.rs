@@ -31,6 +31,10 @@ pub mod annotations {
     pub const VARIABLES_PREFIX: &str = "variables.kubestash.com/";
     /// Marks the object being restored.
     pub const RESTORE_BENEFICIARY: &str = "restoresession.kubestash.com/beneficiary";
+    /// kstash's own, on a Snapshot: documents (items) the addon reported backing up.
+    pub const SNAPSHOT_DOCUMENTS: &str = "kstash.io/documents";
+    /// kstash's own, on a Snapshot: bytes the addon's output streams carried.
+    pub const SNAPSHOT_STREAM_BYTES: &str = "kstash.io/stream-bytes";
 }
 
 /// Labels (spec §2.2, §4, §5.1).

@@ -152,6 +152,40 @@ fn tutorial_bc_is_valid() {
     validate_backup_configuration(&tutorial_bc(), &tutorial_lookup()).unwrap();
 }
 
+/// What kstash cannot run is refused by field, never silently ignored.
+#[test]
+fn kstash_limits_refuse_hooks_and_a_second_task() {
+    kstash_limits(&tutorial_bc()).unwrap();
+    let mut hooks = tutorial_bc();
+    hooks.spec.sessions[0].config.hooks = Some(obj(json!({
+        "preBackup": [{"name": "freeze", "hookTemplate": {"name": "es-freeze"}}]
+    })));
+    expect_err(
+        kstash_limits(&hooks),
+        "spec.sessions[0].hooks.preBackup",
+        "does not run backup hooks",
+    );
+    let mut tasks = tutorial_bc();
+    let addon = tasks.spec.sessions[0].addon.as_mut().unwrap();
+    addon.tasks.push(obj(json!({"name": "manifest-backup"})));
+    expect_err(
+        kstash_limits(&tasks),
+        "spec.sessions[0].addon.tasks[1]",
+        "\"manifest-backup\" in a session of its own",
+    );
+    let rs: RestoreSession = obj(json!({
+        "apiVersion": "core.kubestash.com/v1alpha1", "kind": "RestoreSession",
+        "metadata": {"name": "r", "namespace": "demo"},
+        "spec": {"addon": {"name": "elasticsearch-addon", "tasks": [{"name": "logical-backup-restore"}]},
+                 "hooks": {"postRestore": [{"name": "notify", "hookTemplate": {"name": "slack"}}]}}
+    }));
+    expect_err(
+        kstash_restore_limits(&rs),
+        "spec.hooks.postRestore",
+        "does not run restore hooks",
+    );
+}
+
 #[test]
 fn bc_rules_name_the_field() {
     let ctx = tutorial_lookup();

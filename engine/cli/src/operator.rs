@@ -54,6 +54,10 @@ pub struct OperatorArgs {
     /// else `<hostname>-<pid>`.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Seconds a shutdown (SIGTERM, Ctrl-C) lets running sessions finish before failing them
+    /// cleanly; keep the pod's `terminationGracePeriodSeconds` above it.
+    #[arg(long, env = "KSTASH_SHUTDOWN_GRACE", default_value_t = kstash_operator::DEFAULT_SHUTDOWN_GRACE.as_secs_f64())]
+    pub shutdown_grace: f64,
 }
 
 /// `<hostname>-<pid>`.
@@ -66,7 +70,8 @@ pub fn default_identity() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-fn secs(flag: &str, v: f64) -> anyhow::Result<Duration> {
+/// `--<flag> v` as a duration; refuses a negative, zero or non-finite value.
+pub fn secs(flag: &str, v: f64) -> anyhow::Result<Duration> {
     if !(v.is_finite() && v > 0.0) {
         bail!("--{flag} {v}: must be a positive number of seconds");
     }
@@ -98,11 +103,19 @@ pub fn build_context(client: kube::Client, config: OperatorConfig) -> anyhow::Re
         ..Default::default()
     })
     .context("starting the addon runtime")?;
-    Ok(Arc::new(Context {
-        client,
-        runtime: Arc::new(runtime),
-        config,
-    }))
+    Ok(Arc::new(Context::new(client, Arc::new(runtime), config)))
+}
+
+/// Binds the metrics endpoint at `addr` (if any) and prints its URL.
+pub async fn bind_metrics(
+    addr: Option<SocketAddr>,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let Some(a) = addr else { return Ok(None) };
+    let (l, bound) = kstash_operator::metrics::bind(a)
+        .await
+        .with_context(|| format!("--metrics-addr {a}: binding"))?;
+    println!("metrics: http://{bound}/metrics");
+    Ok(Some(l))
 }
 
 /// A token cancelled on Ctrl-C or SIGTERM.
@@ -191,16 +204,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             namespace: args.namespace.clone(),
         },
     )?;
-    let metrics = match metrics_addr {
-        Some(a) => {
-            let (l, bound) = kstash_operator::metrics::bind(a)
-                .await
-                .with_context(|| format!("--metrics-addr {a}: binding"))?;
-            println!("metrics: http://{bound}/metrics");
-            Some(l)
-        }
-        None => None,
-    };
+    let metrics = bind_metrics(metrics_addr).await?;
     println!(
         "kstash operator {identity} running ({}; {})",
         match &args.namespace {
@@ -219,6 +223,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             leader_election: leader,
             metrics,
             shutdown,
+            shutdown_grace: secs("shutdown-grace", args.shutdown_grace)?,
         },
     )
     .await?;

@@ -39,6 +39,9 @@ pub struct UpArgs {
     /// The operator's identity.
     #[arg(long)]
     pub identity: Option<String>,
+    /// Seconds a shutdown (Ctrl-C, SIGTERM) lets running sessions finish before failing them.
+    #[arg(long, default_value_t = kstash_operator::DEFAULT_SHUTDOWN_GRACE.as_secs_f64())]
+    pub shutdown_grace: f64,
 }
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -250,16 +253,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             namespace: None,
         },
     )?;
-    let metrics = match metrics_addr {
-        Some(a) => {
-            let (l, bound) = kstash_operator::metrics::bind(a)
-                .await
-                .with_context(|| format!("--metrics-addr {a}: binding"))?;
-            println!("metrics: http://{bound}/metrics");
-            Some(l)
-        }
-        None => None,
-    };
+    let metrics = crate::operator::bind_metrics(metrics_addr).await?;
     println!(
         "kstash up: control plane {} (data in {})",
         cp.url(),
@@ -277,6 +271,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             leader_election: None,
             metrics,
             shutdown,
+            shutdown_grace: crate::operator::secs("shutdown-grace", args.shutdown_grace)?,
         },
     )
     .await;

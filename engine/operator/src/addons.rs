@@ -14,7 +14,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::ResourceExt;
 
-use crate::control::{self, kube_err, Events, Result};
+use crate::control::{self, kube_err, Ctl, Result};
 use crate::Context;
 
 /// Event reason for a Function without a WASM module.
@@ -24,17 +24,9 @@ pub const REASON_INVALID_FUNCTION: &str = "InvalidFunction";
 /// Event reason for an Addon task naming a missing Function.
 pub const REASON_FUNCTION_NOT_FOUND: &str = "FunctionNotFound";
 
-struct Ctl {
-    ctx: Arc<Context>,
-    events: Events,
-}
-
 /// Runs this controller until its watches end.
 pub async fn run(ctx: Arc<Context>) {
-    let ctl = Arc::new(Ctl {
-        events: Events::new(&ctx, "addons"),
-        ctx: ctx.clone(),
-    });
+    let ctl = Ctl::new(&ctx, "addons");
     let functions = Controller::new(
         Api::<Function>::all(ctx.client.clone()),
         watcher::Config::default(),

@@ -42,7 +42,7 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::control::{self, kube_err, Events, Result};
+use crate::control::{self, kube_err, Ctl, Result};
 use crate::Context;
 
 /// Label on a generated BackupConfiguration: the uid of the object it was rendered for.
@@ -52,17 +52,9 @@ pub const SOURCE_ANNOTATION: &str = "kstash.io/auto-backup-source";
 /// Event reason of a render failure (on the target).
 pub const REASON_AUTO_BACKUP_FAILED: &str = "AutoBackupFailed";
 
-struct Ctl {
-    ctx: Arc<Context>,
-    events: Events,
-}
-
 /// Runs this controller (Elasticsearch, AppBinding and BackupBlueprint watches) until they end.
 pub async fn run(ctx: Arc<Context>) {
-    let ctl = Arc::new(Ctl {
-        events: Events::new(&ctx, "autobackup"),
-        ctx: ctx.clone(),
-    });
+    let ctl = Ctl::new(&ctx, "autobackup");
     futures::join!(
         run_targets::<Elasticsearch>(ctl.clone()),
         run_targets::<AppBinding>(ctl.clone()),

@@ -34,7 +34,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::ResourceExt;
 
-use crate::control::{self, kube_err, Error, Events, Result};
+use crate::control::{self, kube_err, Ctl, Error, Result};
 use crate::Context;
 
 /// Poll interval while a configuration is not Ready (waiting for storage, target, Addon).
@@ -42,17 +42,9 @@ const NOT_READY_RETRY: Duration = Duration::from_secs(5);
 /// Longest sleep of the scheduler (a safety net; the next schedule normally comes first).
 const MAX_SLEEP: Duration = Duration::from_secs(300);
 
-struct Ctl {
-    ctx: Arc<Context>,
-    events: Events,
-}
-
 /// Runs this controller until its watch ends.
 pub async fn run(ctx: Arc<Context>) {
-    let ctl = Arc::new(Ctl {
-        events: Events::new(&ctx, "backupconfiguration"),
-        ctx: ctx.clone(),
-    });
+    let ctl = Ctl::new(&ctx, "backupconfiguration");
     let bcs = control::scoped_api::<BackupConfiguration>(&ctx);
     let controller = Controller::new(bcs, watcher::Config::default());
     let (by_repo, by_storage) = (controller.store(), controller.store());
@@ -222,7 +214,9 @@ async fn apply(bc: &BackupConfiguration, ctl: &Ctl) -> Result<Action> {
     }
 
     // Observe.
-    let validation = admission::validate_backup_configuration(bc, &lookup).err();
+    let validation = admission::validate_backup_configuration(bc, &lookup)
+        .and_then(|()| admission::kstash_limits(bc))
+        .err();
     let target_found = match &bc.spec.target {
         Some(t) => target_exists(ctx, t, &ns).await?,
         None => false,

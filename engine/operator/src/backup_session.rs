@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kstash_api::constants::COMPONENT_DUMP;
+use kstash_api::constants::{annotations as ann, COMPONENT_DUMP};
 use kstash_api::core::{
     BackupConfiguration, BackupInvokerPhase, BackupSession, BackupSessionPhase,
     BackupSessionStatus, RetentionPolicyApplyStatus, Session,
@@ -81,17 +81,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Runs this controller until its watch ends.
 pub async fn run(ctx: Arc<Context>) {
-    let api: Api<BackupSession> = match &ctx.config.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
+    let api: Api<BackupSession> = ctx.scoped_api();
     let exec = Arc::new(Executor {
         events: Events::new(ctx.client.clone(), &ctx.config.identity),
         ctx,
         live: Mutex::new(HashSet::new()),
         running: Mutex::new(HashMap::new()),
     });
+    let drain = exec.ctx.lifecycle.drain.clone();
     Controller::new(api, watcher::Config::default())
+        .graceful_shutdown_on(drain.cancelled_owned())
         .run(reconcile, error_policy, exec)
         .for_each(|r| {
             if let Err(e) = r {
@@ -913,9 +912,11 @@ impl Run<'_> {
         let mut fut = Box::pin(task.loaded.addon.run(spec, io));
         let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
         tick.tick().await;
+        let abort = self.exec.ctx.lifecycle.abort.clone();
         let result = loop {
             tokio::select! {
-                r = &mut fut => break r,
+                r = &mut fut => break r.map_err(|e| e.to_string()),
+                _ = abort.cancelled() => break Err(crate::execute::SHUTDOWN_ABORT.to_string()),
                 _ = tick.tick() => {
                     let note = progress.snapshot().message("Backing up");
                     if let Err(e) = self.patch_running(status, targets, Some(note)).await {
@@ -967,7 +968,7 @@ impl Run<'_> {
         }
         let mut finished = Vec::new();
         for (t, r) in targets.iter().zip(results) {
-            finished.push(self.finish_snapshot(t, r).await);
+            finished.push(self.finish_snapshot(t, r, &done).await);
         }
         Ok(finished)
     }
@@ -976,15 +977,39 @@ impl Run<'_> {
         &self,
         t: &RepoTarget,
         backup: Result<bsx::ComponentResult, String>,
+        totals: &crate::execute::progress::Snapshot,
     ) -> Snapshot {
         let name = t.snapshot.metadata.name.clone().unwrap_or_default();
+        let api: Api<Snapshot> = Api::namespaced(self.client.clone(), &self.ns);
+        let mut snap = t.snapshot.clone();
+        if backup.is_ok() {
+            // What the task moved, for `/metrics` (and the bucket's YAML copy).
+            let counts = [
+                (ann::SNAPSHOT_DOCUMENTS, totals.items.to_string()),
+                (ann::SNAPSHOT_STREAM_BYTES, totals.bytes.to_string()),
+            ];
+            let patch = serde_json::json!({"metadata": {"annotations":
+                counts.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()}});
+            if let Err(e) = api
+                .patch_metadata(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::warn!(snapshot = %name, "recording the document count: {e}");
+            }
+            let a = snap
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default);
+            for (k, v) in counts {
+                a.insert(k.to_string(), v);
+            }
+        }
         let mut result = bsx::SnapshotResult {
             component: COMPONENT_DUMP.to_string(),
             backup,
             recent_list_updated: Ok(()),
             metadata_uploaded: Ok(()),
         };
-        let mut snap = t.snapshot.clone();
         snap.status = Some(without_progress(snap.status.clone().unwrap_or_default()));
         let mut st = bsx::finish_snapshot(&snap, &result, now());
         let mut copy = snap.clone();
@@ -1002,7 +1027,6 @@ impl Run<'_> {
             result.metadata_uploaded = Err(format!("uploading snapshots/{name}.yaml: {e}"));
             st = bsx::finish_snapshot(&snap, &result, now());
         }
-        let api: Api<Snapshot> = Api::namespaced(self.client.clone(), &self.ns);
         if let Err(e) = patch_status(&api, &name, &st).await {
             tracing::warn!(snapshot = %name, "{e}");
         }

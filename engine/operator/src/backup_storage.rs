@@ -23,21 +23,13 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::ResourceExt;
 
-use crate::control::{self, kube_err, Error, Events, Result};
+use crate::control::{self, kube_err, Ctl, Error, Result};
 use crate::storage::{backend_secret_name, connect, StorageError};
 use crate::Context;
 
-struct Ctl {
-    ctx: Arc<Context>,
-    events: Events,
-}
-
 /// Runs this controller until its watch ends.
 pub async fn run(ctx: Arc<Context>) {
-    let ctl = Arc::new(Ctl {
-        events: Events::new(&ctx, "backupstorage"),
-        ctx: ctx.clone(),
-    });
+    let ctl = Ctl::new(&ctx, "backupstorage");
     let storages = control::scoped_api::<BackupStorage>(&ctx);
     let repos = control::scoped_api::<Repository>(&ctx);
     Controller::new(storages, watcher::Config::default())

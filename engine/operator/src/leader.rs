@@ -313,11 +313,16 @@ impl LeaderElector {
             // Boxed so that `drop` below really drops (stops) the controllers.
             let mut controllers = Box::pin(lead());
             let mut last_renew = Instant::now();
+            // At shutdown the controllers drain (running sessions finish or fail cleanly): keep
+            // the Lease renewed until they have ended, so no other replica starts meanwhile.
+            let mut draining = false;
             let lost = loop {
                 tokio::select! {
-                    _ = shutdown.cancelled() => break false,
+                    _ = shutdown.cancelled(), if !draining => draining = true,
                     _ = controllers.as_mut() => {
-                        tracing::warn!("leader election: the controllers ended");
+                        if !draining {
+                            tracing::warn!("leader election: the controllers ended");
+                        }
                         break false;
                     }
                     _ = tokio::time::sleep(cfg.retry_period) => {

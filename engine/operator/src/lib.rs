@@ -44,17 +44,28 @@ pub use tokio_util::sync::CancellationToken;
 
 use std::sync::Arc;
 
-/// Runs every controller compiled into this build until one of them ends (they end only when
-/// their watch streams do, e.g. at shutdown).
+/// Runs every controller compiled into this build until `ctx.lifecycle.drain` is cancelled and
+/// they have all stopped: the control half stops at once, the executors once their running
+/// sessions have finished (or, after `ctx.lifecycle.abort`, failed cleanly).
 pub async fn run(ctx: Arc<Context>) {
     let mut controllers: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
     #[cfg(feature = "control")]
     {
-        controllers.push(Box::pin(addons::run(ctx.clone())));
-        controllers.push(Box::pin(autobackup::run(ctx.clone())));
-        controllers.push(Box::pin(backup_storage::run(ctx.clone())));
-        controllers.push(Box::pin(backup_config::run(ctx.clone())));
-        controllers.push(Box::pin(repository::run(ctx.clone())));
+        let drain = ctx.lifecycle.drain.clone();
+        let until_drain = move |f: futures::future::BoxFuture<'static, ()>| {
+            let drain = drain.clone();
+            Box::pin(async move {
+                tokio::select! {
+                    _ = drain.cancelled() => {}
+                    _ = f => tracing::warn!("a control-half controller ended on its own"),
+                }
+            }) as futures::future::BoxFuture<'static, ()>
+        };
+        controllers.push(until_drain(Box::pin(addons::run(ctx.clone()))));
+        controllers.push(until_drain(Box::pin(autobackup::run(ctx.clone()))));
+        controllers.push(until_drain(Box::pin(backup_storage::run(ctx.clone()))));
+        controllers.push(until_drain(Box::pin(backup_config::run(ctx.clone()))));
+        controllers.push(until_drain(Box::pin(repository::run(ctx.clone()))));
     }
     #[cfg(feature = "execute")]
     {
@@ -62,8 +73,15 @@ pub async fn run(ctx: Arc<Context>) {
         controllers.push(Box::pin(restore_session::run(ctx.clone())));
     }
     let _ = ctx;
-    futures::future::select_all(controllers).await;
+    futures::future::join_all(controllers).await;
 }
+
+/// How long a graceful shutdown lets running sessions finish before failing them (the
+/// Deployment's `terminationGracePeriodSeconds` must be longer).
+pub const DEFAULT_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// After the grace period, how long the aborted sessions get to record their failure.
+const ABORT_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// How [`serve`] runs the controllers.
 pub struct ServeOptions {
@@ -71,42 +89,80 @@ pub struct ServeOptions {
     pub leader_election: Option<leader::LeaderConfig>,
     /// Serve `/metrics` and `/healthz` on this listener (bind it with [`metrics::bind`]).
     pub metrics: Option<tokio::net::TcpListener>,
-    /// Cancelled to stop: the controllers are dropped, the Lease released, the endpoint closed.
+    /// Cancelled to stop: no new work starts; running sessions get `shutdown_grace` to finish,
+    /// then are failed cleanly; then the Lease is released and the endpoint closed.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// See [`DEFAULT_SHUTDOWN_GRACE`].
+    pub shutdown_grace: std::time::Duration,
 }
 
-/// Runs the operator until `opts.shutdown` is cancelled: the metrics endpoint on every replica,
-/// the controllers ([`run`]) on the leader only (or always without leader election).
+/// Runs the operator until `opts.shutdown` is cancelled and the running sessions are done: the
+/// metrics endpoint on every replica, the controllers ([`run`]) on the leader only (or always
+/// without leader election).
 pub async fn serve(ctx: Arc<Context>, opts: ServeOptions) -> Result<(), leader::LeaderError> {
     use std::sync::atomic::{AtomicBool, Ordering};
     let leading = Arc::new(AtomicBool::new(false));
     let shutdown = opts.shutdown.clone();
+    let metrics_stop = tokio_util::sync::CancellationToken::new();
     let metrics_task = opts.metrics.map(|listener| {
         let state = metrics::MetricsState {
             client: ctx.client.clone(),
             namespace: ctx.config.namespace.clone(),
             leading: leading.clone(),
         };
-        tokio::spawn(metrics::serve(listener, state, shutdown.clone()))
+        tokio::spawn(metrics::serve(listener, state, metrics_stop.clone()))
     });
+    // Shutdown → drain at once → abort after the grace period.
+    let lifecycle = ctx.lifecycle.clone();
+    let grace = opts.shutdown_grace;
+    let stopper = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            tracing::info!(grace = ?grace, "shutting down: no new sessions; running ones get the grace period");
+            lifecycle.drain.cancel();
+            tokio::time::sleep(grace).await;
+            if !lifecycle.abort.is_cancelled() {
+                tracing::warn!("shutdown grace period over: failing the sessions still running");
+            }
+            lifecycle.abort.cancel();
+        }
+    });
+    // However the controllers behave, the process is gone ABORT_WAIT after the grace period.
+    let deadline = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace + ABORT_WAIT).await;
+        }
+    };
     match opts.leader_election {
         Some(cfg) => {
             let elector = leader::LeaderElector::new(ctx.client.clone(), cfg)?;
             let c = ctx.clone();
-            elector
-                .run(shutdown.clone(), leading.clone(), move || run(c.clone()))
-                .await;
+            tokio::select! {
+                _ = elector.run(shutdown.clone(), leading.clone(), move || run(c.clone())) => {}
+                _ = deadline => tracing::warn!("controllers still running {ABORT_WAIT:?} after the grace period: stopping them"),
+            }
         }
         None => {
             leading.store(true, Ordering::SeqCst);
             tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = run(ctx.clone()) => tracing::warn!("the controllers ended"),
+                _ = run(ctx.clone()) => {
+                    if !shutdown.is_cancelled() {
+                        tracing::warn!("the controllers ended");
+                    }
+                }
+                _ = deadline => tracing::warn!("controllers still running {ABORT_WAIT:?} after the grace period: stopping them"),
             }
             leading.store(false, Ordering::SeqCst);
         }
     }
-    shutdown.cancel();
+    // The controllers ended on their own (not at a shutdown): stop what is left.
+    ctx.lifecycle.drain.cancel();
+    ctx.lifecycle.abort.cancel();
+    stopper.abort();
+    metrics_stop.cancel();
     if let Some(t) = metrics_task {
         let _ = t.await;
     }

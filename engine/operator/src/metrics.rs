@@ -98,6 +98,9 @@ fn size_bytes(s: &Option<String>) -> Option<f64> {
         .map(|b| b as f64)
 }
 
+/// What the newest Succeeded Snapshot moved: (its time, documents, stream bytes).
+type Moved = (f64, Option<f64>, Option<f64>);
+
 /// Key of a backup session series: (namespace, invoker, session).
 type SessionKey = (String, String, String);
 
@@ -250,6 +253,8 @@ pub fn render(inputs: &Inputs, state: ProcessState) -> String {
     // Snapshots: counts by repository and phase; size of the newest succeeded one.
     let mut snaps: BTreeMap<(String, String, String), u64> = BTreeMap::new();
     let mut newest: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
+    // Newest Succeeded Snapshot's (time, documents, stream bytes), from kstash's annotations.
+    let mut moved: BTreeMap<(String, String), Moved> = BTreeMap::new();
     for s in &inputs.snapshots {
         let ns = s.namespace().unwrap_or_default();
         let repo = s.spec.repository.clone().unwrap_or_default();
@@ -265,6 +270,23 @@ pub fn render(inputs: &Inputs, state: ProcessState) -> String {
                 .or(s.metadata.creation_timestamp.as_ref())
                 .map(|t| seconds(&t.0))
                 .unwrap_or(0.0);
+            let count = |k: &str| {
+                s.annotations()
+                    .get(k)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map(|v| v as f64)
+            };
+            let docs = count(kstash_api::constants::annotations::SNAPSHOT_DOCUMENTS);
+            let bytes = count(kstash_api::constants::annotations::SNAPSHOT_STREAM_BYTES);
+            if docs.is_some() || bytes.is_some() {
+                let slot =
+                    moved
+                        .entry((ns.clone(), repo.clone()))
+                        .or_insert((f64::MIN, None, None));
+                if t > slot.0 {
+                    *slot = (t, docs, bytes);
+                }
+            }
             if let Some(b) = size_bytes(&status.size) {
                 let slot = newest.entry((ns, repo)).or_insert((f64::MIN, 0.0));
                 if t > slot.0 {
@@ -300,6 +322,35 @@ pub fn render(inputs: &Inputs, state: ProcessState) -> String {
             &[("namespace", ns.as_str()), ("repository", repo.as_str())],
             *b,
         );
+    }
+
+    f.header(
+        "kstash_snapshot_last_documents",
+        "gauge",
+        "Documents (items) the addon backed up in the newest Succeeded Snapshot of a repository.",
+    );
+    for ((ns, repo), (_, docs, _)) in &moved {
+        if let Some(d) = docs {
+            f.sample(
+                "kstash_snapshot_last_documents",
+                &[("namespace", ns.as_str()), ("repository", repo.as_str())],
+                *d,
+            );
+        }
+    }
+    f.header(
+        "kstash_snapshot_last_stream_bytes",
+        "gauge",
+        "Bytes the addon's output carried into the newest Succeeded Snapshot of a repository.",
+    );
+    for ((ns, repo), (_, _, bytes)) in &moved {
+        if let Some(b) = bytes {
+            f.sample(
+                "kstash_snapshot_last_stream_bytes",
+                &[("namespace", ns.as_str()), ("repository", repo.as_str())],
+                *b,
+            );
+        }
     }
 
     // Repositories: status fields.
@@ -543,6 +594,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)
 mod tests {
     use super::*;
     use kstash_api::core::{BackupSessionPhase, BackupSessionSpec, BackupSessionStatus};
+    use kstash_api::storage::SnapshotPhase;
 
     fn session(
         name: &str,
@@ -627,6 +679,60 @@ mod tests {
         );
         assert!(
             t.contains(&format!("kstash_backup_last_duration_seconds{{{l}}} 2\n")),
+            "{t}"
+        );
+    }
+
+    fn snapshot(name: &str, time: i64, phase: SnapshotPhase, docs: Option<&str>) -> Snapshot {
+        let mut s: Snapshot = serde_json::from_value(serde_json::json!({
+            "apiVersion": "storage.kubestash.com/v1alpha1", "kind": "Snapshot",
+            "metadata": {"name": name, "namespace": "demo"},
+            "spec": {"repository": "s3-repo"}
+        }))
+        .unwrap();
+        if let Some(d) = docs {
+            s.metadata.annotations = Some(
+                [
+                    ("kstash.io/documents".to_string(), d.to_string()),
+                    ("kstash.io/stream-bytes".to_string(), "4096".to_string()),
+                ]
+                .into(),
+            );
+        }
+        s.status = Some(kstash_api::storage::SnapshotStatus {
+            phase: Some(phase),
+            snapshot_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                jiff::Timestamp::from_second(time).unwrap(),
+            )),
+            ..Default::default()
+        });
+        s
+    }
+
+    #[test]
+    fn documents_and_bytes_of_the_newest_succeeded_snapshot() {
+        let inputs = Inputs {
+            snapshots: vec![
+                snapshot("old", 1000, SnapshotPhase::Succeeded, Some("2000")),
+                snapshot("new", 2000, SnapshotPhase::Succeeded, Some("2100")),
+                snapshot("failed", 3000, SnapshotPhase::Failed, None),
+            ],
+            ..Default::default()
+        };
+        let t = render(
+            &inputs,
+            ProcessState {
+                leader: true,
+                scrape_ok: true,
+            },
+        );
+        let l = r#"{namespace="demo",repository="s3-repo"}"#;
+        assert!(
+            t.contains(&format!("kstash_snapshot_last_documents{l} 2100\n")),
+            "{t}"
+        );
+        assert!(
+            t.contains(&format!("kstash_snapshot_last_stream_bytes{l} 4096\n")),
             "{t}"
         );
     }

@@ -60,16 +60,15 @@ impl Drop for LiveGuard<'_> {
 
 /// Runs this controller until its watch ends.
 pub async fn run(ctx: Arc<Context>) {
-    let api: Api<RestoreSession> = match &ctx.config.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
+    let api: Api<RestoreSession> = ctx.scoped_api();
     let exec = Arc::new(Executor {
         events: Events::new(ctx.client.clone(), &ctx.config.identity),
         ctx,
         live: Mutex::new(HashSet::new()),
     });
+    let drain = exec.ctx.lifecycle.drain.clone();
     Controller::new(api, watcher::Config::default())
+        .graceful_shutdown_on(drain.cancelled_owned())
         .run(reconcile, error_policy, exec)
         .for_each(|r| {
             if let Err(e) = r {
@@ -392,6 +391,7 @@ impl Restore<'_> {
             .tasks
             .first()
             .ok_or_else(|| "spec.addon.tasks is empty".to_string())?;
+        kstash_api::admission::kstash_restore_limits(self.rs).map_err(|e| e.to_string())?;
         let loaded = module::load(
             &self.client,
             &self.exec.ctx.runtime,
@@ -499,9 +499,11 @@ impl Restore<'_> {
                 tokio::pin!(fut);
                 let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
                 tick.tick().await;
+                let abort = self.exec.ctx.lifecycle.abort.clone();
                 let r = loop {
                     tokio::select! {
-                        r = &mut fut => break r,
+                        r = &mut fut => break r.map_err(|e| e.to_string()),
+                        _ = abort.cancelled() => break Err(crate::execute::SHUTDOWN_ABORT.to_string()),
                         _ = tick.tick() => {
                             let p = to_progress(&progress, total, t0);
                             rsx::update_component(status, comp, &ComponentUpdate::Running(p));

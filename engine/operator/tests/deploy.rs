@@ -1169,16 +1169,16 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
         ..Default::default()
     })
     .unwrap();
-    let ctx = std::sync::Arc::new(kstash_operator::Context {
-        client: op_client.clone(),
-        runtime: std::sync::Arc::new(runtime),
-        config: kstash_operator::OperatorConfig {
+    let ctx = std::sync::Arc::new(kstash_operator::Context::new(
+        op_client.clone(),
+        std::sync::Arc::new(runtime),
+        kstash_operator::OperatorConfig {
             identity: "kstash-0".into(),
             module_dir: Some(module_dir.clone()),
             data_dir: tmp.path().join("data"),
             namespace: None,
         },
-    });
+    ));
     let (metrics, metrics_addr) = kstash_operator::metrics::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -1189,6 +1189,7 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
         )),
         metrics: Some(metrics),
         shutdown: shutdown.clone(),
+        shutdown_grace: kstash_operator::DEFAULT_SHUTDOWN_GRACE,
     };
     let operator = tokio::spawn(kstash_operator::serve(ctx, opts));
 

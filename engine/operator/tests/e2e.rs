@@ -12,21 +12,21 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kstash_api::core::{BackupConfiguration, BackupSession, RestoreSession};
-use kstash_api::storage::{Repository, Snapshot};
-use kstash_es_emulator::{EmulatorBuilder, Faults, RunningEmulator, Seed};
+use kstash_api::storage::{BackupStorage, Repository, Snapshot};
+use kstash_es_emulator::{Faults, RunningEmulator};
 use kstash_operator::leader::LeaderConfig;
 use kstash_operator::{CancellationToken, ServeOptions};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, ResourceExt};
-use sha2::Digest as _;
-use support::{condition_true, wait_for, wait_for_object, Moto, TestCluster};
+use support::{
+    condition, condition_true, module_file, module_sha256, restic_bin, wait_for, wait_for_object,
+    Moto, TestCluster,
+};
 
 const NS: &str = "demo";
 /// The tutorial's restic password (`echo -n 'changeit' > RESTIC_PASSWORD`).
@@ -38,22 +38,6 @@ const REPO: &str = "s3-elasticsearch-repo";
 // ------------------------------------------------------------------------------------------
 // Helpers
 // ------------------------------------------------------------------------------------------
-
-/// The built Elasticsearch addon; panics when it was not built.
-fn module_file() -> PathBuf {
-    let p =
-        support::repo_root().join("addons/target/wasm32-wasip2/release/elasticsearch_addon.wasm");
-    assert!(
-        p.is_file(),
-        "the Elasticsearch addon is not built at {}: run scripts/build-addons.sh",
-        p.display()
-    );
-    p
-}
-
-fn module_sha256() -> String {
-    hex::encode(sha2::Sha256::digest(std::fs::read(module_file()).unwrap()))
-}
 
 fn shipped_addons_yaml() -> String {
     std::fs::read_to_string(support::repo_root().join("examples/addons/elasticsearch.yaml"))
@@ -89,37 +73,8 @@ fn shipped_addons_pinned() -> String {
         .join("\n")
 }
 
-fn restic_bin() -> &'static str {
-    let ok = Command::new("restic")
-        .arg("version")
-        .output()
-        .map(|o| o.status.success());
-    assert!(
-        matches!(ok, Ok(true)),
-        "the restic CLI is not in PATH: run scripts/ensure-tools.sh"
-    );
-    "restic"
-}
-
 async fn emulator(docs: usize, faults: Option<Faults>) -> RunningEmulator {
-    let mut b = EmulatorBuilder::new().tls(true).auth("elastic", ES_PW);
-    if docs > 0 {
-        b = b.seed(Seed {
-            docs,
-            indices: 3,
-            large_doc_bytes: 16 << 10,
-            seed: 11,
-        });
-    }
-    if let Some(f) = faults {
-        b = b.faults(f);
-    }
-    b.start().await.expect("start the ES emulator")
-}
-
-fn b64(s: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(s)
+    support::es_emulator(ES_PW, docs, 16 << 10, 11, faults).await
 }
 
 /// User indices (not `.`-prefixed) and their document counts.
@@ -141,6 +96,7 @@ struct Operator {
     task: tokio::task::JoinHandle<()>,
     metrics: SocketAddr,
     identity: String,
+    grace: Duration,
 }
 
 impl Operator {
@@ -149,24 +105,26 @@ impl Operator {
         identity: &str,
         leader: Option<LeaderConfig>,
     ) -> Operator {
-        let data_dir = cluster.dir.path().join(format!("operator-{identity}"));
-        std::fs::create_dir_all(&data_dir).unwrap();
-        let runtime = kstash_runtime::Runtime::new(kstash_runtime::RuntimeConfig {
-            cache_dir: Some(cluster.dir.path().join("module-cache")),
-            max_concurrent_tasks: 2,
-            ..Default::default()
-        })
-        .expect("addon runtime");
-        let ctx = Arc::new(kstash_operator::Context {
-            client: cluster.cp.client().await.expect("client"),
-            runtime: Arc::new(runtime),
-            config: kstash_operator::OperatorConfig {
+        Operator::start_with_grace(cluster, identity, leader, Duration::from_secs(10)).await
+    }
+
+    /// [`Operator::start`] with `grace` as the shutdown grace period.
+    async fn start_with_grace(
+        cluster: &TestCluster,
+        identity: &str,
+        leader: Option<LeaderConfig>,
+        grace: Duration,
+    ) -> Operator {
+        let ctx = support::operator_context(
+            cluster.cp.client().await.expect("client"),
+            kstash_operator::OperatorConfig {
                 identity: identity.to_string(),
                 module_dir: Some(module_file().parent().unwrap().to_path_buf()),
-                data_dir,
+                data_dir: cluster.dir.path().join(format!("operator-{identity}")),
                 namespace: None,
             },
-        });
+            2,
+        );
         let (listener, metrics) = kstash_operator::metrics::bind("127.0.0.1:0".parse().unwrap())
             .await
             .expect("bind metrics");
@@ -175,6 +133,7 @@ impl Operator {
             leader_election: leader,
             metrics: Some(listener),
             shutdown: shutdown.clone(),
+            shutdown_grace: grace,
         };
         let task = tokio::spawn(async move {
             kstash_operator::serve(ctx, opts).await.expect("operator");
@@ -184,14 +143,15 @@ impl Operator {
             task,
             metrics,
             identity: identity.to_string(),
+            grace,
         }
     }
 
     async fn stop(self) {
         self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task)
+        tokio::time::timeout(self.grace + Duration::from_secs(30), self.task)
             .await
-            .expect("the operator stops within 30 s of a graceful shutdown")
+            .expect("the operator stops within 30 s of its grace period")
             .expect("operator task");
     }
 
@@ -237,43 +197,50 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 struct Tutorial {
     cluster: TestCluster,
     moto: Moto,
+    /// In front of moto, when the BackupStorage goes through one.
+    proxy: Option<support::CuttableProxy>,
 }
 
 impl Tutorial {
     async fn start() -> Tutorial {
+        Tutorial::start_with(true, false).await
+    }
+
+    /// [`Tutorial::start`], with or without the storage Secret, and with the BackupStorage's
+    /// endpoint on a [`support::CuttableProxy`] in front of moto when `proxy` is set.
+    async fn start_with(storage_secret: bool, proxy: bool) -> Tutorial {
         let cluster = TestCluster::start().await;
         let moto = Moto::start();
         moto.create_bucket("esbackup");
         cluster.create_namespace(NS).await;
-        cluster.create_s3_secret(NS, "s3-secret").await;
+        if storage_secret {
+            cluster.create_s3_secret(NS, "s3-secret").await;
+        }
         cluster
             .create_secret(NS, "encrypt-secret", &[("RESTIC_PASSWORD", RESTIC_PW)])
             .await;
-        cluster.apply_yaml(&support::tutorial_backup_storage(&moto, "esbackup"));
+        let mut storage = support::tutorial_backup_storage(&moto, "esbackup");
+        let proxy = match proxy {
+            true => Some(support::CuttableProxy::start(moto.port).await),
+            false => None,
+        };
+        if let Some(p) = &proxy {
+            storage = storage.replace(&moto.endpoint(), &p.endpoint());
+        }
+        cluster.apply_yaml(&storage);
         cluster.apply_yaml(&support::tutorial_yaml("retentionpolicy.yaml"));
         cluster.apply_yaml(&shipped_addons_pinned());
-        Tutorial { cluster, moto }
+        Tutorial {
+            cluster,
+            moto,
+            proxy,
+        }
     }
 
     /// What KubeDB creates for Elasticsearch `name`: its auth Secret and AppBinding (TLS CA in
     /// `caBundle`), pointing at `emu`, with `password`.
     async fn appbinding(&self, name: &str, emu: &RunningEmulator, password: &str) {
-        self.cluster
-            .create_secret(
-                NS,
-                &format!("{name}-elastic-cred"),
-                &[("username", "elastic"), ("password", password)],
-            )
-            .await;
-        let yaml = support::appbinding_yaml(NS, name, &emu.url, &[]).replace(
-            &format!("    url: {}\n", emu.url),
-            &format!(
-                "    url: {}\n    caBundle: {}\n",
-                emu.url,
-                b64(emu.ca_pem.as_deref().unwrap())
-            ),
-        );
-        self.cluster.apply_yaml(&yaml);
+        support::es_database(&self.cluster, NS, name, emu, password, false).await;
     }
 
     fn apply_example(&self, file: &str) {
@@ -417,10 +384,7 @@ spec:
 
     /// A KubeDB Elasticsearch object `name` (restore target) with its AppBinding.
     async fn database(&self, name: &str, emu: &RunningEmulator) {
-        self.cluster.apply_yaml(&format!(
-            "apiVersion: kubedb.com/v1\nkind: Elasticsearch\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  version: xpack-8.15.0\n  enableSSL: true\n  replicas: 1\n"
-        ));
-        self.appbinding(name, emu, ES_PW).await;
+        support::es_database(&self.cluster, NS, name, emu, ES_PW, true).await;
     }
 }
 
@@ -702,6 +666,17 @@ async fn tutorial_default_blueprint_backup_retention_restore_and_metrics() {
     assert_eq!(
         sample(&text, &format!("kstash_repository_integrity{{{rl}}}")),
         Some(1.0),
+        "{text}"
+    );
+    let documents: usize = want.iter().map(|(_, n)| n).sum();
+    assert_eq!(
+        sample(&text, &format!("kstash_snapshot_last_documents{{{rl}}}")),
+        Some(documents as f64),
+        "every document of the source is counted in the newest snapshot: {text}"
+    );
+    assert!(
+        sample(&text, &format!("kstash_snapshot_last_stream_bytes{{{rl}}}"))
+            .is_some_and(|b| b > 0.0),
         "{text}"
     );
     assert_eq!(
@@ -1009,4 +984,240 @@ async fn leader_election_one_leads_and_the_lease_is_handed_over() {
     assert_eq!(lease.lease_transitions.unwrap_or(0), transitions0 + 2);
     assert_eq!(lease.lease_duration_seconds, Some(4));
     back.stop().await;
+}
+
+/// The storage Secret does not exist: the BackupStorage says which Secret is missing, the
+/// configuration is not Ready and no backup runs; once the Secret is created everything goes
+/// Ready and the initial backup succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn storage_secret_missing_is_reported_then_the_backup_runs_once_it_exists() {
+    let t = Tutorial::start_with(false, false).await;
+    let source = emulator(300, None).await;
+    t.appbinding("es-quickstart", &source, ES_PW).await;
+    let op = Operator::start(&t.cluster, "e2e-no-secret", None).await;
+    t.apply_example("default-backupblueprint.yaml");
+    t.apply_example("sample-es.yaml");
+
+    let storages: Api<BackupStorage> = t.cluster.api(NS);
+    let bs = wait_for_object(&storages, "s3-storage", TIMEOUT, |b| {
+        b.status.as_ref().is_some_and(|s| {
+            condition(&s.conditions, "BackendSecretFound")
+                .is_some_and(|c| c.status == kstash_api::shared::ConditionStatus::False)
+        })
+    })
+    .await;
+    let c = condition(
+        &bs.status.as_ref().unwrap().conditions,
+        "BackendSecretFound",
+    )
+    .unwrap()
+    .clone();
+    assert!(
+        c.message.as_deref().unwrap_or("").contains("s3-secret"),
+        "the condition names the missing Secret: {c:?}"
+    );
+    let bcs: Api<BackupConfiguration> = t.cluster.api(NS);
+    let bc = wait_for_object(&bcs, "appbinding-es-quickstart", TIMEOUT, |b| {
+        b.status.as_ref().and_then(|s| s.phase).is_some()
+    })
+    .await;
+    let phase = bc.status.as_ref().and_then(|s| s.phase);
+    assert_ne!(
+        phase.map(|p| format!("{p:?}")).as_deref(),
+        Some("Ready"),
+        "a configuration whose storage has no Secret is not Ready: {:?}",
+        bc.status
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        t.sessions_of("appbinding-es-quickstart")
+            .await
+            .iter()
+            .all(|s| phase_of(s) != "Succeeded"),
+        "no backup succeeds without storage credentials"
+    );
+
+    t.cluster.create_s3_secret(NS, "s3-secret").await;
+    wait_for_object(&storages, "s3-storage", TIMEOUT, |b| {
+        b.status.as_ref().is_some_and(|s| {
+            condition_true(&s.conditions, "BackendSecretFound")
+                && condition_true(&s.conditions, "BackendInitialized")
+        })
+    })
+    .await;
+    let s = wait_for(
+        "a Succeeded BackupSession after the Secret appeared",
+        TIMEOUT,
+        || async {
+            t.sessions_of("appbinding-es-quickstart")
+                .await
+                .into_iter()
+                .find(|s| phase_of(s) == "Succeeded")
+        },
+    )
+    .await;
+    assert_eq!(phase_of(&s), "Succeeded");
+    op.stop().await;
+}
+
+/// The S3 endpoint goes down while a backup runs: the session fails with a message that names
+/// the storage, the earlier snapshot still passes `restic check --read-data`, no lock is left
+/// behind, and once S3 is back the next session succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_down_during_a_session_fails_it_clearly_then_the_next_succeeds() {
+    let t = Tutorial::start_with(true, true).await;
+    let proxy = t.proxy.as_ref().expect("the proxy started");
+    let source = emulator(
+        1200,
+        Some(Faults {
+            delay_ms: 150,
+            delay_rate: 1.0,
+            seed: 5,
+            paths: vec!["/_search".into()],
+            ..Faults::default()
+        }),
+    )
+    .await;
+    t.appbinding("es-quickstart", &source, ES_PW).await;
+    let op = Operator::start(&t.cluster, "e2e-s3-down", None).await;
+    t.apply_example("default-backupblueprint.yaml");
+    t.apply_example("sample-es.yaml");
+    let first = t
+        .next_completed_session("appbinding-es-quickstart", &[])
+        .await;
+    assert_eq!(
+        phase_of(&first),
+        "Succeeded",
+        "{}",
+        messages(&t, &first).await
+    );
+
+    // The outage, in the middle of the next backup.
+    let name = t
+        .trigger(
+            "appbinding-es-quickstart",
+            jiff::Timestamp::now().as_second() + 60,
+        )
+        .await;
+    let api: Api<BackupSession> = t.cluster.api(NS);
+    wait_for_object(&api, &name, TIMEOUT, |s| phase_of(s) == "Running").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    proxy.cut();
+    let failed = t.wait_session(&name).await;
+    proxy.restore();
+    assert_eq!(phase_of(&failed), "Failed", "{:?}", failed.status);
+    let why = messages(&t, &failed).await;
+    assert!(
+        why.contains("s3-storage") || why.contains("esbackup") || why.contains("127.0.0.1"),
+        "the failure names the storage: {why}"
+    );
+
+    // The earlier snapshot is intact (checked without locking: the failed backup's lock may
+    // still be on its way out).
+    let check = t.restic("es", &["--no-lock", "check", "--read-data"]);
+    assert!(
+        check.status.success(),
+        "restic check after the outage: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // S3 is back: the next session succeeds, and leaves no lock behind (the failed session's
+    // lock, if its removal failed during the outage, is cleared by the next one).
+    let next = t
+        .trigger(
+            "appbinding-es-quickstart",
+            jiff::Timestamp::now().as_second() + 120,
+        )
+        .await;
+    let s = t.wait_session(&next).await;
+    assert_eq!(phase_of(&s), "Succeeded", "{}", messages(&t, &s).await);
+    let locks = t.restic("es", &["list", "locks", "--no-lock"]);
+    assert!(locks.status.success());
+    assert!(
+        String::from_utf8_lossy(&locks.stdout).trim().is_empty(),
+        "no lock is left: {}",
+        String::from_utf8_lossy(&locks.stdout)
+    );
+    let check = t.restic("es", &["check", "--read-data"]);
+    assert!(
+        check.status.success(),
+        "restic check (locking) after the next session: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    op.stop().await;
+}
+
+/// A graceful shutdown (SIGTERM in a pod) lets a running session finish within the grace
+/// period; when the grace period is too short, the session is failed with a message saying so
+/// (never left `Running`), and the next operator's session succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn graceful_shutdown_finishes_a_running_session_or_fails_it_cleanly() {
+    let t = Tutorial::start().await;
+    let source = emulator(
+        1200,
+        Some(Faults {
+            delay_ms: 200,
+            delay_rate: 1.0,
+            seed: 9,
+            paths: vec!["/_search".into()],
+            ..Faults::default()
+        }),
+    )
+    .await;
+    t.appbinding("es-quickstart", &source, ES_PW).await;
+    let api: Api<BackupSession> = t.cluster.api(NS);
+
+    // A long grace period: the initial backup, running at shutdown, finishes.
+    let op =
+        Operator::start_with_grace(&t.cluster, "e2e-grace-1", None, Duration::from_secs(120)).await;
+    t.apply_example("default-backupblueprint.yaml");
+    t.apply_example("sample-es.yaml");
+    let running = wait_for("a Running BackupSession", TIMEOUT, || async {
+        t.sessions_of("appbinding-es-quickstart")
+            .await
+            .into_iter()
+            .find(|s| phase_of(s) == "Running")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    op.stop().await;
+    let done = api.get(&running.name_any()).await.unwrap();
+    assert_eq!(
+        phase_of(&done),
+        "Succeeded",
+        "the session running at shutdown finished within the grace period: {}",
+        messages(&t, &done).await
+    );
+
+    // A grace period shorter than the backup: the session is failed, and says why.
+    let op =
+        Operator::start_with_grace(&t.cluster, "e2e-grace-2", None, Duration::from_millis(300))
+            .await;
+    let name = t
+        .trigger(
+            "appbinding-es-quickstart",
+            jiff::Timestamp::now().as_second() + 60,
+        )
+        .await;
+    wait_for_object(&api, &name, TIMEOUT, |s| phase_of(s) == "Running").await;
+    op.stop().await;
+    let stopped = api.get(&name).await.unwrap();
+    assert_eq!(phase_of(&stopped), "Failed", "{:?}", stopped.status);
+    let why = messages(&t, &stopped).await;
+    assert!(
+        why.contains("shut down"),
+        "the failure says the operator shut down: {why}"
+    );
+
+    // The next operator runs the next session.
+    let op = Operator::start(&t.cluster, "e2e-grace-3", None).await;
+    let next = t
+        .trigger(
+            "appbinding-es-quickstart",
+            jiff::Timestamp::now().as_second() + 120,
+        )
+        .await;
+    let s = t.wait_session(&next).await;
+    assert_eq!(phase_of(&s), "Succeeded", "{}", messages(&t, &s).await);
+    op.stop().await;
 }

@@ -7,53 +7,23 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use kstash_api::core::{BackupConfiguration, BackupSession, RestoreSession};
 use kstash_api::storage::{Snapshot, SnapshotPhase};
-use kstash_es_emulator::{EmulatorBuilder, Faults, RunningEmulator, Seed};
+use kstash_es_emulator::{Faults, RunningEmulator};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
-use sha2::Digest as _;
 use support::{
-    condition, condition_true, wait_for, Moto, TestCluster, S3_ACCESS_KEY, S3_SECRET_KEY,
+    condition, condition_true, module_file, module_sha256, restic_bin, wait_for, Moto, TestCluster,
+    S3_ACCESS_KEY, S3_SECRET_KEY,
 };
 
 const NS: &str = "demo";
 const RESTIC_PW: &str = "kstash-test-restic-password";
 const ES_PW: &str = "changeme-es";
 const TIMEOUT: Duration = Duration::from_secs(240);
-
-/// The built Elasticsearch addon; panics when it was not built.
-fn module_file() -> PathBuf {
-    let p =
-        support::repo_root().join("addons/target/wasm32-wasip2/release/elasticsearch_addon.wasm");
-    assert!(
-        p.is_file(),
-        "the Elasticsearch addon is not built at {}: run scripts/build-addons.sh",
-        p.display()
-    );
-    p
-}
-
-fn module_sha256() -> String {
-    hex::encode(sha2::Sha256::digest(std::fs::read(module_file()).unwrap()))
-}
-
-fn restic_bin() -> String {
-    let ok = Command::new("restic")
-        .arg("version")
-        .output()
-        .map(|o| o.status.success());
-    assert!(
-        matches!(ok, Ok(true)),
-        "the restic CLI is not in PATH: run scripts/ensure-tools.sh"
-    );
-    "restic".into()
-}
 
 /// The executors only, on `cluster` (module dir = the addon build directory).
 struct Executors {
@@ -62,24 +32,16 @@ struct Executors {
 
 impl Executors {
     async fn start(cluster: &TestCluster, tag: &str) -> Executors {
-        let data_dir = cluster.dir.path().join(format!("executor-{tag}"));
-        std::fs::create_dir_all(&data_dir).unwrap();
-        let runtime = kstash_runtime::Runtime::new(kstash_runtime::RuntimeConfig {
-            cache_dir: Some(cluster.dir.path().join("module-cache")),
-            max_concurrent_tasks: 4,
-            ..Default::default()
-        })
-        .expect("addon runtime");
-        let ctx = Arc::new(kstash_operator::Context {
-            client: cluster.cp.client().await.expect("client"),
-            runtime: Arc::new(runtime),
-            config: kstash_operator::OperatorConfig {
+        let ctx = support::operator_context(
+            cluster.cp.client().await.expect("client"),
+            kstash_operator::OperatorConfig {
                 identity: format!("kstash-test-{tag}"),
                 module_dir: Some(module_file().parent().unwrap().to_path_buf()),
-                data_dir,
+                data_dir: cluster.dir.path().join(format!("executor-{tag}")),
                 namespace: None,
             },
-        });
+            4,
+        );
         Executors {
             tasks: vec![
                 tokio::spawn(kstash_operator::backup_session::run(ctx.clone())),
@@ -100,66 +62,13 @@ impl Executors {
 }
 
 async fn emulator(docs: usize, faults: Option<Faults>) -> RunningEmulator {
-    let mut b = EmulatorBuilder::new().tls(true).auth("elastic", ES_PW);
-    if docs > 0 {
-        b = b.seed(Seed {
-            docs,
-            indices: 3,
-            large_doc_bytes: 32 << 10,
-            seed: 7,
-        });
-    }
-    if let Some(f) = faults {
-        b = b.faults(f);
-    }
-    b.start().await.expect("start the ES emulator")
-}
-
-fn b64(s: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(s)
+    support::es_emulator(ES_PW, docs, 32 << 10, 7, faults).await
 }
 
 /// A KubeDB Elasticsearch `name` and its AppBinding pointing at `emu` (TLS CA in `caBundle`),
 /// with credentials Secret `<name>-elastic-cred` holding `password`.
 async fn database(cluster: &TestCluster, name: &str, emu: &RunningEmulator, password: &str) {
-    cluster
-        .create_secret(
-            NS,
-            &format!("{name}-elastic-cred"),
-            &[("username", "elastic"), ("password", password)],
-        )
-        .await;
-    let ca = emu.ca_pem.clone().expect("TLS emulator has a CA");
-    cluster.apply_yaml(&format!(
-        r#"apiVersion: kubedb.com/v1
-kind: Elasticsearch
-metadata:
-  name: {name}
-  namespace: {NS}
-spec:
-  version: xpack-8.15.0
-  enableSSL: true
-  replicas: 1
----
-apiVersion: appcatalog.appscode.com/v1alpha1
-kind: AppBinding
-metadata:
-  name: {name}
-  namespace: {NS}
-spec:
-  appRef: {{apiGroup: kubedb.com, kind: Elasticsearch, name: {name}, namespace: {NS}}}
-  type: kubedb.com/elasticsearch
-  version: 8.15.0
-  clientConfig:
-    url: {url}
-    caBundle: {ca}
-  secret:
-    name: {name}-elastic-cred
-"#,
-        url = emu.url,
-        ca = b64(&ca)
-    ));
+    support::es_database(cluster, NS, name, emu, password, true).await;
 }
 
 /// Addon `addon` whose backup/restore Functions pin `sha256`.

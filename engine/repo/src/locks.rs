@@ -236,16 +236,28 @@ impl Locks {
             .map_err(|e| self.storage_err("remove lock", e))
     }
 
+    /// Writes a lock file of this process; it counts as held (see [`held`]) from before it
+    /// exists until [`Locks::forget`].
     async fn write(&self, info: &LockInfo) -> Result<String> {
         let data = self
             .crypto
             .encrypt(&serde_json::to_vec(info).expect("lock json"));
         let id = hex::encode(sha2::Sha256::digest(&data));
+        held().insert(id.clone());
         let (op, path) = (self.op.clone(), format!("{}{id}", self.dir));
-        run_io(async move { op.write(&path, data).await.map(|_| ()) })
-            .await?
-            .map_err(|e| self.storage_err("write lock", e))?;
+        let written = run_io(async move { op.write(&path, data).await.map(|_| ()) })
+            .await
+            .and_then(|r| r.map_err(|e| self.storage_err("write lock", e)));
+        if let Err(e) = written {
+            held().remove(&id);
+            return Err(e);
+        }
         Ok(id)
+    }
+
+    /// This process no longer holds lock `id` (whether or not its file could be removed).
+    fn forget(id: &str) {
+        held().remove(id);
     }
 
     /// Removes stale locks (logged); returns the live locks that conflict with the wanted kind.
@@ -260,7 +272,18 @@ impl Locks {
                 tracing::warn!(repo = %self.repo, lock = %l.id, "ignoring a lock file that cannot be decrypted");
                 continue;
             };
-            if let Some(reason) = info.stale_reason(now) {
+            let left_by_us = info.hostname == hostname()
+                && info.pid == i64::from(std::process::id())
+                && !held().contains(&l.id);
+            let stale = match left_by_us {
+                true => Some(
+                    "left by this process after the operation that took it ended (removing it \
+                     failed then, e.g. the storage was unreachable)"
+                        .to_string(),
+                ),
+                false => info.stale_reason(now),
+            };
+            if let Some(reason) = stale {
                 tracing::warn!(repo = %self.repo, lock = %l.id, holder = %info.describe(), %reason, "removing stale lock");
                 self.remove(&l.id).await?;
                 continue;
@@ -284,6 +307,7 @@ impl Locks {
                 if again.is_empty() {
                     return Ok(RepoLock::start(self.clone(), id, exclusive));
                 }
+                Locks::forget(&id);
                 self.remove(&id).await?;
             }
             if start.elapsed() >= wait {
@@ -328,6 +352,7 @@ impl RepoLock {
                 tokio::time::sleep(REFRESH_EVERY).await;
                 if let Ok(new) = l2.write(&LockInfo::mine(exclusive)).await {
                     let old = std::mem::replace(&mut *id2.lock().unwrap(), new);
+                    Locks::forget(&old);
                     let _ = l2.remove(&old).await;
                 }
             }
@@ -350,6 +375,7 @@ impl RepoLock {
             t.abort();
         }
         let id = self.id.lock().unwrap().clone();
+        Locks::forget(&id);
         self.locks.remove(&id).await
     }
 }
@@ -363,10 +389,27 @@ impl Drop for RepoLock {
             t.abort();
         }
         let (locks, id) = (self.locks.clone(), self.id.lock().unwrap().clone());
+        Locks::forget(&id);
+        // Best effort, retried for about half a minute (the storage may be briefly down: the
+        // reason the operation failed). A file left behind is removed by this process's next
+        // lock on the repository, or by anyone once it is stale.
         let _ = std::thread::spawn(move || {
-            let _ = futures::executor::block_on(locks.remove(&id));
+            for pause in [0u64, 1, 2, 4, 8, 16] {
+                std::thread::sleep(Duration::from_secs(pause));
+                if futures::executor::block_on(locks.remove(&id)).is_ok() {
+                    return;
+                }
+            }
+            tracing::warn!(repo = %locks.repo, lock = %id, "could not remove a lock after its operation ended; it is removed by the next lock taken here");
         });
     }
+}
+
+/// IDs of the lock files this process holds now (across every repository).
+fn held() -> std::sync::MutexGuard<'static, std::collections::HashSet<String>> {
+    static HELD: std::sync::LazyLock<Mutex<std::collections::HashSet<String>>> =
+        std::sync::LazyLock::new(Default::default);
+    HELD.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

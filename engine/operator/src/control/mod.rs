@@ -183,16 +183,31 @@ where
     Ok(())
 }
 
+/// What a control-half reconciler gets: the shared context and its controller's event recorder.
+pub struct Ctl {
+    /// The operator's context.
+    pub ctx: Arc<Context>,
+    /// Events reported as `kstash-<controller>`.
+    pub events: Events,
+}
+
+impl Ctl {
+    /// The state of controller `controller` (its name in events).
+    pub fn new(ctx: &Arc<Context>, controller: &str) -> Arc<Ctl> {
+        Arc::new(Ctl {
+            events: Events::new(ctx, controller),
+            ctx: ctx.clone(),
+        })
+    }
+}
+
 /// An `Api` over every namespace, or the operator's one namespace.
 pub fn scoped_api<K>(ctx: &Context) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     <K as Resource>::DynamicType: Default,
 {
-    match &ctx.config.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    }
+    ctx.scoped_api()
 }
 
 /// `namespace/name` of an object.

@@ -54,3 +54,8 @@ where
         )
     })
 }
+
+/// Why a task stopped when the operator's shutdown grace period ran out (the session's failure
+/// message; the next scheduled session runs as usual).
+pub const SHUTDOWN_ABORT: &str = "the operator shut down and its grace period ran out before the \
+     task finished; the repository was left as it was before this session";

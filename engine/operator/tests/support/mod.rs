@@ -318,12 +318,6 @@ impl TestCluster {
     ) -> OperatorHandle {
         let data_dir = self.dir.path().join("operator");
         std::fs::create_dir_all(&data_dir).unwrap();
-        let runtime = kstash_runtime::Runtime::new(kstash_runtime::RuntimeConfig {
-            cache_dir: Some(data_dir.join("cache")),
-            max_concurrent_tasks: 2,
-            ..Default::default()
-        })
-        .expect("addon runtime");
         let mut config = kstash_operator::OperatorConfig {
             identity: "kstash-test".into(),
             module_dir: None,
@@ -332,11 +326,7 @@ impl TestCluster {
         };
         adjust(&mut config);
         let client = self.cp.client().await.expect("operator client");
-        let ctx = Arc::new(kstash_operator::Context {
-            client,
-            runtime: Arc::new(runtime),
-            config,
-        });
+        let ctx = operator_context(client, config, 2);
         let task = tokio::spawn(kstash_operator::run(ctx.clone()));
         OperatorHandle { ctx, task }
     }
@@ -568,4 +558,196 @@ metadata:
     name: {name}-elastic-cred
 "#
     )
+}
+
+/// The operator's context as `kstash operator` builds it: an addon runtime running at most
+/// `max_tasks` tasks, its module cache under `config.data_dir/cache`.
+pub fn operator_context(
+    client: kube::Client,
+    config: kstash_operator::OperatorConfig,
+    max_tasks: u32,
+) -> Arc<kstash_operator::Context> {
+    std::fs::create_dir_all(&config.data_dir).unwrap();
+    let runtime = kstash_runtime::Runtime::new(kstash_runtime::RuntimeConfig {
+        cache_dir: Some(config.data_dir.join("cache")),
+        max_concurrent_tasks: max_tasks,
+        ..Default::default()
+    })
+    .expect("addon runtime");
+    Arc::new(kstash_operator::Context::new(
+        client,
+        Arc::new(runtime),
+        config,
+    ))
+}
+
+/// The built Elasticsearch addon; panics when it was not built.
+pub fn module_file() -> PathBuf {
+    let p = repo_root().join("addons/target/wasm32-wasip2/release/elasticsearch_addon.wasm");
+    assert!(
+        p.is_file(),
+        "the Elasticsearch addon is not built at {}: run scripts/build-addons.sh",
+        p.display()
+    );
+    p
+}
+
+/// The sha256 (hex) of [`module_file`].
+pub fn module_sha256() -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(std::fs::read(module_file()).unwrap()))
+}
+
+/// The `restic` CLI; panics when it is not in PATH.
+pub fn restic_bin() -> &'static str {
+    let ok = Command::new("restic")
+        .arg("version")
+        .output()
+        .map(|o| o.status.success());
+    assert!(
+        matches!(ok, Ok(true)),
+        "the restic CLI is not in PATH: run scripts/ensure-tools.sh"
+    );
+    "restic"
+}
+
+/// Base64 (standard alphabet) of `s`.
+pub fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// An Elasticsearch emulator over TLS with basic auth `elastic`/`password`, seeded with `docs`
+/// documents over 3 indices (documents up to `large_doc_bytes`, seed `seed`), with `faults`.
+pub async fn es_emulator(
+    password: &str,
+    docs: usize,
+    large_doc_bytes: usize,
+    seed: u64,
+    faults: Option<kstash_es_emulator::Faults>,
+) -> kstash_es_emulator::RunningEmulator {
+    let mut b = kstash_es_emulator::EmulatorBuilder::new()
+        .tls(true)
+        .auth("elastic", password);
+    if docs > 0 {
+        b = b.seed(kstash_es_emulator::Seed {
+            docs,
+            indices: 3,
+            large_doc_bytes,
+            seed,
+        });
+    }
+    if let Some(f) = faults {
+        b = b.faults(f);
+    }
+    b.start().await.expect("start the ES emulator")
+}
+
+/// What KubeDB creates for Elasticsearch `name` in `ns`: the credentials Secret
+/// `<name>-elastic-cred` (`elastic`/`password`) and the AppBinding pointing at `emu` (its CA in
+/// `caBundle`); with `kubedb_object`, the `Elasticsearch` object itself (`enableSSL: true`).
+pub async fn es_database(
+    cluster: &TestCluster,
+    ns: &str,
+    name: &str,
+    emu: &kstash_es_emulator::RunningEmulator,
+    password: &str,
+    kubedb_object: bool,
+) {
+    cluster
+        .create_secret(
+            ns,
+            &format!("{name}-elastic-cred"),
+            &[("username", "elastic"), ("password", password)],
+        )
+        .await;
+    let ca = emu.ca_pem.as_deref().expect("a TLS emulator has a CA");
+    let appbinding = appbinding_yaml(ns, name, &emu.url, &[]).replace(
+        &format!("    url: {}\n", emu.url),
+        &format!("    url: {}\n    caBundle: {}\n", emu.url, b64(ca)),
+    );
+    if kubedb_object {
+        cluster.apply_yaml(&format!(
+            "apiVersion: kubedb.com/v1\nkind: Elasticsearch\nmetadata:\n  name: {name}\n  \
+             namespace: {ns}\nspec:\n  version: xpack-8.15.0\n  enableSSL: true\n  replicas: 1\n"
+        ));
+    }
+    cluster.apply_yaml(&appbinding);
+}
+
+/// A TCP relay on a free loopback port in front of `upstream`, that can be cut to simulate an
+/// outage of the server behind it: while cut, every connection (open or new) is closed at once.
+pub struct CuttableProxy {
+    /// The port it listens on.
+    pub port: u16,
+    state: Arc<std::sync::Mutex<tokio_util::sync::CancellationToken>>,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CuttableProxy {
+    /// Starts relaying `127.0.0.1:<port>` to `127.0.0.1:<upstream>`.
+    pub async fn start(upstream: u16) -> CuttableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(std::sync::Mutex::new(
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (st, u) = (state.clone(), up.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                if !u.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let cut = st.lock().unwrap().clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = cut.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    }
+                });
+            }
+        });
+        CuttableProxy {
+            port,
+            state,
+            up,
+            task,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The outage starts: open connections are closed, new ones closed as soon as accepted.
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut t = self.state.lock().unwrap();
+        t.cancel();
+        *t = tokio_util::sync::CancellationToken::new();
+    }
+
+    /// The outage ends.
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for CuttableProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.state.lock().unwrap().cancel();
+    }
 }
