@@ -205,16 +205,11 @@ pub fn default_backup_configuration(bc: &mut BackupConfiguration, ctx: &Lookup) 
 pub fn kstash_limits(bc: &BackupConfiguration) -> Result<(), AdmissionError> {
     for (si, s) in bc.spec.sessions.iter().enumerate() {
         if let Some(h) = &s.config.hooks {
-            for (field, hooks) in [("preBackup", &h.pre_backup), ("postBackup", &h.post_backup)] {
-                if !hooks.is_empty() {
-                    return err(
-                        format!("spec.sessions[{si}].hooks.{field}"),
-                        "kstash does not run backup hooks (KubeStash runs them in executor \
-                         containers, which kstash does not create); remove them, or run the \
-                         commands outside kstash",
-                    );
-                }
-            }
+            no_hooks(
+                &format!("spec.sessions[{si}].hooks"),
+                "backup",
+                [("preBackup", &h.pre_backup), ("postBackup", &h.post_backup)],
+            )?;
         }
         if let Some(addon) = &s.addon {
             if let Some(extra) = addon.tasks.get(1) {
@@ -232,22 +227,35 @@ pub fn kstash_limits(bc: &BackupConfiguration) -> Result<(), AdmissionError> {
     Ok(())
 }
 
+/// Refuses the first non-empty hook list of `lists` (`<parent>.<field>`).
+fn no_hooks(
+    parent: &str,
+    what: &str,
+    lists: [(&str, &Vec<HookInfo>); 2],
+) -> Result<(), AdmissionError> {
+    match lists.iter().find(|(_, hooks)| !hooks.is_empty()) {
+        Some((field, _)) => err(
+            format!("{parent}.{field}"),
+            format!(
+                "kstash does not run {what} hooks (KubeStash runs them in executor containers, \
+                 which kstash does not create); remove them, or run the commands outside kstash"
+            ),
+        ),
+        None => Ok(()),
+    }
+}
+
 /// [`kstash_limits`] for a RestoreSession: restore hooks and a second restore task are refused.
 pub fn kstash_restore_limits(rs: &RestoreSession) -> Result<(), AdmissionError> {
     if let Some(h) = &rs.spec.hooks {
-        for (field, hooks) in [
-            ("preRestore", &h.pre_restore),
-            ("postRestore", &h.post_restore),
-        ] {
-            if !hooks.is_empty() {
-                return err(
-                    format!("spec.hooks.{field}"),
-                    "kstash does not run restore hooks (KubeStash runs them in executor \
-                     containers, which kstash does not create); remove them, or run the \
-                     commands outside kstash",
-                );
-            }
-        }
+        no_hooks(
+            "spec.hooks",
+            "restore",
+            [
+                ("preRestore", &h.pre_restore),
+                ("postRestore", &h.post_restore),
+            ],
+        )?;
     }
     if let Some(extra) = rs.spec.addon.as_ref().and_then(|a| a.tasks.get(1)) {
         return err(

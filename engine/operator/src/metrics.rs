@@ -101,6 +101,9 @@ fn size_bytes(s: &Option<String>) -> Option<f64> {
 /// What the newest Succeeded Snapshot moved: (its time, documents, stream bytes).
 type Moved = (f64, Option<f64>, Option<f64>);
 
+/// A metric family over [`Moved`]: name, help, and the value it picks.
+type MovedFamily = (&'static str, &'static str, fn(&Moved) -> Option<f64>);
+
 /// Key of a backup session series: (namespace, invoker, session).
 type SessionKey = (String, String, String);
 
@@ -324,32 +327,28 @@ pub fn render(inputs: &Inputs, state: ProcessState) -> String {
         );
     }
 
-    f.header(
-        "kstash_snapshot_last_documents",
-        "gauge",
-        "Documents (items) the addon backed up in the newest Succeeded Snapshot of a repository.",
-    );
-    for ((ns, repo), (_, docs, _)) in &moved {
-        if let Some(d) = docs {
-            f.sample(
-                "kstash_snapshot_last_documents",
-                &[("namespace", ns.as_str()), ("repository", repo.as_str())],
-                *d,
-            );
-        }
-    }
-    f.header(
-        "kstash_snapshot_last_stream_bytes",
-        "gauge",
-        "Bytes the addon's output carried into the newest Succeeded Snapshot of a repository.",
-    );
-    for ((ns, repo), (_, _, bytes)) in &moved {
-        if let Some(b) = bytes {
-            f.sample(
-                "kstash_snapshot_last_stream_bytes",
-                &[("namespace", ns.as_str()), ("repository", repo.as_str())],
-                *b,
-            );
+    let moved_families: [MovedFamily; 2] = [
+        (
+            "kstash_snapshot_last_documents",
+            "Documents (items) the addon backed up in the newest Succeeded Snapshot of a repository.",
+            |m| m.1,
+        ),
+        (
+            "kstash_snapshot_last_stream_bytes",
+            "Bytes the addon's output carried into the newest Succeeded Snapshot of a repository.",
+            |m| m.2,
+        ),
+    ];
+    for (name, help, value) in moved_families {
+        f.header(name, "gauge", help);
+        for ((ns, repo), m) in &moved {
+            if let Some(v) = value(m) {
+                f.sample(
+                    name,
+                    &[("namespace", ns.as_str()), ("repository", repo.as_str())],
+                    v,
+                );
+            }
         }
     }
 

@@ -77,6 +77,19 @@ async fn emulator(docs: usize, faults: Option<Faults>) -> RunningEmulator {
     support::es_emulator(ES_PW, docs, 16 << 10, 11, faults).await
 }
 
+/// 1,200 documents, every search answered `delay_ms` late: a backup that is still running a
+/// moment after it started.
+async fn slow_emulator(delay_ms: u64, seed: u64) -> RunningEmulator {
+    let faults = Faults {
+        delay_ms,
+        delay_rate: 1.0,
+        seed,
+        paths: vec!["/_search".into()],
+        ..Faults::default()
+    };
+    emulator(1200, Some(faults)).await
+}
+
 /// User indices (not `.`-prefixed) and their document counts.
 fn user_indices(emu: &RunningEmulator) -> Vec<(String, usize)> {
     let store = emu.api().store();
@@ -337,6 +350,19 @@ impl Tutorial {
         name
     }
 
+    /// [`Tutorial::trigger`] for `unix` = now + `secs` (distinct names for distinct offsets).
+    async fn trigger_in(&self, bc: &str, secs: i64) -> String {
+        self.trigger(bc, jiff::Timestamp::now().as_second() + secs)
+            .await
+    }
+
+    /// Waits for session `name` to complete and asserts it Succeeded (else shows why).
+    async fn expect_succeeded(&self, name: &str) -> BackupSession {
+        let s = self.wait_session(name).await;
+        assert_eq!(phase_of(&s), "Succeeded", "{}", messages(self, &s).await);
+        s
+    }
+
     async fn wait_session(&self, name: &str) -> BackupSession {
         let api: Api<BackupSession> = self.cluster.api(NS);
         wait_for_object(&api, name, TIMEOUT, |s| {
@@ -569,8 +595,7 @@ async fn tutorial_default_blueprint_backup_retention_restore_and_metrics() {
         let name = t
             .trigger("appbinding-es-quickstart", base + 60 * (i + 1))
             .await;
-        let s = t.wait_session(&name).await;
-        assert_eq!(phase_of(&s), "Succeeded", "{}", messages(&t, &s).await);
+        t.expect_succeeded(&name).await;
         done.push(name);
     }
     let kept = wait_for("exactly 5 Snapshots after retention", TIMEOUT, || async {
@@ -819,14 +844,8 @@ async fn wrong_es_password_fails_clearly_then_the_next_backup_succeeds() {
             &[("username", "elastic"), ("password", ES_PW)],
         )
         .await;
-    let name = t
-        .trigger(
-            "appbinding-es-quickstart",
-            jiff::Timestamp::now().as_second() + 60,
-        )
-        .await;
-    let s = t.wait_session(&name).await;
-    assert_eq!(phase_of(&s), "Succeeded", "{}", messages(&t, &s).await);
+    let name = t.trigger_in("appbinding-es-quickstart", 60).await;
+    t.expect_succeeded(&name).await;
     op.stop().await;
 }
 
@@ -837,16 +856,7 @@ async fn wrong_es_password_fails_clearly_then_the_next_backup_succeeds() {
 async fn operator_killed_mid_backup_then_the_session_ends_and_the_next_succeeds() {
     let t = Tutorial::start().await;
     // Every search request is slowed down so the backup is still running when the operator dies.
-    let source = emulator(
-        1200,
-        Some(Faults {
-            delay_ms: 300,
-            delay_rate: 1.0,
-            seed: 3,
-            ..Faults::default()
-        }),
-    )
-    .await;
+    let source = slow_emulator(300, 3).await;
     t.appbinding("es-quickstart", &source, ES_PW).await;
     let op = Operator::start(&t.cluster, "e2e-crash-1", None).await;
     t.apply_example("default-backupblueprint.yaml");
@@ -875,14 +885,8 @@ async fn operator_killed_mid_backup_then_the_session_ends_and_the_next_succeeds(
         "interrupted session ends terminal: {:?}",
         ended.status
     );
-    let name = t
-        .trigger(
-            "appbinding-es-quickstart",
-            jiff::Timestamp::now().as_second() + 60,
-        )
-        .await;
-    let s = t.wait_session(&name).await;
-    assert_eq!(phase_of(&s), "Succeeded", "{}", messages(&t, &s).await);
+    let name = t.trigger_in("appbinding-es-quickstart", 60).await;
+    t.expect_succeeded(&name).await;
     op2.stop().await;
 }
 
@@ -1067,17 +1071,7 @@ async fn storage_secret_missing_is_reported_then_the_backup_runs_once_it_exists(
 async fn s3_down_during_a_session_fails_it_clearly_then_the_next_succeeds() {
     let t = Tutorial::start_with(true, true).await;
     let proxy = t.proxy.as_ref().expect("the proxy started");
-    let source = emulator(
-        1200,
-        Some(Faults {
-            delay_ms: 150,
-            delay_rate: 1.0,
-            seed: 5,
-            paths: vec!["/_search".into()],
-            ..Faults::default()
-        }),
-    )
-    .await;
+    let source = slow_emulator(150, 5).await;
     t.appbinding("es-quickstart", &source, ES_PW).await;
     let op = Operator::start(&t.cluster, "e2e-s3-down", None).await;
     t.apply_example("default-backupblueprint.yaml");
@@ -1093,12 +1087,7 @@ async fn s3_down_during_a_session_fails_it_clearly_then_the_next_succeeds() {
     );
 
     // The outage, in the middle of the next backup.
-    let name = t
-        .trigger(
-            "appbinding-es-quickstart",
-            jiff::Timestamp::now().as_second() + 60,
-        )
-        .await;
+    let name = t.trigger_in("appbinding-es-quickstart", 60).await;
     let api: Api<BackupSession> = t.cluster.api(NS);
     wait_for_object(&api, &name, TIMEOUT, |s| phase_of(s) == "Running").await;
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -1123,14 +1112,8 @@ async fn s3_down_during_a_session_fails_it_clearly_then_the_next_succeeds() {
 
     // S3 is back: the next session succeeds, and leaves no lock behind (the failed session's
     // lock, if its removal failed during the outage, is cleared by the next one).
-    let next = t
-        .trigger(
-            "appbinding-es-quickstart",
-            jiff::Timestamp::now().as_second() + 120,
-        )
-        .await;
-    let s = t.wait_session(&next).await;
-    assert_eq!(phase_of(&s), "Succeeded", "{}", messages(&t, &s).await);
+    let next = t.trigger_in("appbinding-es-quickstart", 120).await;
+    t.expect_succeeded(&next).await;
     let locks = t.restic("es", &["list", "locks", "--no-lock"]);
     assert!(locks.status.success());
     assert!(
@@ -1153,17 +1136,7 @@ async fn s3_down_during_a_session_fails_it_clearly_then_the_next_succeeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn graceful_shutdown_finishes_a_running_session_or_fails_it_cleanly() {
     let t = Tutorial::start().await;
-    let source = emulator(
-        1200,
-        Some(Faults {
-            delay_ms: 200,
-            delay_rate: 1.0,
-            seed: 9,
-            paths: vec!["/_search".into()],
-            ..Faults::default()
-        }),
-    )
-    .await;
+    let source = slow_emulator(200, 9).await;
     t.appbinding("es-quickstart", &source, ES_PW).await;
     let api: Api<BackupSession> = t.cluster.api(NS);
 
@@ -1193,12 +1166,7 @@ async fn graceful_shutdown_finishes_a_running_session_or_fails_it_cleanly() {
     let op =
         Operator::start_with_grace(&t.cluster, "e2e-grace-2", None, Duration::from_millis(300))
             .await;
-    let name = t
-        .trigger(
-            "appbinding-es-quickstart",
-            jiff::Timestamp::now().as_second() + 60,
-        )
-        .await;
+    let name = t.trigger_in("appbinding-es-quickstart", 60).await;
     wait_for_object(&api, &name, TIMEOUT, |s| phase_of(s) == "Running").await;
     op.stop().await;
     let stopped = api.get(&name).await.unwrap();
@@ -1211,13 +1179,7 @@ async fn graceful_shutdown_finishes_a_running_session_or_fails_it_cleanly() {
 
     // The next operator runs the next session.
     let op = Operator::start(&t.cluster, "e2e-grace-3", None).await;
-    let next = t
-        .trigger(
-            "appbinding-es-quickstart",
-            jiff::Timestamp::now().as_second() + 120,
-        )
-        .await;
-    let s = t.wait_session(&next).await;
-    assert_eq!(phase_of(&s), "Succeeded", "{}", messages(&t, &s).await);
+    let next = t.trigger_in("appbinding-es-quickstart", 120).await;
+    t.expect_succeeded(&next).await;
     op.stop().await;
 }
