@@ -67,6 +67,10 @@ pub struct AzureConfig {
     /// Maximum parallel connections.
     #[serde(default)]
     pub max_connections: i64,
+    /// kstash extension (not in KubeStash's CRD): blob service endpoint, default
+    /// `https://<storageAccount>.blob.core.windows.net` (set for Azurite or sovereign clouds).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub endpoint: String,
 }
 
 /// Local backend: a volume mounted at `mountPath` (+ optional `subPath`).
