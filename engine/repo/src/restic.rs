@@ -181,6 +181,36 @@ impl ResticRepo {
         .await
     }
 
+    /// Creates the repository (v2, zstd) with a given Rabin chunker polynomial instead of a
+    /// random one, like `restic init --copy-chunker-params`: repositories sharing a
+    /// polynomial cut the same data at the same points (so they deduplicate alike). The
+    /// polynomial must be irreducible of degree 53, as restic's are (`0x3DA3358B4DC173` is
+    /// the one restic's chunker tests use).
+    pub async fn init_with_chunker_polynomial(&self, poly: u64) -> Result<()> {
+        if poly >> 53 != 1 || poly & 1 == 0 {
+            return Err(Error::InvalidArgument {
+                param: "chunker polynomial",
+                reason: format!("{poly:#x} is not of degree 53 with a constant term"),
+            });
+        }
+        self.blocking(move |me| {
+            let backends = RepositoryBackends::new(Arc::new(me.backend.clone()), None);
+            let config =
+                rustic_core::repofile::ConfigFile::new(2, rustic_core::Id::random().into(), poly);
+            Repository::new(&repo_options(), &backends)
+                .and_then(|r| {
+                    r.init_with_config(
+                        &Credentials::password(&me.password),
+                        &KeyOptions::default(),
+                        config,
+                    )
+                })
+                .map(|_| ())
+                .map_err(|e| me.err("init", e))
+        })
+        .await
+    }
+
     /// Opens the repository, creating it first if it does not exist. Returns `true` if created.
     pub async fn open_or_init(&self) -> Result<bool> {
         if self.exists().await? {
