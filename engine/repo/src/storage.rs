@@ -138,6 +138,9 @@ fn build_operator(cfg: &StorageConfig, opts: &ConnectOptions) -> Result<Operator
                 .root(&root)
                 .disable_config_load()
                 .disable_vm_metadata();
+            if !gcs.endpoint.is_empty() {
+                b = b.endpoint(gcs.endpoint.trim_end_matches('/'));
+            }
             if gcs.secret_name.is_empty() {
                 b = b.skip_signature();
             } else {
