@@ -525,6 +525,21 @@ fn restic_round(
     })
 }
 
+/// Bytes stored in a repository (`restic stats --mode raw-data`: compressed, encrypted blobs).
+fn restic_stored(location: &str, env: &[(String, String)]) -> Result<u64> {
+    let out = restic_cmd(location, env)
+        .args(["stats", "--mode", "raw-data", "--json", "--no-lock"])
+        .stderr(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        bail!("restic stats {location} failed");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("restic stats")?;
+    v["total_size"]
+        .as_u64()
+        .context("restic stats: no total_size")
+}
+
 fn repo_root() -> Option<PathBuf> {
     let mut d = std::env::current_dir().ok()?;
     loop {
@@ -756,6 +771,25 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
                 })
                 .collect();
             println!("  per round kstash/restic MB/s: {}", rounds.join("  "));
+            if args.rounds > 0 {
+                let k_loc = dir
+                    .component("kstash", "r0", "bench-password")?
+                    .location()
+                    .to_string();
+                let r_loc = dir
+                    .component("restic", "r0", "bench-password")?
+                    .location()
+                    .to_string();
+                let (ks_b, rs_b) = (
+                    restic_stored(&k_loc, &t.restic_env)?,
+                    restic_stored(&r_loc, &t.restic_env)?,
+                );
+                println!(
+                    "  stored (restic stats --mode raw-data, round 0): kstash {:.1} MiB, restic {:.1} MiB",
+                    ks_b as f64 / 1048576.0,
+                    rs_b as f64 / 1048576.0
+                );
+            }
             if let Some(first) = ks.first() {
                 let keys: Vec<&String> = first.stages.keys().collect();
                 let parts: Vec<String> = keys

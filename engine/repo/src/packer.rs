@@ -152,6 +152,22 @@ pub(crate) struct RepoParams {
     pub(crate) known: HashSet<Id>,
 }
 
+/// Chunks (up to 8 MiB) and packs (16 MiB) are allocated and freed at a high rate. glibc
+/// raises its mmap threshold to the size of a freed mmapped block (dynamic threshold), after
+/// which such buffers are carved from per-thread arenas that keep the freed memory, and the
+/// process's RSS grows well past its live data. A fixed 1 MiB threshold keeps them on mmap,
+/// given back to the system when freed. Process-wide, set once by the first backup.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: mallopt only changes a malloc tuning parameter; it is thread-safe.
+        ONCE.call_once(|| unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        });
+    }
+}
+
 impl Packer {
     /// Starts the worker pool (`available_parallelism` threads).
     pub(crate) fn start(
@@ -160,6 +176,7 @@ impl Packer {
         location: &str,
         params: RepoParams,
     ) -> Self {
+        tune_allocator();
         let shared = Arc::new(Shared {
             op,
             backend,
@@ -314,42 +331,83 @@ fn worker(sh: &Arc<Shared>, rx: &Mutex<Receiver<Job>>) {
     }
 }
 
-/// zstd with one reused compression context per thread (a fresh context per blob costs an
-/// allocation and initialisation of several MiB).
-fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
-    thread_local! {
-        static CTX: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
-            const { std::cell::RefCell::new(None) };
-    }
-    CTX.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.as_ref().map(|(l, _)| *l) != Some(level) {
-            *c = Some((level, zstd::bulk::Compressor::new(level)?));
-        }
-        c.as_mut().expect("set above").1.compress(data)
+/// Per-thread reused state of the blob encoder: the zstd compression context (a fresh one per
+/// blob costs an allocation and initialisation of several MiB) and the output buffers, so a
+/// blob costs no allocation once a worker is warm.
+struct Encoder {
+    ctx: Option<(i32, zstd::bulk::Compressor<'static>)>,
+    compressed: Vec<u8>,
+    sealed: Vec<u8>,
+}
+
+thread_local! {
+    static ENCODER: std::cell::RefCell<Encoder> = const {
+        std::cell::RefCell::new(Encoder { ctx: None, compressed: Vec::new(), sealed: Vec::new() })
+    };
+}
+
+/// Compresses (when `level` is set) and encrypts `plain` into the thread's `sealed` buffer,
+/// then calls `f` with it; returns `f`'s result.
+fn encode<T>(
+    sh: &Shared,
+    plain: &[u8],
+    level: Option<i32>,
+    f: impl FnOnce(&[u8]) -> T,
+) -> std::io::Result<T> {
+    let times = stage_times();
+    ENCODER.with(|e| {
+        let e = &mut *e.borrow_mut();
+        let body: &[u8] = match level {
+            Some(level) => {
+                let t = std::time::Instant::now();
+                if e.ctx.as_ref().map(|(l, _)| *l) != Some(level) {
+                    e.ctx = Some((level, zstd::bulk::Compressor::new(level)?));
+                }
+                let ctx = &mut e.ctx.as_mut().expect("set above").1;
+                e.compressed.clear();
+                e.compressed
+                    .reserve(zstd::zstd_safe::compress_bound(plain.len()));
+                ctx.compress_to_buffer(plain, &mut e.compressed)?;
+                StageTimes::add(&times.compress_ns, t);
+                &e.compressed
+            }
+            None => plain,
+        };
+        let t = std::time::Instant::now();
+        e.sealed.clear();
+        sh.crypto.encrypt_append(body, &mut e.sealed);
+        StageTimes::add(&times.encrypt_ns, t);
+        Ok(f(&e.sealed))
     })
 }
 
 /// Compresses, encrypts and appends one blob to the open pack of its kind.
 fn store(sh: &Arc<Shared>, job: Job) {
-    let times = stage_times();
     let raw_len = job.plain.len();
-    let (body, uncompressed) = match sh.level {
-        Some(level) => {
-            let t = std::time::Instant::now();
-            let c = match compress(&job.plain, level) {
-                Ok(c) => c,
-                Err(e) => return sh.fail(format!("zstd: {e}")),
-            };
-            StageTimes::add(&times.compress_ns, t);
-            (c, Some(raw_len as u32))
+    let uncompressed = sh.level.map(|_| raw_len as u32);
+    let appended = encode(sh, &job.plain, sh.level, |enc| {
+        let mut p = sh.pack(job.kind).lock().unwrap();
+        if p.buf.capacity() == 0 {
+            // Tree packs stay small (a few KiB of trees per backup).
+            p.buf.reserve(match job.kind {
+                Kind::Data => PACK_TARGET + (1 << 20),
+                Kind::Tree => enc.len().max(64 << 10),
+            });
         }
-        None => (job.plain, None),
+        p.buf.extend_from_slice(enc);
+        p.entries.push(Entry {
+            id: job.id,
+            length: enc.len() as u32,
+            uncompressed,
+        });
+        let full = (p.buf.len() >= PACK_TARGET).then(|| std::mem::take(&mut *p));
+        (enc.len(), full)
+    });
+    drop(job.plain);
+    let (enc_len, full) = match appended {
+        Ok(r) => r,
+        Err(e) => return sh.fail(format!("zstd: {e}")),
     };
-    let t = std::time::Instant::now();
-    let enc = sh.crypto.encrypt(&body);
-    drop(body);
-    StageTimes::add(&times.encrypt_ns, t);
     let st = &sh.stats;
     let (blobs, added, packed) = match job.kind {
         Kind::Data => (&st.data_blobs, &st.data_added, &st.data_added_packed),
@@ -357,20 +415,7 @@ fn store(sh: &Arc<Shared>, job: Job) {
     };
     blobs.fetch_add(1, Ordering::Relaxed);
     added.fetch_add(raw_len as u64, Ordering::Relaxed);
-    packed.fetch_add(enc.len() as u64, Ordering::Relaxed);
-    let full = {
-        let mut p = sh.pack(job.kind).lock().unwrap();
-        if p.buf.capacity() == 0 {
-            p.buf.reserve(PACK_TARGET + (1 << 20));
-        }
-        p.buf.extend_from_slice(&enc);
-        p.entries.push(Entry {
-            id: job.id,
-            length: enc.len() as u32,
-            uncompressed,
-        });
-        (p.buf.len() >= PACK_TARGET).then(|| std::mem::take(&mut *p))
-    };
+    packed.fetch_add(enc_len as u64, Ordering::Relaxed);
     if let Some(pack) = full {
         close_pack(sh, job.kind, pack);
     }
