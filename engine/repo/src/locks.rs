@@ -134,6 +134,12 @@ impl Crypto {
         Crypto { key }
     }
 
+    /// From 64 key bytes laid out as restic's (encryption 32, MAC k 16, MAC r 16), e.g. the
+    /// scrypt output that encrypts a key file.
+    pub(crate) fn from_bytes(key: [u8; 64]) -> Self {
+        Crypto { key }
+    }
+
     fn cipher(&self) -> Aes256CtrPoly1305Aes {
         Aes256CtrPoly1305Aes::new(aes256ctr_poly1305aes::Key::from_slice(&self.key))
     }
