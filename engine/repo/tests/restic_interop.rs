@@ -447,6 +447,17 @@ async fn local_layout_streams_and_restic_verification() {
     assert!(root
         .join("es/repository/v1/frequent-backup/dump/config")
         .is_file());
+    // One key file, scrypt within restic's own calibration bound (at most 60 MiB per
+    // derivation: 128 · N · r bytes), which restic opens below.
+    let keys: Vec<_> = std::fs::read_dir(root.join("es/repository/v1/frequent-backup/dump/keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let key: serde_json::Value = serde_json::from_slice(&std::fs::read(&keys[0]).unwrap()).unwrap();
+    assert_eq!(key["kdf"], "scrypt");
+    let (n, r) = (key["N"].as_u64().unwrap(), key["r"].as_u64().unwrap());
+    assert!(128 * n * r <= 60 << 20, "scrypt N={n} r={r}");
     verify_with_restic(&location, &files, 1);
 
     // kstash's own view: latest, files, streaming restore, check, size == restic raw-data
