@@ -303,7 +303,8 @@ struct Usage {
 }
 
 /// Waits for `child` with `wait4`, returning its exit status, CPU seconds and peak RSS
-/// (the child's own `ru_maxrss`, not the maximum over all children).
+/// (the child's own `ru_maxrss`, not the maximum over all children). Linux counts in it the
+/// RSS the parent had when it forked the child, so the parent keeps its own RSS small.
 fn wait_usage(child: &std::process::Child) -> Result<(i32, Usage)> {
     let mut status = 0;
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -594,27 +595,31 @@ impl Drop for Moto {
 
 /// Splits `data` into `n` files of (about) equal size, cut at line ends, under `dir`.
 fn split_parts(data: &Path, dir: &Path, n: usize) -> Result<Vec<PathBuf>> {
+    use std::io::{BufRead, Write};
     if n <= 1 {
         return Ok(vec![data.to_path_buf()]);
     }
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
-    let all = std::fs::read(data)?;
-    let mut parts = vec![];
-    let mut start = 0;
+    // Streamed, line by line: the parent's RSS must stay small, because a child's `ru_maxrss`
+    // (the peak memory both tools are measured by) includes the RSS its parent had at fork.
+    let total = std::fs::metadata(data)?.len();
+    let mut input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(data)?);
+    let (mut parts, mut line, mut done) = (vec![], Vec::new(), 0u64);
     for i in 0..n {
-        let mut end = if i + 1 == n {
-            all.len()
-        } else {
-            (all.len() * (i + 1) / n).max(start)
-        };
-        while end < all.len() && end > 0 && all[end - 1] != b'\n' {
-            end += 1;
-        }
         let p = dir.join(format!("part-{i:02}.ndjson"));
-        std::fs::write(&p, &all[start..end])?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&p)?);
+        let end = total * (i as u64 + 1) / n as u64;
+        while done < end || i + 1 == n {
+            line.clear();
+            if input.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            out.write_all(&line)?;
+            done += line.len() as u64;
+        }
+        out.flush()?;
         parts.push(p);
-        start = end;
     }
     Ok(parts)
 }

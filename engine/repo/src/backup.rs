@@ -34,7 +34,7 @@ use crate::tree::FileRecord;
 /// Largest block queued to a stream's chunker at once.
 const BLOCK: usize = 1 << 20;
 /// Blocks queued per stream before `write` waits (back-pressure).
-const QUEUE: usize = 8;
+const QUEUE: usize = 4;
 
 /// zstd level for restic's `auto` compression. restic 0.14's `auto` is the Go encoder's
 /// `SpeedDefault`; with the C library, level 1 compresses Elasticsearch NDJSON dumps both
