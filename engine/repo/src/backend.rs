@@ -1,8 +1,5 @@
 //! rustic_core's backend traits implemented on an opendal operator (restic's file layout).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
 use bytes::Bytes;
 use opendal::{Buffer, Operator};
 use rustic_core::{
@@ -12,16 +9,11 @@ use rustic_core::{
 use crate::io::block_io;
 
 /// A restic repository below `base` on an opendal operator.
-///
-/// With `swallow_snapshots` set, snapshot files are not written (used for the per-stream
-/// partial snapshots of a streaming backup, whose trees are merged into one snapshot).
 #[derive(Clone, Debug)]
 pub(crate) struct OpendalBackend {
     op: Operator,
     base: String,
     location: String,
-    swallow_snapshots: Arc<AtomicBool>,
-    last_error: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 fn rerr(
@@ -44,29 +36,7 @@ impl OpendalBackend {
             op,
             base: base.trim_matches('/').to_string(),
             location: location.to_string(),
-            swallow_snapshots: Arc::new(AtomicBool::new(false)),
-            last_error: Arc::default(),
         }
-    }
-
-    /// A clone sharing the storage but with its own swallow switch turned on.
-    pub(crate) fn swallowing(&self) -> Self {
-        let mut b = self.clone();
-        b.swallow_snapshots = Arc::new(AtomicBool::new(true));
-        b.last_error = Arc::default();
-        b
-    }
-
-    /// The last storage error seen by this backend (rustic_core may log and skip errors).
-    pub(crate) fn last_error(&self) -> Option<String> {
-        self.last_error.lock().unwrap().clone()
-    }
-
-    fn note<T>(&self, r: RusticResult<T>) -> RusticResult<T> {
-        if let Err(e) = &r {
-            *self.last_error.lock().unwrap() = Some(format!("{} ({})", e, self.location));
-        }
-        r
     }
 
     /// Path of a repository file relative to the storage root.
@@ -136,7 +106,7 @@ impl ReadBackend for OpendalBackend {
         let r = block_io(async move { op.read(&p2).await })
             .map_err(join_err)
             .and_then(|r| r.map(|b| b.to_bytes()).map_err(|e| rerr("read", &path, e)));
-        self.note(r)
+        r
     }
 
     fn read_partial(
@@ -169,16 +139,13 @@ impl WriteBackend for OpendalBackend {
         _cacheable: bool,
         content: BytesList,
     ) -> RusticResult<()> {
-        if tpe == FileType::Snapshot && self.swallow_snapshots.load(Ordering::SeqCst) {
-            return Ok(());
-        }
         let (op, path) = (self.op.clone(), self.path(tpe, id));
         let p2 = path.clone();
         let buf = Buffer::from(content.into_vec());
         let r = block_io(async move { op.write(&p2, buf).await })
             .map_err(join_err)
             .and_then(|r| r.map(|_| ()).map_err(|e| rerr("write", &path, e)));
-        self.note(r)
+        r
     }
 
     fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {

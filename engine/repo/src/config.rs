@@ -48,6 +48,10 @@ pub struct GcsConfig {
     /// Maximum parallel connections.
     #[serde(default)]
     pub max_connections: i64,
+    /// kstash extension (not in KubeStash's CRD): JSON API endpoint, default
+    /// `https://storage.googleapis.com` (set for an emulator or a private endpoint).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub endpoint: String,
 }
 
 /// Azure Blob backend: `spec.storage.azure`.
@@ -67,6 +71,10 @@ pub struct AzureConfig {
     /// Maximum parallel connections.
     #[serde(default)]
     pub max_connections: i64,
+    /// kstash extension (not in KubeStash's CRD): blob service endpoint, default
+    /// `https://<storageAccount>.blob.core.windows.net` (set for Azurite or sovereign clouds).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub endpoint: String,
 }
 
 /// Local backend: a volume mounted at `mountPath` (+ optional `subPath`).

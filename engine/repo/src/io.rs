@@ -51,3 +51,12 @@ where
 {
     runtime().spawn_blocking(f).await.map_err(Error::from)
 }
+
+/// Spawns an I/O future on the I/O runtime (from any thread) without waiting for it.
+pub(crate) fn spawn_io<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    runtime().spawn(fut)
+}

@@ -11,18 +11,22 @@
 
 mod backend;
 mod backup;
+mod chunker;
 mod config;
 mod error;
 mod io;
 mod locks;
+mod packer;
 mod restic;
 mod restore;
 mod storage;
+mod tree;
 
 pub use backup::{Backup, BackupOptions, BackupSummary, FileWriter};
 pub use config::{AzureConfig, GcsConfig, LocalConfig, Provider, S3Config, StorageConfig};
 pub use error::{Error, Result};
 pub use locks::{FoundLock, LockInfo, RepoLock};
+pub use packer::{stage_times, StageTimes};
 pub use restic::{CheckReport, PruneReport, ResticRepo, SnapshotInfo, DEFAULT_LOCK_WAIT};
 pub use restore::{FileEntry, FileReader, SnapshotReader};
 pub use storage::{

@@ -134,6 +134,12 @@ impl Crypto {
         Crypto { key }
     }
 
+    /// From 64 key bytes laid out as restic's (encryption 32, MAC k 16, MAC r 16), e.g. the
+    /// scrypt output that encrypts a key file.
+    pub(crate) fn from_bytes(key: [u8; 64]) -> Self {
+        Crypto { key }
+    }
+
     fn cipher(&self) -> Aes256CtrPoly1305Aes {
         Aes256CtrPoly1305Aes::new(aes256ctr_poly1305aes::Key::from_slice(&self.key))
     }
@@ -145,6 +151,24 @@ impl Crypto {
         let mut out = n.to_vec();
         out.extend(self.cipher().encrypt(nonce, plain).expect("encryption"));
         out
+    }
+
+    /// Appends `nonce ‖ AES-256-CTR(plain) ‖ Poly1305` to `out`, encrypting in place (no
+    /// allocation when `out` has room).
+    pub(crate) fn encrypt_append(&self, plain: &[u8], out: &mut Vec<u8>) {
+        use aes256ctr_poly1305aes::aead::AeadInPlace as _;
+        let mut n = [0u8; 16];
+        rand::fill(&mut n);
+        let nonce = aes256ctr_poly1305aes::aead::Nonce::<Aes256CtrPoly1305Aes>::from_slice(&n);
+        out.reserve(plain.len() + 32);
+        out.extend_from_slice(&n);
+        let start = out.len();
+        out.extend_from_slice(plain);
+        let tag = self
+            .cipher()
+            .encrypt_in_place_detached(nonce, b"", &mut out[start..])
+            .expect("encryption");
+        out.extend_from_slice(&tag);
     }
 
     /// Decrypts and, for restic v2 files, decompresses (`0x02` + zstd) an unpacked file.

@@ -1,9 +1,9 @@
 //! One restic repository (one KubeStash component path) through rustic_core.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use rustic_core::repofile::SnapshotFile;
+use rustic_core::repofile::{KeyFile, MasterKey, SnapshotFile};
 use rustic_core::{
     CheckOptions, ConfigOptions, Credentials, KeyOptions, OpenStatus, PruneOptions, Repository,
     RepositoryBackends, RepositoryOptions,
@@ -26,7 +26,51 @@ pub struct ResticRepo {
     pub(crate) location: String,
     base: String,
     password: String,
+    /// The master key once a first open derived it from the password (scrypt is costly in
+    /// memory and time: one derivation per `ResticRepo` and its clones).
+    master: Arc<KeyCache>,
     pub(crate) lock_wait: Duration,
+}
+
+/// The cached master key; its `Debug` never shows the key.
+#[derive(Default)]
+struct KeyCache(OnceLock<MasterKey>);
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "KeyCache(derived)"
+        } else {
+            "KeyCache(empty)"
+        })
+    }
+}
+
+/// scrypt cost of the key files kstash creates: N = 2^15, r = 8, p = 1 (32 MiB, ~0.1 s), the
+/// most restic 0.14 picks itself (it calibrates its keys to at most 60 MiB). rustic_core's
+/// default (N = 2^17, 128 MiB per derivation) was most of a backup's peak memory.
+const KEY_LOG_N: u8 = 15;
+
+/// A restic key file for `master`, encrypted with a key derived from `password` by scrypt.
+fn key_file(master: &MasterKey, password: &str) -> std::result::Result<Vec<u8>, String> {
+    let params = scrypt::Params::new(KEY_LOG_N, 8, 1).map_err(|e| e.to_string())?;
+    let mut salt = vec![0u8; 64];
+    rand::fill(&mut salt[..]);
+    let mut derived = [0u8; 64];
+    scrypt::scrypt(password.as_bytes(), &salt, &params, &mut derived).map_err(|e| e.to_string())?;
+    let plain = serde_json::to_vec(master).map_err(|e| e.to_string())?;
+    let kf = KeyFile {
+        hostname: Some(crate::locks::hostname()),
+        username: Some(std::env::var("USER").unwrap_or_else(|_| "kstash".into())),
+        created: Some(jiff::Zoned::now()),
+        kdf: "scrypt".into(),
+        n: 1 << KEY_LOG_N,
+        r: 8,
+        p: 1,
+        data: crate::locks::Crypto::from_bytes(derived).encrypt(&plain),
+        salt,
+    };
+    serde_json::to_vec(&kf).map_err(|e| e.to_string())
 }
 
 /// A restic snapshot as listed by `restic snapshots`.
@@ -110,6 +154,7 @@ impl ResticRepo {
             location,
             base,
             password: password.to_string(),
+            master: Arc::default(),
             lock_wait: DEFAULT_LOCK_WAIT,
         })
     }
@@ -131,9 +176,30 @@ impl ResticRepo {
 
     pub(crate) fn open_with(&self, be: OpendalBackend) -> Result<Repository<OpenStatus>> {
         let backends = RepositoryBackends::new(Arc::new(be), None);
-        Repository::new(&repo_options(), &backends)
-            .and_then(|r| r.open(&Credentials::password(&self.password)))
-            .map_err(|e| self.err("open", e))
+        let credentials = match self.master.0.get() {
+            Some(mk) => Credentials::Masterkey(mk.clone()),
+            None => Credentials::password(&self.password),
+        };
+        let repo = Repository::new(&repo_options(), &backends)
+            .and_then(|r| r.open(&credentials))
+            .map_err(|e| self.err("open", e))?;
+        let _ = self.master.0.set(repo.key());
+        Ok(repo)
+    }
+
+    /// Writes a key file for a new master key (kstash's scrypt cost) and returns the key;
+    /// rustic_core then initialises the repository with it (`Credentials::Masterkey`).
+    fn new_key(&self) -> Result<MasterKey> {
+        use rustic_core::WriteBackend as _;
+        let master = MasterKey::new();
+        let json = key_file(&master, &self.password).map_err(|e| self.err("create key", e))?;
+        let id = rustic_core::Id::new(
+            sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&json)).into(),
+        );
+        self.backend
+            .write_bytes(rustic_core::FileType::Key, &id, false, json.into())
+            .map_err(|e| self.err("write key", e))?;
+        Ok(master)
     }
 
     /// Opens the repository (blocking; call from blocking context).
@@ -167,16 +233,50 @@ impl ResticRepo {
     pub async fn init(&self) -> Result<()> {
         self.blocking(|me| {
             let backends = RepositoryBackends::new(Arc::new(me.backend.clone()), None);
+            let master = me.new_key()?;
             Repository::new(&repo_options(), &backends)
                 .and_then(|r| {
                     r.init(
-                        &Credentials::password(&me.password),
+                        &Credentials::Masterkey(master.clone()),
                         &KeyOptions::default(),
                         &ConfigOptions::default(),
                     )
                 })
-                .map(|_| ())
-                .map_err(|e| me.err("init", e))
+                .map_err(|e| me.err("init", e))?;
+            let _ = me.master.0.set(master);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Creates the repository (v2, zstd) with a given Rabin chunker polynomial instead of a
+    /// random one, like `restic init --copy-chunker-params`: repositories sharing a
+    /// polynomial cut the same data at the same points (so they deduplicate alike). The
+    /// polynomial must be irreducible of degree 53, as restic's are (`0x3DA3358B4DC173` is
+    /// the one restic's chunker tests use).
+    pub async fn init_with_chunker_polynomial(&self, poly: u64) -> Result<()> {
+        if poly >> 53 != 1 || poly & 1 == 0 {
+            return Err(Error::InvalidArgument {
+                param: "chunker polynomial",
+                reason: format!("{poly:#x} is not of degree 53 with a constant term"),
+            });
+        }
+        self.blocking(move |me| {
+            let backends = RepositoryBackends::new(Arc::new(me.backend.clone()), None);
+            let config =
+                rustic_core::repofile::ConfigFile::new(2, rustic_core::Id::random().into(), poly);
+            let master = me.new_key()?;
+            Repository::new(&repo_options(), &backends)
+                .and_then(|r| {
+                    r.init_with_config(
+                        &Credentials::Masterkey(master.clone()),
+                        &KeyOptions::default(),
+                        config,
+                    )
+                })
+                .map_err(|e| me.err("init", e))?;
+            let _ = me.master.0.set(master);
+            Ok(())
         })
         .await
     }

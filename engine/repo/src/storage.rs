@@ -138,6 +138,9 @@ fn build_operator(cfg: &StorageConfig, opts: &ConnectOptions) -> Result<Operator
                 .root(&root)
                 .disable_config_load()
                 .disable_vm_metadata();
+            if !gcs.endpoint.is_empty() {
+                b = b.endpoint(gcs.endpoint.trim_end_matches('/'));
+            }
             if gcs.secret_name.is_empty() {
                 b = b.skip_signature();
             } else {
@@ -151,10 +154,11 @@ fn build_operator(cfg: &StorageConfig, opts: &ConnectOptions) -> Result<Operator
                 .container(&azure.container)
                 .root(&root)
                 .account_name(&azure.storage_account)
-                .endpoint(&format!(
-                    "https://{}.blob.core.windows.net",
-                    azure.storage_account
-                ));
+                .endpoint(&if azure.endpoint.is_empty() {
+                    format!("https://{}.blob.core.windows.net", azure.storage_account)
+                } else {
+                    azure.endpoint.trim_end_matches('/').to_string()
+                });
             if !azure.secret_name.is_empty() {
                 b = b.account_key(cfg.secret("AZURE_ACCOUNT_KEY")?);
             }
