@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kstash_repo::{BackupOptions, Storage, StorageConfig};
-use tokio::io::AsyncReadExt;
+use kstash_repo::{Storage, StorageConfig};
+
+mod common;
+use common::layout_backup_restore_check;
 
 /// Azurite's well-known development account and key.
 const ACCOUNT: &str = "devstoreaccount1";
@@ -120,69 +122,16 @@ fn azure_storage(az: &Azurite, container: &str, key: &str) -> Storage {
         .unwrap()
 }
 
-fn ndjson(seed: u64, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 200);
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(
-            format!(
-                "{{\"_id\":\"{x:016x}\",\"_source\":{{\"n\":{}}}}}\n",
-                x % 1000
-            )
-            .as_bytes(),
-        );
-    }
-    out.truncate(len);
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azurite_backup_restore_check_and_bad_key() {
     let az = Azurite::start();
     az.create_container("kstash");
     let storage = azure_storage(&az, "kstash", KEY);
-    storage.verify().await.unwrap();
-    storage.initialize(b"kind: BackendMeta\n").await.unwrap();
-    let dir = storage.repository("es").unwrap();
-    dir.initialize(b"kind: Repository\n").await.unwrap();
-    let repo = dir.component("frequent-backup", "dump", "pw").unwrap();
-    assert_eq!(
-        repo.location(),
-        "azure:kstash:/demo/es/repository/v1/frequent-backup/dump"
-    );
-
-    let files = BTreeMap::from([
-        ("/logs.json".to_string(), ndjson(1, 3 << 20)),
-        ("/users.json".to_string(), ndjson(2, 100_000)),
-    ]);
-    let b = repo.begin_backup(BackupOptions::default()).await.unwrap();
-    for (path, data) in &files {
-        let mut w = b.create_file(path).await.unwrap();
-        w.write(data).await.unwrap();
-        w.finish().await.unwrap();
-    }
-    let sum = b.commit().await.unwrap();
-    assert_eq!(sum.files, 2);
-    assert_eq!(sum.bytes_processed, (3 << 20) + 100_000);
-
-    let snap = repo.open_snapshot("latest").await.unwrap();
-    assert_eq!(snap.snapshot().id, sum.snapshot_id);
-    for f in snap.files().await.unwrap() {
-        assert_eq!(f.size, files[&f.path].len() as u64, "{}", f.path);
-        let mut buf = vec![];
-        snap.open(&f.path)
-            .await
-            .unwrap()
-            .read_to_end(&mut buf)
-            .await
-            .unwrap();
-        assert!(buf == files[&f.path], "restored {} differs", f.path);
-    }
-    let check = repo.check(true).await.unwrap();
-    assert!(check.ok, "{:?}", check.findings);
+    let (repo, _, _) = layout_backup_restore_check(
+        &storage,
+        "azure:kstash:/demo/es/repository/v1/frequent-backup/dump",
+    )
+    .await;
     assert!(repo.list_locks().await.unwrap().is_empty());
 
     // A wrong account key is refused by the service, and the error names the storage.

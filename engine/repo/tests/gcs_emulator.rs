@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kstash_repo::{BackupOptions, Storage, StorageConfig};
-use tokio::io::AsyncReadExt;
+use kstash_repo::{Storage, StorageConfig};
+
+mod common;
+use common::{backup_files, layout_backup_restore_check};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -103,78 +105,18 @@ fn gcs_storage(emu: &GcsEmulator, bucket: &str) -> Storage {
     .unwrap()
 }
 
-fn ndjson(seed: u64, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 200);
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(
-            format!(
-                "{{\"_id\":\"{x:016x}\",\"_source\":{{\"n\":{}}}}}\n",
-                x % 1000
-            )
-            .as_bytes(),
-        );
-    }
-    out.truncate(len);
-    out
-}
-
-async fn backup(
-    repo: &kstash_repo::ResticRepo,
-    files: &BTreeMap<String, Vec<u8>>,
-) -> kstash_repo::BackupSummary {
-    let b = repo.begin_backup(BackupOptions::default()).await.unwrap();
-    for (path, data) in files {
-        let mut w = b.create_file(path).await.unwrap();
-        w.write(data).await.unwrap();
-        w.finish().await.unwrap();
-    }
-    b.commit().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gcs_emulator_backup_restore_check_dedup_prune() {
     let emu = GcsEmulator::start("kstash");
     let storage = gcs_storage(&emu, "kstash");
-    storage.verify().await.unwrap();
-    storage.initialize(b"kind: BackendMeta\n").await.unwrap();
-    let dir = storage.repository("es").unwrap();
-    dir.initialize(b"kind: Repository\n").await.unwrap();
-    let repo = dir.component("frequent-backup", "dump", "pw").unwrap();
-    assert_eq!(
-        repo.location(),
-        "gs:kstash:/demo/es/repository/v1/frequent-backup/dump"
-    );
-
-    let files = BTreeMap::from([
-        ("/logs.json".to_string(), ndjson(1, 3 << 20)),
-        ("/users.json".to_string(), ndjson(2, 100_000)),
-    ]);
-    let first = backup(&repo, &files).await;
-    assert_eq!(first.files, 2);
-    assert_eq!(first.bytes_processed, (3 << 20) + 100_000);
-
-    let snap = repo.open_snapshot("latest").await.unwrap();
-    assert_eq!(snap.snapshot().id, first.snapshot_id);
-    for f in snap.files().await.unwrap() {
-        assert_eq!(f.size, files[&f.path].len() as u64, "{}", f.path);
-        let mut buf = vec![];
-        snap.open(&f.path)
-            .await
-            .unwrap()
-            .read_to_end(&mut buf)
-            .await
-            .unwrap();
-        assert!(buf == files[&f.path], "restored {} differs", f.path);
-    }
-    let check = repo.check(true).await.unwrap();
-    assert!(check.ok, "{:?}", check.findings);
+    let (repo, files, first) = layout_backup_restore_check(
+        &storage,
+        "gs:kstash:/demo/es/repository/v1/frequent-backup/dump",
+    )
+    .await;
 
     // The same streams again: no data is stored a second time (only the new trees).
-    let second = backup(&repo, &files).await;
+    let second = backup_files(&repo, &files).await.unwrap();
     assert!(
         second.bytes_added_raw < 4096,
         "second backup re-added {} B",

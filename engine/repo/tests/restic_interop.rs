@@ -12,10 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kstash_repo::{
-    BackupOptions, ConnectOptions, Error, Provider, ResticRepo, Storage, StorageConfig,
-};
-use tokio::io::AsyncReadExt;
+use kstash_repo::{BackupOptions, ConnectOptions, Error, Provider, Storage, StorageConfig};
+
+mod common;
+use common::{assert_same_files, backup_files, ndjson, restore_all};
 
 const PASSWORD: &str = "kstash-test-password";
 
@@ -172,39 +172,6 @@ fn local_storage(dir: &Path) -> Storage {
 }
 
 /// Elasticsearch-dump-like NDJSON, deterministic (xorshift), `len` bytes.
-fn ndjson(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let words = [
-        "error", "warning", "info", "request", "response", "user", "order", "payment", "cache",
-        "miss", "hit", "database", "query", "slow", "latency", "backend", "snapshot", "backup",
-    ];
-    let mut out = Vec::with_capacity(len + 512);
-    while out.len() < len {
-        let n = next();
-        let msg: Vec<&str> = (0..6 + (n % 10) as usize)
-            .map(|i| words[((n >> (i * 4)) % words.len() as u64) as usize])
-            .collect();
-        writeln!(
-            out,
-            "{{\"_index\":\"logs-2026.11\",\"_id\":\"{:016x}{:016x}\",\"_source\":{{\"level\":\"INFO\",\"host\":\"node-{:02}\",\"latency_ms\":{},\"msg\":\"{}\"}}}}",
-            n,
-            next(),
-            n % 40,
-            n % 5000,
-            msg.join(" ")
-        )
-        .unwrap();
-    }
-    out.truncate(len);
-    out
-}
-
 fn restic(location: &str, args: &[&str]) -> std::process::Output {
     Command::new(restic_bin())
         .args(["-r", location, "--no-cache"])
@@ -313,78 +280,6 @@ fn verify_with_restic(location: &str, files: &BTreeMap<String, Vec<u8>>, expect_
 
 /// Writes `files` concurrently: the first half interleaved round-robin from one task (a
 /// producer writing several files at once), the rest from their own tasks.
-async fn backup_files(
-    repo: &ResticRepo,
-    files: &BTreeMap<String, Vec<u8>>,
-) -> kstash_repo::Result<kstash_repo::BackupSummary> {
-    let b = repo.begin_backup(BackupOptions::default()).await?;
-    let entries: Vec<(&String, &Vec<u8>)> = files.iter().collect();
-    let half = entries.len().div_ceil(2);
-    let mut handles = vec![];
-    for (path, data) in &entries[half..] {
-        let mut w = b.create_file(path).await?;
-        let data = (*data).clone();
-        handles.push(tokio::spawn(async move {
-            for c in data.chunks(100_000) {
-                w.write(c).await?;
-            }
-            w.finish().await
-        }));
-    }
-    let mut ws = vec![];
-    for (path, _) in &entries[..half] {
-        ws.push(b.create_file(path).await?);
-    }
-    let mut off = 0;
-    loop {
-        let mut any = false;
-        for (w, (_, data)) in ws.iter_mut().zip(&entries[..half]) {
-            if off < data.len() {
-                let end = (off + 300_000).min(data.len());
-                w.write(&data[off..end]).await?;
-                any = true;
-            }
-        }
-        if !any {
-            break;
-        }
-        off += 300_000;
-    }
-    for w in ws {
-        w.finish().await?;
-    }
-    for h in handles {
-        h.await.unwrap()?;
-    }
-    b.commit().await
-}
-
-async fn restore_all(repo: &ResticRepo, snapshot: &str) -> BTreeMap<String, Vec<u8>> {
-    let r = repo.open_snapshot(snapshot).await.unwrap();
-    let mut out = BTreeMap::new();
-    for f in r.files().await.unwrap() {
-        let mut rd = r.open(&f.path).await.unwrap();
-        let mut buf = vec![];
-        rd.read_to_end(&mut buf).await.unwrap();
-        assert_eq!(buf.len() as u64, f.size);
-        out.insert(f.path, buf);
-    }
-    out
-}
-
-/// Compares restored files without dumping megabytes on failure.
-fn assert_same_files(got: &BTreeMap<String, Vec<u8>>, want: &BTreeMap<String, Vec<u8>>) {
-    let summary = |m: &BTreeMap<String, Vec<u8>>| {
-        m.iter()
-            .map(|(k, v)| (k.clone(), v.len()))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(summary(got), summary(want), "restored paths/sizes differ");
-    for (k, v) in want {
-        assert!(got[k] == *v, "restored content of {k} differs");
-    }
-}
-
 fn es_files(seed: u64, sizes: &[usize]) -> BTreeMap<String, Vec<u8>> {
     let names = [
         "/logs.json",
