@@ -15,7 +15,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kstash_api::constants::{annotations as ann, COMPONENT_DUMP};
@@ -32,7 +31,6 @@ use kstash_repo::{BackupOptions, ComponentSnapshot, RepositoryDir, SnapshotDelet
 use kstash_runtime::{Limits, TaskIo, TaskSpec};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::{watcher, Controller};
 use kube::Api;
 
 use crate::execute::error::not_found_none;
@@ -88,16 +86,8 @@ pub async fn run(ctx: Arc<Context>) {
         live: Mutex::new(HashSet::new()),
         running: Mutex::new(HashMap::new()),
     });
-    let drain = exec.ctx.lifecycle.drain.clone();
-    Controller::new(api, watcher::Config::default())
-        .graceful_shutdown_on(drain.cancelled_owned())
-        .run(reconcile, error_policy, exec)
-        .for_each(|r| {
-            if let Err(e) = r {
-                tracing::debug!("backup session reconcile: {e}");
-            }
-            futures::future::ready(())
-        })
+    let ctx = exec.ctx.clone();
+    crate::execute::run_until_drained(&ctx, api, reconcile, error_policy, exec, "backup session")
         .await;
 }
 

@@ -13,7 +13,6 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use jiff::Timestamp;
 use kstash_api::admission::Lookup;
 use kstash_api::constants::{GROUP_APPCATALOG, GROUP_KUBEDB};
@@ -25,7 +24,6 @@ use kstash_controllers::restore_session::{self as rsx, ComponentUpdate, Next};
 use kstash_runtime::{Limits, TaskIo, TaskSpec};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::{watcher, Controller};
 use kube::Api;
 
 use crate::backup_session::DEFAULT_INTERIM_DIR;
@@ -66,16 +64,8 @@ pub async fn run(ctx: Arc<Context>) {
         ctx,
         live: Mutex::new(HashSet::new()),
     });
-    let drain = exec.ctx.lifecycle.drain.clone();
-    Controller::new(api, watcher::Config::default())
-        .graceful_shutdown_on(drain.cancelled_owned())
-        .run(reconcile, error_policy, exec)
-        .for_each(|r| {
-            if let Err(e) = r {
-                tracing::debug!("restore session reconcile: {e}");
-            }
-            futures::future::ready(())
-        })
+    let ctx = exec.ctx.clone();
+    crate::execute::run_until_drained(&ctx, api, reconcile, error_policy, exec, "restore session")
         .await;
 }
 

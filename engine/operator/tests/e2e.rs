@@ -1071,7 +1071,7 @@ async fn storage_secret_missing_is_reported_then_the_backup_runs_once_it_exists(
 async fn s3_down_during_a_session_fails_it_clearly_then_the_next_succeeds() {
     let t = Tutorial::start_with(true, true).await;
     let proxy = t.proxy.as_ref().expect("the proxy started");
-    let source = slow_emulator(150, 5).await;
+    let source = slow_emulator(400, 5).await;
     t.appbinding("es-quickstart", &source, ES_PW).await;
     let op = Operator::start(&t.cluster, "e2e-s3-down", None).await;
     t.apply_example("default-backupblueprint.yaml");
@@ -1089,8 +1089,9 @@ async fn s3_down_during_a_session_fails_it_clearly_then_the_next_succeeds() {
     // The outage, in the middle of the next backup.
     let name = t.trigger_in("appbinding-es-quickstart", 60).await;
     let api: Api<BackupSession> = t.cluster.api(NS);
+    // Cut as soon as the session runs: it cannot finish without writing to S3 afterwards (at
+    // the least its snapshot), and a fast backup could otherwise complete before a later cut.
     wait_for_object(&api, &name, TIMEOUT, |s| phase_of(s) == "Running").await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
     proxy.cut();
     let failed = t.wait_session(&name).await;
     proxy.restore();
@@ -1136,7 +1137,7 @@ async fn s3_down_during_a_session_fails_it_clearly_then_the_next_succeeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn graceful_shutdown_finishes_a_running_session_or_fails_it_cleanly() {
     let t = Tutorial::start().await;
-    let source = slow_emulator(200, 9).await;
+    let source = slow_emulator(400, 9).await;
     t.appbinding("es-quickstart", &source, ES_PW).await;
     let api: Api<BackupSession> = t.cluster.api(NS);
 

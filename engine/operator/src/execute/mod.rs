@@ -59,3 +59,44 @@ where
 /// message; the next scheduled session runs as usual).
 pub const SHUTDOWN_ABORT: &str = "the operator shut down and its grace period ran out before the \
      task finished; the repository was left as it was before this session";
+
+/// Runs an executor's controller over `api` until the operator drains: no new session starts
+/// after `ctx.lifecycle.drain`, and the running ones (in-flight reconciles) finish first.
+/// Failed reconciles are logged as `<what> reconcile: …`; `error_policy` decides the retry.
+pub(crate) async fn run_until_drained<K, S, R, Fut>(
+    ctx: &crate::Context,
+    api: Api<K>,
+    reconcile: R,
+    error_policy: fn(
+        std::sync::Arc<K>,
+        &Error,
+        std::sync::Arc<S>,
+    ) -> kube::runtime::controller::Action,
+    state: std::sync::Arc<S>,
+    what: &'static str,
+) where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    S: Send + Sync + 'static,
+    R: FnMut(std::sync::Arc<K>, std::sync::Arc<S>) -> Fut,
+    Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, Error>>
+        + Send
+        + 'static,
+{
+    use futures::StreamExt as _;
+    kube::runtime::Controller::new(api, kube::runtime::watcher::Config::default())
+        .graceful_shutdown_on(ctx.lifecycle.drain.clone().cancelled_owned())
+        .run(reconcile, error_policy, state)
+        .for_each(|r| {
+            if let Err(e) = r {
+                tracing::debug!("{what} reconcile: {e}");
+            }
+            futures::future::ready(())
+        })
+        .await;
+}
