@@ -7,6 +7,10 @@
 
 pub mod client;
 pub mod conn;
+pub mod dump;
 pub mod error;
+pub mod globals;
+pub mod options;
+pub mod script;
 pub mod sql;
 pub mod wire;
