@@ -5,12 +5,14 @@
 //! environment can upgrade to TLS and authenticate) and builds and tests on the host; on
 //! `wasm32` a thin glue module binds it to the kstash SDK.
 
+pub mod backup;
 pub mod client;
 pub mod conn;
 pub mod dump;
 pub mod error;
 pub mod globals;
 pub mod options;
+pub mod restore;
 pub mod script;
 pub mod sql;
 pub mod wire;

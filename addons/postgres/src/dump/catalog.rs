@@ -237,7 +237,7 @@ impl<S: PgStream> Loader<'_, S> {
             format!("SELECT 'operator ' || o.oid::regoperator::text FROM pg_operator o WHERE o.oid >= 16384 AND {}", not_member("pg_operator", "o.oid")),
             format!("SELECT 'operator class ' || o.opcname FROM pg_opclass o WHERE o.oid >= 16384 AND {}", not_member("pg_opclass", "o.oid")),
             format!("SELECT 'operator family ' || o.opfname FROM pg_opfamily o WHERE o.oid >= 16384 AND {}", not_member("pg_opfamily", "o.oid")),
-            format!("SELECT 'cast ' || format_type(o.castsource, NULL) || ' AS ' || format_type(o.casttarget, NULL) FROM pg_cast o WHERE o.oid >= 16384 AND {}", not_member("pg_cast", "o.oid")),
+            format!("SELECT 'cast ' || format_type(o.castsource, NULL) || ' AS ' || format_type(o.casttarget, NULL) FROM pg_cast o WHERE o.oid >= 16384 AND NOT EXISTS (SELECT 1 FROM pg_depend i WHERE i.classid = 'pg_cast'::regclass AND i.objid = o.oid AND i.deptype = 'i') AND {}", not_member("pg_cast", "o.oid")),
             format!("SELECT 'conversion ' || o.conname FROM pg_conversion o WHERE o.oid >= 16384 AND {}", not_member("pg_conversion", "o.oid")),
             format!("SELECT 'text search configuration ' || o.cfgname FROM pg_ts_config o WHERE o.oid >= 16384 AND {}", not_member("pg_ts_config", "o.oid")),
             format!("SELECT 'text search dictionary ' || o.dictname FROM pg_ts_dict o WHERE o.oid >= 16384 AND {}", not_member("pg_ts_dict", "o.oid")),
@@ -649,7 +649,8 @@ impl<S: PgStream> Loader<'_, S> {
                     format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS sig,
                     pg_get_userbyid(p.proowner) AS owner, p.proacl::text AS acl, obj_description(p.oid, 'pg_proc') AS comment
              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-             WHERE p.prokind IN ('f', 'p', 'w') AND {USER_NS} AND {}",
+             WHERE p.prokind IN ('f', 'p', 'w') AND {USER_NS} AND {}
+               AND NOT EXISTS (SELECT 1 FROM pg_depend i WHERE i.classid = 'pg_proc'::regclass AND i.objid = p.oid AND i.deptype = 'i')",
             not_member("pg_proc", "p.oid")
         );
         let rows = self.q("listing functions", &sql)?;
