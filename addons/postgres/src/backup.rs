@@ -80,7 +80,12 @@ fn version<S: PgStream>(c: &Client<S>) -> Result<u32> {
         Err(_) => {
             // Servers before 12 do not report server_version_num at startup; "15.4" style.
             let text = c.server_param("server_version").unwrap_or("0");
-            let major: u32 = text.split(|ch: char| !ch.is_ascii_digit()).next().unwrap_or("0").parse().unwrap_or(0);
+            let major: u32 = text
+                .split(|ch: char| !ch.is_ascii_digit())
+                .next()
+                .unwrap_or("0")
+                .parse()
+                .unwrap_or(0);
             major * 10000
         }
     };
@@ -121,10 +126,15 @@ pub fn backup<C: Connector>(
             opts.dump.no_comments,
             &mut report.warnings,
         )?;
-        let mut w = sink.create(GLOBALS_COMPONENT).map_err(stream_err(GLOBALS_COMPONENT))?;
-        w.write_all(script.as_bytes()).map_err(stream_err(GLOBALS_COMPONENT))?;
+        let mut w = sink
+            .create(GLOBALS_COMPONENT)
+            .map_err(stream_err(GLOBALS_COMPONENT))?;
+        w.write_all(script.as_bytes())
+            .map_err(stream_err(GLOBALS_COMPONENT))?;
         w.flush().map_err(stream_err(GLOBALS_COMPONENT))?;
-        report.components.push((GLOBALS_COMPONENT.to_string(), DbStats::default()));
+        report
+            .components
+            .push((GLOBALS_COMPONENT.to_string(), DbStats::default()));
     }
     main.close();
     if opts.globals_only {
@@ -141,7 +151,12 @@ pub fn backup<C: Connector>(
         BackupCmd::PgDumpall => all
             .iter()
             .filter(|d| d.allow_conn && d.name != "template0")
-            .filter(|d| !opts.exclude_databases.iter().any(|p| p.matches_name(&d.name)))
+            .filter(|d| {
+                !opts
+                    .exclude_databases
+                    .iter()
+                    .any(|p| p.matches_name(&d.name))
+            })
             .collect(),
     };
     for db in selected {

@@ -146,7 +146,9 @@ impl<S: PgStream> Client<S> {
                     .start_tls()
                     .map_err(|e| Error::Tls(format!("upgrade after SSLRequest: {e}")))?,
                 b'N' if mode == TlsMode::Require => {
-                    return Err(Error::Tls("the server does not accept TLS (answered N to SSLRequest)".into()))
+                    return Err(Error::Tls(
+                        "the server does not accept TLS (answered N to SSLRequest)".into(),
+                    ))
                 }
                 b'N' => {}
                 other => {
@@ -249,7 +251,10 @@ impl<S: PgStream> Client<S> {
                     if e.code.starts_with("28") {
                         return Err(self.auth_err(e.to_string()));
                     }
-                    return Err(Error::Server { context: ctx, server: e });
+                    return Err(Error::Server {
+                        context: ctx,
+                        server: Box::new(e),
+                    });
                 }
                 b'K' | b'v' => {}
                 b'Z' => return Ok(()),
@@ -307,7 +312,10 @@ impl<S: PgStream> Client<S> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        let r = self.stream.write_all(&self.wbuf).and_then(|_| self.stream.flush());
+        let r = self
+            .stream
+            .write_all(&self.wbuf)
+            .and_then(|_| self.stream.flush());
         self.wbuf.clear();
         r.map_err(|e| self.io_err(ctx, e))
     }
@@ -327,7 +335,10 @@ impl<S: PgStream> Client<S> {
                 Ok(0) => {
                     return Err(self.io_err(
                         ctx,
-                        io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection"),
+                        io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the server closed the connection",
+                        ),
                     ))
                 }
                 Ok(n) => {
@@ -408,7 +419,7 @@ impl<S: PgStream> Client<S> {
         }
         Error::Server {
             context: ctx.to_string(),
-            server: err,
+            server: Box::new(err),
         }
     }
 
@@ -428,10 +439,13 @@ impl<S: PgStream> Client<S> {
                         rows: Vec::new(),
                     }
                 }
-                b'D' => rows.rows.push(wire::parse_data_row(&body).ok_or_else(|| Error::Protocol {
-                    context: ctx.clone(),
-                    detail: "malformed DataRow".into(),
-                })?),
+                b'D' => {
+                    rows.rows
+                        .push(wire::parse_data_row(&body).ok_or_else(|| Error::Protocol {
+                            context: ctx.clone(),
+                            detail: "malformed DataRow".into(),
+                        })?)
+                }
                 b'C' | b'I' => {}
                 b'E' => {
                     let e = wire::parse_error_fields(&body);
@@ -442,7 +456,11 @@ impl<S: PgStream> Client<S> {
                 }
                 b'G' => {
                     // A COPY FROM STDIN where a plain statement was expected: refuse it.
-                    wire::message(&mut self.wbuf, b'f', b"COPY FROM STDIN is not expected here\0");
+                    wire::message(
+                        &mut self.wbuf,
+                        b'f',
+                        b"COPY FROM STDIN is not expected here\0",
+                    );
                     self.flush(&ctx)?;
                 }
                 b'H' | b'd' | b'c' => {}
@@ -459,7 +477,7 @@ impl<S: PgStream> Client<S> {
         match failure {
             Some(e) => Err(Error::Server {
                 context: ctx,
-                server: e,
+                server: Box::new(e),
             }),
             None => Ok(rows),
         }
@@ -472,7 +490,13 @@ impl<S: PgStream> Client<S> {
 
     /// Runs a `COPY … TO STDOUT` and passes its data to `sink` as it arrives. A failing sink
     /// is reported as [`Error::Stream`] naming `sink_name`.
-    pub fn copy_out(&mut self, what: &str, sql: &str, sink: &mut dyn Write, sink_name: &str) -> Result<CopyStats> {
+    pub fn copy_out(
+        &mut self,
+        what: &str,
+        sql: &str,
+        sink: &mut dyn Write,
+        sink_name: &str,
+    ) -> Result<CopyStats> {
         let ctx = self.context(what);
         wire::query(&mut self.wbuf, sql);
         self.flush(&ctx)?;
@@ -525,7 +549,7 @@ impl<S: PgStream> Client<S> {
         if let Some(e) = failure {
             return Err(Error::Server {
                 context: ctx,
-                server: e,
+                server: Box::new(e),
             });
         }
         if let Some(source) = sink_error {
@@ -564,11 +588,11 @@ impl<S: PgStream> Client<S> {
                     }
                     return Err(Error::Server {
                         context: ctx,
-                        server: failure.unwrap_or_else(|| ServerError {
+                        server: Box::new(failure.unwrap_or_else(|| ServerError {
                             severity: "ERROR".into(),
                             message: "the statement is not a COPY FROM STDIN".into(),
                             ..Default::default()
-                        }),
+                        })),
                     });
                 }
                 _ => {}
@@ -620,7 +644,11 @@ impl<S: PgStream> Client<S> {
             match tag {
                 b'C' => {
                     let tagtext = Fields::new(&body).cstr().unwrap_or_default();
-                    rows = tagtext.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                    rows = tagtext
+                        .rsplit(' ')
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
                 }
                 b'E' => {
                     let e = wire::parse_error_fields(&body);
@@ -636,7 +664,7 @@ impl<S: PgStream> Client<S> {
         match failure {
             Some(e) => Err(Error::Server {
                 context: ctx,
-                server: e,
+                server: Box::new(e),
             }),
             None => Ok(rows),
         }

@@ -63,7 +63,7 @@ pub enum Error {
         /// What was being done, naming the object (e.g. `database "app": COPY public.t`).
         context: String,
         /// The server's error fields.
-        server: ServerError,
+        server: Box<ServerError>,
     },
     /// Authentication was refused (wrong password, unsupported method, bad server signature).
     #[error("authentication of user {user:?} to database {database:?} failed: {reason}")]

@@ -91,7 +91,11 @@ pub fn databases<S: PgStream>(c: &mut Client<S>, version: u32) -> Result<Vec<Dat
 
 /// A psql `\connect` line for `db`.
 pub fn connect_line(db: &str) -> String {
-    if !db.is_empty() && db.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+    if !db.is_empty()
+        && db
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
         format!("\\connect {db}\n")
     } else {
         let mut val = String::from("'");
@@ -102,7 +106,10 @@ pub fn connect_line(db: &str) -> String {
             val.push(c);
         }
         val.push('\'');
-        format!("\\connect -reuse-previous=on {}\n", ident(&format!("dbname={val}")))
+        format!(
+            "\\connect -reuse-previous=on {}\n",
+            ident(&format!("dbname={val}"))
+        )
     }
 }
 
@@ -145,7 +152,10 @@ pub fn prologue(db: &Database, create: bool, clean: bool, no_owner: bool) -> Str
         }
         s.push_str(";\n");
         if !no_owner {
-            s.push_str(&format!("ALTER DATABASE {q} OWNER TO {};\n", ident(&db.owner)));
+            s.push_str(&format!(
+                "ALTER DATABASE {q} OWNER TO {};\n",
+                ident(&db.owner)
+            ));
         }
     }
     if create {
@@ -168,13 +178,19 @@ pub fn epilogue<S: PgStream>(
     let q = ident(&db.name);
     let mut s = String::from("--\n-- Database settings\n--\n\n");
     if db.is_preexisting() && !no_owner {
-        s.push_str(&format!("ALTER DATABASE {q} OWNER TO {};\n", ident(&db.owner)));
+        s.push_str(&format!(
+            "ALTER DATABASE {q} OWNER TO {};\n",
+            ident(&db.owner)
+        ));
     }
     if let (Some(t), false) = (&db.comment, no_comments) {
         s.push_str(&format!("COMMENT ON DATABASE {q} IS {};\n", literal(t)));
     }
     if db.connlimit != -1 {
-        s.push_str(&format!("ALTER DATABASE {q} WITH CONNECTION LIMIT = {};\n", db.connlimit));
+        s.push_str(&format!(
+            "ALTER DATABASE {q} WITH CONNECTION LIMIT = {};\n",
+            db.connlimit
+        ));
     }
     if db.is_template && !db.is_preexisting() {
         s.push_str(&format!("ALTER DATABASE {q} IS_TEMPLATE = true;\n"));
@@ -191,12 +207,20 @@ pub fn epilogue<S: PgStream>(
     for r in rows.iter() {
         let set = set_clause(r.str("cfg"));
         match r.opt("role") {
-            Some(role) => s.push_str(&format!("ALTER ROLE {} IN DATABASE {q} {set};\n", ident(role))),
+            Some(role) => s.push_str(&format!(
+                "ALTER ROLE {} IN DATABASE {q} {set};\n",
+                ident(role)
+            )),
             None => s.push_str(&format!("ALTER DATABASE {q} {set};\n")),
         }
     }
     if let (Some(a), false) = (&db.acl, no_privileges) {
-        s.push_str(&acl::statements(&format!("DATABASE {q}"), &db.owner, a, None));
+        s.push_str(&acl::statements(
+            &format!("DATABASE {q}"),
+            &db.owner,
+            a,
+            None,
+        ));
     }
     s.push('\n');
     Ok(s)
@@ -232,13 +256,17 @@ pub fn globals_script<S: PgStream>(
     warnings: &mut Vec<String>,
 ) -> Result<String> {
     let superuser = c
-        .query("checking privileges", "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")?
+        .query(
+            "checking privileges",
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+        )?
         .first()
         .map(|r| r.bool("rolsuper"))
         .unwrap_or(false);
     let source = if superuser { "pg_authid" } else { "pg_roles" };
     if !superuser && !no_passwords {
-        warnings.push("role passwords are not dumped: reading pg_authid needs a superuser".to_string());
+        warnings
+            .push("role passwords are not dumped: reading pg_authid needs a superuser".to_string());
     }
     let sql = format!(
         "SELECT a.oid, a.rolname, a.rolsuper, a.rolinherit, a.rolcreaterole, a.rolcreatedb, a.rolcanlogin,
@@ -248,7 +276,9 @@ pub fn globals_script<S: PgStream>(
         pw = if superuser { "a.rolpassword" } else { "NULL::text" }
     );
     let roles = c.query("listing roles", &sql)?;
-    let mut s = String::from("--\n-- PostgreSQL database cluster dump (globals) by kstash postgres-addon\n--\n\n");
+    let mut s = String::from(
+        "--\n-- PostgreSQL database cluster dump (globals) by kstash postgres-addon\n--\n\n",
+    );
     s.push_str("SET default_transaction_read_only = off;\n\nSET client_encoding = 'UTF8';\nSET standard_conforming_strings = on;\n\n");
     s.push_str("--\n-- Roles\n--\n\n");
     for r in roles.iter() {
@@ -258,7 +288,8 @@ pub fn globals_script<S: PgStream>(
         s.push_str(&format!(
             "DO $kstash$ BEGIN CREATE ROLE {q}; EXCEPTION WHEN duplicate_object THEN NULL; END $kstash$;\n"
         ));
-        let flag = |on: bool, yes: &str, no: &str| if on { yes.to_string() } else { no.to_string() };
+        let flag =
+            |on: bool, yes: &str, no: &str| if on { yes.to_string() } else { no.to_string() };
         let mut attrs = vec![
             flag(r.bool("rolsuper"), "SUPERUSER", "NOSUPERUSER"),
             flag(r.bool("rolinherit"), "INHERIT", "NOINHERIT"),
@@ -292,7 +323,11 @@ pub fn globals_script<S: PgStream>(
     if !rows.is_empty() {
         s.push_str("\n--\n-- Role settings\n--\n\n");
         for r in rows.iter() {
-            s.push_str(&format!("ALTER ROLE {} {};\n", ident(r.str("role")), set_clause(r.str("cfg"))));
+            s.push_str(&format!(
+                "ALTER ROLE {} {};\n",
+                ident(r.str("role")),
+                set_clause(r.str("cfg"))
+            ));
         }
     }
     // Memberships.
@@ -320,14 +355,28 @@ pub fn globals_script<S: PgStream>(
                 opts.push("ADMIN OPTION".to_string());
             }
             if let Some(i) = r.opt("inherit_option") {
-                opts.push(format!("INHERIT {}", if i == "t" { "TRUE" } else { "FALSE" }));
+                opts.push(format!(
+                    "INHERIT {}",
+                    if i == "t" { "TRUE" } else { "FALSE" }
+                ));
             }
             if let Some(x) = r.opt("set_option") {
                 opts.push(format!("SET {}", if x == "t" { "TRUE" } else { "FALSE" }));
             }
-            let with = if opts.is_empty() { String::new() } else { format!(" WITH {}", opts.join(", ")) };
-            let by = r.opt("grantor").map(|g| format!(" GRANTED BY {}", ident(g))).unwrap_or_default();
-            s.push_str(&format!("GRANT {} TO {}{with}{by};\n", ident(r.str("role")), ident(r.str("member"))));
+            let with = if opts.is_empty() {
+                String::new()
+            } else {
+                format!(" WITH {}", opts.join(", "))
+            };
+            let by = r
+                .opt("grantor")
+                .map(|g| format!(" GRANTED BY {}", ident(g)))
+                .unwrap_or_default();
+            s.push_str(&format!(
+                "GRANT {} TO {}{with}{by};\n",
+                ident(r.str("role")),
+                ident(r.str("member"))
+            ));
         }
     }
     s.push_str("\n--\n-- PostgreSQL database cluster dump (globals) complete\n--\n");
@@ -341,7 +390,10 @@ mod tests {
     #[test]
     fn connect_lines_quote_odd_names() {
         assert_eq!(connect_line("app"), "\\connect app\n");
-        assert_eq!(connect_line("We'ird"), "\\connect -reuse-previous=on \"dbname='We\\'ird'\"\n");
+        assert_eq!(
+            connect_line("We'ird"),
+            "\\connect -reuse-previous=on \"dbname='We\\'ird'\"\n"
+        );
         assert_eq!(
             crate::script::connect_target("-reuse-previous=on \"dbname='We\\'ird'\"").as_deref(),
             Some("We'ird")
@@ -351,6 +403,9 @@ mod tests {
     #[test]
     fn settings() {
         assert_eq!(set_clause("work_mem=64MB"), "SET work_mem TO '64MB'");
-        assert_eq!(set_clause("search_path=\"$user\", public"), "SET search_path TO \"$user\", public");
+        assert_eq!(
+            set_clause("search_path=\"$user\", public"),
+            "SET search_path TO \"$user\", public"
+        );
     }
 }

@@ -243,7 +243,14 @@ impl Args {
         if w.len() > 1 && w.starts_with('-') {
             let flag = w[..2].to_string();
             let rest = &w[2..];
-            return Some(Opt::Flag(flag, if rest.is_empty() { None } else { Some(rest.to_string()) }));
+            return Some(Opt::Flag(
+                flag,
+                if rest.is_empty() {
+                    None
+                } else {
+                    Some(rest.to_string())
+                },
+            ));
         }
         Some(Opt::Positional(w))
     }
@@ -271,7 +278,11 @@ fn bool_param(name: &str, v: &str) -> Result<bool> {
 }
 
 /// Checks the common parameters; returns `args` and the `user` if given.
-fn common(params: &[(String, String)], extra: &[&str]) -> Result<(String, Option<String>, Vec<(String, String)>)> {
+#[allow(clippy::type_complexity)]
+fn common(
+    params: &[(String, String)],
+    extra: &[&str],
+) -> Result<(String, Option<String>, Vec<(String, String)>)> {
     let mut args = String::new();
     let mut user = None;
     let mut rest = Vec::new();
@@ -287,7 +298,10 @@ fn common(params: &[(String, String)], extra: &[&str]) -> Result<(String, Option
             other => {
                 let mut known = vec!["args", "user", "enableCache", "scratchDir"];
                 known.extend_from_slice(extra);
-                return Err(Error::param(other, format!("unknown parameter (known: {})", known.join(", "))));
+                return Err(Error::param(
+                    other,
+                    format!("unknown parameter (known: {})", known.join(", ")),
+                ));
             }
         }
     }
@@ -315,7 +329,12 @@ impl BackupOptions {
                 cmd = match v.as_str() {
                     "pg_dumpall" => BackupCmd::PgDumpall,
                     "pg_dump" => BackupCmd::PgDump,
-                    other => return Err(Error::param("backupCmd", format!("{other:?} is not pg_dumpall or pg_dump"))),
+                    other => {
+                        return Err(Error::param(
+                            "backupCmd",
+                            format!("{other:?} is not pg_dumpall or pg_dump"),
+                        ))
+                    }
                 };
             }
         }
@@ -425,10 +444,16 @@ impl BackupOptions {
             }
         }
         if o.dump.data_only && o.dump.schema_only {
-            return Err(Error::param("args", "--data-only and --schema-only exclude each other"));
+            return Err(Error::param(
+                "args",
+                "--data-only and --schema-only exclude each other",
+            ));
         }
         if !dumpall && o.database.is_none() {
-            return Err(Error::param("args", "pg_dump needs the database to dump (e.g. args: mydb)"));
+            return Err(Error::param(
+                "args",
+                "pg_dump needs the database to dump (e.g. args: mydb)",
+            ));
         }
         if !dumpall {
             // pg_dump leaves large objects out when schemas are selected, unless -b.
@@ -525,7 +550,9 @@ mod tests {
     use super::*;
 
     fn p(kv: &[(&str, &str)]) -> Vec<(String, String)> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -540,27 +567,52 @@ mod tests {
 
     #[test]
     fn backup_params() {
-        let o = BackupOptions::from_params(&p(&[("backupCmd", "pg_dump"), ("args", "demo --no-owner -n 'app*'")]), "postgres").unwrap();
+        let o = BackupOptions::from_params(
+            &p(&[
+                ("backupCmd", "pg_dump"),
+                ("args", "demo --no-owner -n 'app*'"),
+            ]),
+            "postgres",
+        )
+        .unwrap();
         assert_eq!(o.database.as_deref(), Some("demo"));
         assert!(o.dump.no_owner && !o.create && !o.dump.large_objects);
-        let e = BackupOptions::from_params(&p(&[("bogus", "1")]), "postgres").unwrap_err().to_string();
+        let e = BackupOptions::from_params(&p(&[("bogus", "1")]), "postgres")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("parameter bogus"), "{e}");
-        let e = BackupOptions::from_params(&p(&[("args", "--frobnicate")]), "postgres").unwrap_err().to_string();
+        let e = BackupOptions::from_params(&p(&[("args", "--frobnicate")]), "postgres")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("args: --frobnicate"), "{e}");
-        let e = BackupOptions::from_params(&p(&[("backupCmd", "pg_basebackup")]), "postgres").unwrap_err().to_string();
+        let e = BackupOptions::from_params(&p(&[("backupCmd", "pg_basebackup")]), "postgres")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("parameter backupCmd"), "{e}");
-        let e = BackupOptions::from_params(&p(&[("user", "alice")]), "bob").unwrap_err().to_string();
+        let e = BackupOptions::from_params(&p(&[("user", "alice")]), "bob")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("parameter user"), "{e}");
-        let o = BackupOptions::from_params(&p(&[("args", "--exclude-database=tmp* --no-role-passwords")]), "postgres").unwrap();
+        let o = BackupOptions::from_params(
+            &p(&[("args", "--exclude-database=tmp* --no-role-passwords")]),
+            "postgres",
+        )
+        .unwrap();
         assert!(o.exclude_databases[0].matches_name("tmp1") && o.no_role_passwords);
     }
 
     #[test]
     fn restore_params() {
-        let o = RestoreOptions::from_params(&p(&[("args", "-d app -v ON_ERROR_STOP=0"), ("clean", "true")]), "postgres").unwrap();
+        let o = RestoreOptions::from_params(
+            &p(&[("args", "-d app -v ON_ERROR_STOP=0"), ("clean", "true")]),
+            "postgres",
+        )
+        .unwrap();
         assert_eq!(o.database.as_deref(), Some("app"));
         assert!(o.continue_on_error && o.clean);
-        let e = RestoreOptions::from_params(&p(&[("clean", "yes")]), "postgres").unwrap_err().to_string();
+        let e = RestoreOptions::from_params(&p(&[("clean", "yes")]), "postgres")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("parameter clean"), "{e}");
     }
 }

@@ -41,7 +41,9 @@ fn is_cluster_level(tokens: &[Token]) -> bool {
         "create" | "drop" => matches!(w(1), "database" | "role" | "user" | "group" | "tablespace"),
         "alter" => matches!(w(1), "database" | "role" | "user" | "group" | "tablespace"),
         "comment" => w(2) == "role" || w(2) == "database" || w(2) == "tablespace",
-        "grant" | "revoke" => !has_on || tokens.iter().any(|t| *t == Token::Word("database".into())),
+        "grant" | "revoke" => {
+            !has_on || tokens.iter().any(|t| *t == Token::Word("database".into()))
+        }
         "do" => true,
         _ => false,
     }
@@ -93,7 +95,10 @@ impl<'a, C: Connector> Restore<'a, C> {
     fn database_exists(&mut self, db: &str) -> Result<bool> {
         let rows = self.client().query(
             "checking the restore target",
-            &format!("SELECT 1 AS x FROM pg_database WHERE datname = {}", literal(db)),
+            &format!(
+                "SELECT 1 AS x FROM pg_database WHERE datname = {}",
+                literal(db)
+            ),
         )?;
         Ok(!rows.is_empty())
     }
@@ -129,12 +134,20 @@ impl<'a, C: Connector> Restore<'a, C> {
                 what.push(format!("{n} {name}"));
             }
         }
-        Ok(if what.is_empty() { None } else { Some(what.join(", ")) })
+        Ok(if what.is_empty() {
+            None
+        } else {
+            Some(what.join(", "))
+        })
     }
 
     /// Drops and recreates `db` (same encoding and locale) from a session on another database.
     fn recreate(&mut self, db: &str) -> Result<()> {
-        let other = if db == "postgres" { "template1" } else { "postgres" };
+        let other = if db == "postgres" {
+            "template1"
+        } else {
+            "postgres"
+        };
         self.connect(other)?;
         let rows = self.client().query(
             &format!("reading database {db:?}"),
@@ -144,7 +157,9 @@ impl<'a, C: Connector> Restore<'a, C> {
                 literal(db)
             ),
         )?;
-        let r = rows.first().ok_or_else(|| Error::Unsupported(format!("database {db:?} vanished")))?;
+        let r = rows
+            .first()
+            .ok_or_else(|| Error::Unsupported(format!("database {db:?} vanished")))?;
         let create = format!(
             "CREATE DATABASE {} WITH TEMPLATE = template0 ENCODING = {} LC_COLLATE = {} LC_CTYPE = {} OWNER = {}",
             ident(db),
@@ -154,9 +169,12 @@ impl<'a, C: Connector> Restore<'a, C> {
             ident(r.str("owner"))
         );
         let what = format!("clean: recreating database {db:?}");
-        self.client().execute(&what, &format!("DROP DATABASE {} WITH (FORCE)", ident(db)))?;
+        self.client()
+            .execute(&what, &format!("DROP DATABASE {} WITH (FORCE)", ident(db)))?;
         self.client().execute(&what, &create)?;
-        self.report.warnings.push(format!("clean: database {db:?} was dropped and recreated empty"));
+        self.report.warnings.push(format!(
+            "clean: database {db:?} was dropped and recreated empty"
+        ));
         Ok(())
     }
 
@@ -185,7 +203,11 @@ impl<'a, C: Connector> Restore<'a, C> {
     pub fn run_script<R: Read>(&mut self, input: R, name: &str) -> Result<()> {
         let mut s = Script::new(input, name);
         let stream_db = component_database(name);
-        let mut current = self.opts.database.clone().unwrap_or_else(|| "postgres".into());
+        let mut current = self
+            .opts
+            .database
+            .clone()
+            .unwrap_or_else(|| "postgres".into());
         self.connect(&current)?;
         // Session settings run before the script's first statement on a database's contents:
         // replayed when the script is switched to the database it is named after.
@@ -193,13 +215,18 @@ impl<'a, C: Connector> Restore<'a, C> {
         let mut connected_explicitly = self.opts.database.is_some();
         while let Some(item) = s.next_item()? {
             match item {
-                Item::Meta { command, args, line } => match command.as_str() {
+                Item::Meta {
+                    command,
+                    args,
+                    line,
+                } => match command.as_str() {
                     "connect" | "c" => {
-                        let target = script::connect_target(&args).ok_or_else(|| Error::ScriptSyntax {
-                            stream: name.to_string(),
-                            line,
-                            reason: format!("cannot read the database of \\connect {args}"),
-                        })?;
+                        let target =
+                            script::connect_target(&args).ok_or_else(|| Error::ScriptSyntax {
+                                stream: name.to_string(),
+                                line,
+                                reason: format!("cannot read the database of \\connect {args}"),
+                            })?;
                         self.connect(&target).map_err(|e| Error::Script {
                             stream: name.to_string(),
                             line,
@@ -219,7 +246,9 @@ impl<'a, C: Connector> Restore<'a, C> {
                         return Err(Error::ScriptSyntax {
                             stream: name.to_string(),
                             line,
-                            reason: format!("psql meta-command \\{other} is not supported in a restore"),
+                            reason: format!(
+                                "psql meta-command \\{other} is not supported in a restore"
+                            ),
                         })
                     }
                 },
@@ -232,7 +261,10 @@ impl<'a, C: Connector> Restore<'a, C> {
                                 if !self.database_exists(&db)? {
                                     self.client().execute(
                                         &format!("creating database {db:?}"),
-                                        &format!("CREATE DATABASE {} WITH TEMPLATE = template0", ident(&db)),
+                                        &format!(
+                                            "CREATE DATABASE {} WITH TEMPLATE = template0",
+                                            ident(&db)
+                                        ),
                                     )?;
                                     self.ready.insert(db.clone());
                                 }
@@ -254,13 +286,15 @@ impl<'a, C: Connector> Restore<'a, C> {
                             self.report.rows += rows;
                             let first = tokens.first();
                             if first == Some(&Token::Word("set".into()))
-                                || (first == Some(&Token::Word("select".into())) && sql.contains("set_config"))
+                                || (first == Some(&Token::Word("select".into()))
+                                    && sql.contains("set_config"))
                             {
                                 session_sets.push(sql.clone());
                             }
                         }
                         Err(e) => {
-                            let broken = self.client.as_ref().map(|c| c.is_broken()).unwrap_or(true);
+                            let broken =
+                                self.client.as_ref().map(|c| c.is_broken()).unwrap_or(true);
                             let err = Error::Script {
                                 stream: name.to_string(),
                                 line,
@@ -281,7 +315,13 @@ impl<'a, C: Connector> Restore<'a, C> {
     }
 
     /// Runs one statement; returns the rows a COPY loaded.
-    fn statement<R: Read>(&mut self, s: &mut Script<R>, sql: &str, tokens: &[Token], db: &str) -> Result<u64> {
+    fn statement<R: Read>(
+        &mut self,
+        s: &mut Script<R>,
+        sql: &str,
+        tokens: &[Token],
+        db: &str,
+    ) -> Result<u64> {
         let w = |i: usize| tokens.get(i).and_then(script::ident_of).unwrap_or_default();
         if script::is_copy_from_stdin(sql) {
             let mut data = s.copy_data()?;
@@ -308,9 +348,9 @@ impl<'a, C: Connector> Restore<'a, C> {
                     &format!("clean: dropping database {target:?}"),
                     &format!("DROP DATABASE {} WITH (FORCE)", ident(&target)),
                 )?;
-                self.report
-                    .warnings
-                    .push(format!("clean: database {target:?} was dropped before being restored"));
+                self.report.warnings.push(format!(
+                    "clean: database {target:?} was dropped before being restored"
+                ));
             }
             self.client().execute(&format!("database {db:?}"), sql)?;
             self.ready.insert(target);
@@ -319,10 +359,14 @@ impl<'a, C: Connector> Restore<'a, C> {
         let r = self.client().execute("statement", sql);
         if let Err(e) = &r {
             // pg_dumpall creates every role, including the one restoring (which exists).
-            if matches!(w(0).as_str(), "create") && matches!(w(1).as_str(), "role" | "user")
+            if matches!(w(0).as_str(), "create")
+                && matches!(w(1).as_str(), "role" | "user")
                 && e.server().map(|x| x.is("42710")).unwrap_or(false)
             {
-                self.report.warnings.push(format!("role {} exists already; its attributes are set by the ALTER ROLE that follows", w(2)));
+                self.report.warnings.push(format!(
+                    "role {} exists already; its attributes are set by the ALTER ROLE that follows",
+                    w(2)
+                ));
                 return Ok(0);
             }
         }

@@ -172,13 +172,19 @@ impl<R: Read> Script<R> {
             let Some(b) = self.peek(0)? else {
                 // End of input.
                 if state != State::Normal && state != State::LineComment {
-                    return Err(self.syntax(start_line, "the script ends inside a quoted string, identifier or comment"));
+                    return Err(self.syntax(
+                        start_line,
+                        "the script ends inside a quoted string, identifier or comment",
+                    ));
                 }
                 let text = String::from_utf8_lossy(&sql).trim().to_string();
                 if text.is_empty() {
                     return Ok(None);
                 }
-                return Ok(Some(Item::Statement { sql: text, line: start_line }));
+                return Ok(Some(Item::Statement {
+                    sql: text,
+                    line: start_line,
+                }));
             };
             let blank = sql.iter().all(|c| c.is_ascii_whitespace());
             match state {
@@ -194,12 +200,18 @@ impl<R: Read> Script<R> {
                             }
                             raw.push(c);
                         }
-                        let text = String::from_utf8_lossy(&raw).trim_end_matches('\r').to_string();
+                        let text = String::from_utf8_lossy(&raw)
+                            .trim_end_matches('\r')
+                            .to_string();
                         let (command, args) = match text.find(|c: char| c.is_whitespace()) {
                             Some(i) => (text[..i].to_string(), text[i..].trim().to_string()),
                             None => (text.clone(), String::new()),
                         };
-                        return Ok(Some(Item::Meta { command, args, line }));
+                        return Ok(Some(Item::Meta {
+                            command,
+                            args,
+                            line,
+                        }));
                     }
                     if blank && !b.is_ascii_whitespace() {
                         start_line = self.line;
@@ -254,7 +266,10 @@ impl<R: Read> Script<R> {
                                 prev = b';';
                                 continue;
                             }
-                            return Ok(Some(Item::Statement { sql: text, line: start_line }));
+                            return Ok(Some(Item::Statement {
+                                sql: text,
+                                line: start_line,
+                            }));
                         }
                         _ if is_ident_start(b) && !is_ident_char(prev) => {
                             // Read the whole word.
@@ -271,10 +286,15 @@ impl<R: Read> Script<R> {
                                 words.push(word.clone());
                             }
                             let is_routine = words.first().map(String::as_str) == Some("create")
-                                && (matches!(words.get(1).map(String::as_str), Some("function") | Some("procedure"))
-                                    || (words.get(1).map(String::as_str) == Some("or")
-                                        && words.get(2).map(String::as_str) == Some("replace")
-                                        && matches!(words.get(3).map(String::as_str), Some("function") | Some("procedure"))));
+                                && (matches!(
+                                    words.get(1).map(String::as_str),
+                                    Some("function") | Some("procedure")
+                                ) || (words.get(1).map(String::as_str) == Some("or")
+                                    && words.get(2).map(String::as_str) == Some("replace")
+                                    && matches!(
+                                        words.get(3).map(String::as_str),
+                                        Some("function") | Some("procedure")
+                                    )));
                             if is_routine && paren == 0 {
                                 match word.as_str() {
                                     "begin" => begin_depth += 1,
@@ -344,7 +364,11 @@ impl<R: Read> Script<R> {
                     if b == b'*' && self.peek(1)? == Some(b'/') {
                         sql.push(self.bump());
                         sql.push(self.bump());
-                        state = if depth == 1 { State::Normal } else { State::Block { depth: depth - 1 } };
+                        state = if depth == 1 {
+                            State::Normal
+                        } else {
+                            State::Block { depth: depth - 1 }
+                        };
                         prev = b' ';
                         continue;
                     }
@@ -412,7 +436,9 @@ impl<R: Read> CopySource for CopyData<'_, R> {
                 }
                 let b = &s.buf[s.pos..s.pos + avail.min(4)];
                 let is_end = b.starts_with(b"\\.")
-                    && (b.len() == 2 || b[2] == b'\n' || (b[2] == b'\r' && (b.len() == 3 || b[3] == b'\n')));
+                    && (b.len() == 2
+                        || b[2] == b'\n'
+                        || (b[2] == b'\r' && (b.len() == 3 || b[3] == b'\n')));
                 if is_end {
                     s.pos += 2;
                     if s.peek(0)? == Some(b'\r') {
@@ -508,7 +534,9 @@ pub fn tokens(sql: &str) -> Vec<Token> {
             out.push(Token::Literal(chars[start..i].iter().collect()));
         } else if c.is_alphabetic() || c == '_' {
             let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$') {
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
+            {
                 i += 1;
             }
             let w: String = chars[start..i].iter().collect();
@@ -592,7 +620,9 @@ pub fn connect_target(args: &str) -> Option<String> {
         }
         words.push((w, quoted));
     }
-    let mut it = words.into_iter().filter(|(w, q)| *q || !w.starts_with("-reuse-previous"));
+    let mut it = words
+        .into_iter()
+        .filter(|(w, q)| *q || !w.starts_with("-reuse-previous"));
     let (first, _) = it.next()?;
     if first.contains('=') {
         return conninfo_dbname(&first);
@@ -674,7 +704,12 @@ mod tests {
         let s = "-- c;\nSELECT 'a;''b';\nSELECT \"x;\" FROM t; /* ; */ SELECT 1;\nSELECT E'\\';';";
         assert_eq!(
             stmts(s),
-            ["SELECT 'a;''b'", "SELECT \"x;\" FROM t", "/* ; */ SELECT 1", "SELECT E'\\';'"]
+            [
+                "SELECT 'a;''b'",
+                "SELECT \"x;\" FROM t",
+                "/* ; */ SELECT 1",
+                "SELECT E'\\';'"
+            ]
         );
     }
 
@@ -691,21 +726,39 @@ mod tests {
 
     #[test]
     fn parentheses_keep_statements_together() {
-        assert_eq!(stmts("CREATE RULE r AS ON INSERT TO t DO ALSO (SELECT 1; SELECT 2);"), ["CREATE RULE r AS ON INSERT TO t DO ALSO (SELECT 1; SELECT 2)"]);
+        assert_eq!(
+            stmts("CREATE RULE r AS ON INSERT TO t DO ALSO (SELECT 1; SELECT 2);"),
+            ["CREATE RULE r AS ON INSERT TO t DO ALSO (SELECT 1; SELECT 2)"]
+        );
     }
 
     #[test]
     fn meta_commands_and_lines() {
         let v = items("SET a = 1;\n\\connect app\n\n-- x\nSELECT 1;\n");
-        assert_eq!(v[1], Item::Meta { command: "connect".into(), args: "app".into(), line: 2 });
-        assert_eq!(v[2], Item::Statement { sql: "SELECT 1".into(), line: 5 });
+        assert_eq!(
+            v[1],
+            Item::Meta {
+                command: "connect".into(),
+                args: "app".into(),
+                line: 2
+            }
+        );
+        assert_eq!(
+            v[2],
+            Item::Statement {
+                sql: "SELECT 1".into(),
+                line: 5
+            }
+        );
     }
 
     #[test]
     fn copy_data_until_terminator() {
         let s = "COPY t (a) FROM stdin;\n1\tx\n\\.x\n2\n\\.\nSELECT 2;\n";
         let mut sc = Script::new(s.as_bytes(), "t.sql");
-        let Some(Item::Statement { sql, .. }) = sc.next_item().unwrap() else { panic!() };
+        let Some(Item::Statement { sql, .. }) = sc.next_item().unwrap() else {
+            panic!()
+        };
         assert!(is_copy_from_stdin(&sql));
         let mut data = Vec::new();
         {
@@ -717,14 +770,23 @@ mod tests {
             }
         }
         assert_eq!(data, b"1\tx\n\\.x\n2\n");
-        assert_eq!(sc.next_item().unwrap(), Some(Item::Statement { sql: "SELECT 2".into(), line: 6 }));
+        assert_eq!(
+            sc.next_item().unwrap(),
+            Some(Item::Statement {
+                sql: "SELECT 2".into(),
+                line: 6
+            })
+        );
     }
 
     #[test]
     fn connect_targets() {
         assert_eq!(connect_target("app").as_deref(), Some("app"));
         assert_eq!(connect_target("\"My DB\"").as_deref(), Some("My DB"));
-        assert_eq!(connect_target(r#"-reuse-previous=on "dbname='we\'ird db'""#).as_deref(), Some("we'ird db"));
+        assert_eq!(
+            connect_target(r#"-reuse-previous=on "dbname='we\'ird db'""#).as_deref(),
+            Some("we'ird db")
+        );
     }
 
     #[test]

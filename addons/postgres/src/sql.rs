@@ -39,10 +39,7 @@ pub fn comment_text(s: &str) -> String {
 
 /// The first `max` characters of a statement on one line, for error messages.
 pub fn excerpt(s: &str, max: usize) -> String {
-    let flat: String = s
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.chars().count() > max {
         let cut: String = flat.chars().take(max).collect();
         format!("{cut}…")

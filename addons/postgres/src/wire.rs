@@ -121,10 +121,7 @@ impl<'a> Fields<'a> {
 pub fn parse_error_fields(body: &[u8]) -> ServerError {
     let mut e = ServerError::default();
     let mut f = Fields::new(body);
-    loop {
-        let Some(code) = f.bytes(1).map(|b| b[0]) else {
-            break;
-        };
+    while let Some(code) = f.bytes(1).map(|b| b[0]) {
         if code == 0 {
             break;
         }
@@ -180,7 +177,10 @@ mod tests {
     #[test]
     fn startup_is_framed() {
         let m = startup(&[("user", "u"), ("database", "d")]);
-        assert_eq!(i32::from_be_bytes([m[0], m[1], m[2], m[3]]) as usize, m.len());
+        assert_eq!(
+            i32::from_be_bytes([m[0], m[1], m[2], m[3]]) as usize,
+            m.len()
+        );
         assert_eq!(&m[4..8], &PROTOCOL_3_0.to_be_bytes());
         assert_eq!(&m[8..], b"user\0u\0database\0d\0\0");
     }
@@ -201,6 +201,9 @@ mod tests {
         b.extend_from_slice(&1i32.to_be_bytes());
         b.push(b'a');
         b.extend_from_slice(&(-1i32).to_be_bytes());
-        assert_eq!(parse_data_row(&b).unwrap(), vec![Some("a".to_string()), None]);
+        assert_eq!(
+            parse_data_row(&b).unwrap(),
+            vec![Some("a".to_string()), None]
+        );
     }
 }

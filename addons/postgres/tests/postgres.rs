@@ -22,14 +22,24 @@ fn connects_with_scram_and_tls() {
     c.tls = TlsMode::Require;
     c.ca_pem = tls.ca_pem.clone();
     let mut client = Client::connect(&mut c, "postgres").expect("connect over TLS");
-    let rows = client.query("ssl", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").unwrap();
+    let rows = client
+        .query(
+            "ssl",
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        )
+        .unwrap();
     assert!(rows.first().unwrap().bool("ssl"));
     client.close();
 
     let mut bad = NativeConnector::new(&plain.addr(), "postgres", "wrong");
-    let err = Client::connect(&mut bad, "postgres").err().expect("wrong password fails");
+    let err = Client::connect(&mut bad, "postgres")
+        .err()
+        .expect("wrong password fails");
     let msg = err.to_string();
-    assert!(msg.contains("authentication of user \"postgres\"") && msg.contains("28P01"), "{msg}");
+    assert!(
+        msg.contains("authentication of user \"postgres\"") && msg.contains("28P01"),
+        "{msg}"
+    );
 }
 
 use postgres_addon::backup::{backup, BackupReport};
@@ -40,7 +50,9 @@ use std::sync::OnceLock;
 use support::dir::{components, DirSink};
 
 fn params(kv: &[(&str, &str)]) -> Vec<(String, String)> {
-    kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    kv.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -50,13 +62,28 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-fn kstash_backup(server: &Server, kv: &[(&str, &str)], dir: &Path) -> postgres_addon::error::Result<BackupReport> {
+fn kstash_backup(
+    server: &Server,
+    kv: &[(&str, &str)],
+    dir: &Path,
+) -> postgres_addon::error::Result<BackupReport> {
     let opts = BackupOptions::from_params(&params(kv), "postgres")?;
     let mut c = NativeConnector::new(&server.addr(), "postgres", SUPERUSER_PASSWORD);
-    backup(&mut c, &opts, &mut DirSink { root: dir.to_path_buf() }, &mut |_| {})
+    backup(
+        &mut c,
+        &opts,
+        &mut DirSink {
+            root: dir.to_path_buf(),
+        },
+        &mut |_| {},
+    )
 }
 
-fn kstash_restore(server: &Server, kv: &[(&str, &str)], dir: &Path) -> postgres_addon::error::Result<RestoreReport> {
+fn kstash_restore(
+    server: &Server,
+    kv: &[(&str, &str)],
+    dir: &Path,
+) -> postgres_addon::error::Result<RestoreReport> {
     let opts = RestoreOptions::from_params(&params(kv), "postgres")?;
     let mut c = NativeConnector::new(&server.addr(), "postgres", SUPERUSER_PASSWORD);
     restore(&mut c, &opts, components(dir))
@@ -64,8 +91,16 @@ fn kstash_restore(server: &Server, kv: &[(&str, &str)], dir: &Path) -> postgres_
 
 /// `pg_dump --schema-only` of `db`, without the random `\restrict`/`\unrestrict` key lines.
 fn schema_of(server: &Server, db: &str) -> String {
-    let out = server.cmd("pg_dump").args(["--schema-only", "-d", db]).output().unwrap();
-    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    let out = server
+        .cmd("pg_dump")
+        .args(["--schema-only", "-d", db])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -117,14 +152,29 @@ fn source() -> &'static Server {
     static SRC: OnceLock<Server> = OnceLock::new();
     SRC.get_or_init(|| {
         let s = Server::start(ServerOptions::default());
-        s.psql("postgres", "CREATE ROLE alice LOGIN PASSWORD 'alice-pw'; CREATE ROLE bob; GRANT bob TO alice");
+        s.psql(
+            "postgres",
+            "CREATE ROLE alice LOGIN PASSWORD 'alice-pw'; CREATE ROLE bob; GRANT bob TO alice",
+        );
         s.psql("postgres", "CREATE DATABASE app");
         s.psql("postgres", "CREATE DATABASE bench");
         let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/all_kinds.sql");
         let out = s.psql_file("app", &fixture);
-        assert!(out.status.success(), "fixture: {}", String::from_utf8_lossy(&out.stderr));
-        let out = s.cmd("pgbench").args(["-i", "-q", "-s", "1", "bench"]).output().unwrap();
-        assert!(out.status.success(), "pgbench -i: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "fixture: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = s
+            .cmd("pgbench")
+            .args(["-i", "-q", "-s", "1", "bench"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pgbench -i: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         s
     })
 }
@@ -149,7 +199,12 @@ fn kstash_backup_restores_identically_with_kstash_and_psql() {
     let dir = scratch("all");
     let report = kstash_backup(src, &[], &dir).expect("backup");
     let names: Vec<&str> = report.components.iter().map(|(n, _)| n.as_str()).collect();
-    assert!(names.contains(&"globals.sql") && names.contains(&"databases/app.sql") && names.contains(&"databases/bench.sql"), "{names:?}");
+    assert!(
+        names.contains(&"globals.sql")
+            && names.contains(&"databases/app.sql")
+            && names.contains(&"databases/bench.sql"),
+        "{names:?}"
+    );
 
     let dst = Server::start(ServerOptions::default());
     let r = kstash_restore(&dst, &[], &dir).expect("kstash restore");
@@ -158,12 +213,19 @@ fn kstash_backup_restores_identically_with_kstash_and_psql() {
 
     // A second restore into the same server refuses, naming the database.
     let err = kstash_restore(&dst, &[], &dir).unwrap_err().to_string();
-    assert!(err.contains("\"app\"") || err.contains("\"bench\"") || err.contains("postgres"), "{err}");
+    assert!(
+        err.contains("\"app\"") || err.contains("\"bench\"") || err.contains("postgres"),
+        "{err}"
+    );
 
     let viapsql = Server::start(ServerOptions::default());
     for (name, _) in components(&dir) {
         let out = viapsql.psql_file("postgres", &dir.join(&name));
-        assert!(out.status.success(), "psql -f {name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "psql -f {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert_same(src, &viapsql, "psql -f");
 }
@@ -172,13 +234,24 @@ fn kstash_backup_restores_identically_with_kstash_and_psql() {
 fn kstash_restores_pg_dumpall_and_pg_dump_scripts() {
     let src = source();
     let dir = scratch("dumpall");
-    let out = src.cmd("pg_dumpall").arg("-f").arg(dir.join("dumpfile.sql")).output().unwrap();
-    assert!(out.status.success(), "pg_dumpall: {}", String::from_utf8_lossy(&out.stderr));
+    let out = src
+        .cmd("pg_dumpall")
+        .arg("-f")
+        .arg(dir.join("dumpfile.sql"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_dumpall: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dst = Server::start(ServerOptions::default());
     let opts = RestoreOptions::from_params(&[], "postgres").unwrap();
     let mut c = NativeConnector::new(&dst.addr(), "postgres", SUPERUSER_PASSWORD);
-    let f: Box<dyn std::io::Read> = Box::new(std::fs::File::open(dir.join("dumpfile.sql")).unwrap());
-    let r = restore(&mut c, &opts, vec![("dumpfile.sql".into(), f)]).expect("restore pg_dumpall script");
+    let f: Box<dyn std::io::Read> =
+        Box::new(std::fs::File::open(dir.join("dumpfile.sql")).unwrap());
+    let r = restore(&mut c, &opts, vec![("dumpfile.sql".into(), f)])
+        .expect("restore pg_dumpall script");
     assert!(r.errors.is_empty(), "{r:?}");
     assert_same(src, &dst, "pg_dumpall script");
 }

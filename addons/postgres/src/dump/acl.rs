@@ -114,7 +114,11 @@ pub fn parse(acl: &str) -> Vec<AclItem> {
         p += 1; // '/'
         let grantor = read_name(&element, &mut p, ',');
         items.push(AclItem {
-            grantee: if grantee.is_empty() { None } else { Some(grantee) },
+            grantee: if grantee.is_empty() {
+                None
+            } else {
+                Some(grantee)
+            },
             grantor,
             plain,
             grantable,
@@ -152,10 +156,16 @@ pub fn statements(object: &str, owner: &str, acl: &str, column: Option<&str>) ->
         };
         let as_other = it.grantor != owner;
         if as_other {
-            out.push_str(&format!("SET SESSION AUTHORIZATION {};\n", ident(&it.grantor)));
+            out.push_str(&format!(
+                "SET SESSION AUTHORIZATION {};\n",
+                ident(&it.grantor)
+            ));
         }
         if !it.plain.is_empty() {
-            out.push_str(&format!("GRANT {} ON {object} TO {to};\n", names(&it.plain, column)));
+            out.push_str(&format!(
+                "GRANT {} ON {object} TO {to};\n",
+                names(&it.plain, column)
+            ));
         }
         if !it.grantable.is_empty() {
             out.push_str(&format!(
@@ -186,7 +196,12 @@ mod tests {
 
     #[test]
     fn writes_revoke_then_grants() {
-        let s = statements("TABLE public.t", "alice", "{alice=arwdDxt/alice,bob=r/alice}", None);
+        let s = statements(
+            "TABLE public.t",
+            "alice",
+            "{alice=arwdDxt/alice,bob=r/alice}",
+            None,
+        );
         assert_eq!(
             s,
             "REVOKE ALL ON TABLE public.t FROM PUBLIC;\nREVOKE ALL ON TABLE public.t FROM \"alice\";\n\

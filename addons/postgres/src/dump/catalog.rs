@@ -190,7 +190,9 @@ impl<S: PgStream> Loader<'_, S> {
 
     fn comment(&self, object: &str, text: Option<&str>) -> String {
         match text {
-            Some(t) if !self.opts.no_comments => format!("COMMENT ON {object} IS {};\n", literal(t)),
+            Some(t) if !self.opts.no_comments => {
+                format!("COMMENT ON {object} IS {};\n", literal(t))
+            }
             _ => String::new(),
         }
     }
@@ -332,7 +334,9 @@ impl<S: PgStream> Loader<'_, S> {
                     .split(',')
                     .filter_map(|p| p.parse().ok())
                     .collect(),
-                viewdef: r.opt("viewdef").map(|v| v.trim_end().trim_end_matches(';').to_string()),
+                viewdef: r
+                    .opt("viewdef")
+                    .map(|v| v.trim_end().trim_end_matches(';').to_string()),
                 check_option: r.opt("check_option").map(str::to_string),
             });
         }
@@ -393,7 +397,10 @@ impl<S: PgStream> Loader<'_, S> {
         )?;
         for r in rows.iter() {
             let q = r.string("q");
-            let mut sql = format!("CREATE EXTENSION IF NOT EXISTS {q} WITH SCHEMA {};\n", r.str("schema"));
+            let mut sql = format!(
+                "CREATE EXTENSION IF NOT EXISTS {q} WITH SCHEMA {};\n",
+                r.str("schema")
+            );
             sql.push_str(&self.comment(&format!("EXTENSION {q}"), r.opt("comment")));
             self.push(Obj::sql(
                 Key::main(class::EXTENSION, r.oid("oid")),
@@ -411,8 +418,12 @@ impl<S: PgStream> Loader<'_, S> {
             "SELECT classid, objid, refobjid FROM pg_depend WHERE deptype = 'e' AND refclassid = 'pg_extension'::regclass",
         )?;
         for r in rows.iter() {
-            self.aliases
-                .add(r.oid("classid"), r.oid("objid"), class::EXTENSION, r.oid("refobjid"));
+            self.aliases.add(
+                r.oid("classid"),
+                r.oid("objid"),
+                class::EXTENSION,
+                r.oid("refobjid"),
+            );
         }
         Ok(())
     }
@@ -439,9 +450,11 @@ impl<S: PgStream> Loader<'_, S> {
                     self.aliases.add(class::TYPE, oid, class::CLASS, relid);
                 }
             } else if r.str("typcategory") == "A" && r.oid("typelem") != 0 {
-                self.aliases.add(class::TYPE, oid, class::TYPE, r.oid("typelem"));
+                self.aliases
+                    .add(class::TYPE, oid, class::TYPE, r.oid("typelem"));
             } else if r.oid("rng") != 0 {
-                self.aliases.add(class::TYPE, oid, class::TYPE, r.oid("rng"));
+                self.aliases
+                    .add(class::TYPE, oid, class::TYPE, r.oid("rng"));
             }
         }
 
@@ -465,7 +478,10 @@ impl<S: PgStream> Loader<'_, S> {
         }
         let mut enums: HashMap<u32, Vec<String>> = HashMap::new();
         for r in self
-            .q("listing enum labels", "SELECT enumtypid, enumlabel FROM pg_enum ORDER BY enumtypid, enumsortorder")?
+            .q(
+                "listing enum labels",
+                "SELECT enumtypid, enumlabel FROM pg_enum ORDER BY enumtypid, enumsortorder",
+            )?
             .iter()
         {
             enums
@@ -558,14 +574,20 @@ impl<S: PgStream> Loader<'_, S> {
                     "TYPE",
                     format!(
                         "CREATE TYPE {q} AS ENUM (\n    {}\n);\n",
-                        enums.get(&oid).map(|v| v.join(",\n    ")).unwrap_or_default()
+                        enums
+                            .get(&oid)
+                            .map(|v| v.join(",\n    "))
+                            .unwrap_or_default()
                     ),
                 ),
                 "c" => {
                     let a = attrs.get(&r.oid("typrelid")).cloned().unwrap_or_default();
                     let mut s = format!(
                         "CREATE TYPE {q} AS (\n    {}\n);\n",
-                        a.iter().map(|x| x.1.clone()).collect::<Vec<_>>().join(",\n    ")
+                        a.iter()
+                            .map(|x| x.1.clone())
+                            .collect::<Vec<_>>()
+                            .join(",\n    ")
                     );
                     for (col, _, comment) in &a {
                         s.push_str(&self.comment(&format!("COLUMN {q}.{col}"), comment.as_deref()));
@@ -597,9 +619,17 @@ impl<S: PgStream> Loader<'_, S> {
                         if c.bool("convalidated") {
                             s.push_str(&format!("\n\tCONSTRAINT {cq} {}", c.str("def")));
                         } else {
-                            later.push_str(&format!("ALTER DOMAIN {q} ADD CONSTRAINT {cq} {};\n", c.str("def")));
+                            later.push_str(&format!(
+                                "ALTER DOMAIN {q} ADD CONSTRAINT {cq} {};\n",
+                                c.str("def")
+                            ));
                         }
-                        comments.push_str(&self.comment(&format!("CONSTRAINT {cq} ON DOMAIN {q}"), c.opt("comment")));
+                        comments.push_str(
+                            &self.comment(
+                                &format!("CONSTRAINT {cq} ON DOMAIN {q}"),
+                                c.opt("comment"),
+                            ),
+                        );
                     }
                     s.push_str(";\n");
                     if !later.is_empty() {
@@ -634,8 +664,12 @@ impl<S: PgStream> Loader<'_, S> {
             new_objs.push(o);
         }
         for c in cons.iter() {
-            self.aliases
-                .add(class::CONSTRAINT, c.oid("oid"), class::TYPE, c.oid("contypid"));
+            self.aliases.add(
+                class::CONSTRAINT,
+                c.oid("oid"),
+                class::TYPE,
+                c.oid("contypid"),
+            );
         }
         for o in new_objs {
             self.push(o);
@@ -659,7 +693,11 @@ impl<S: PgStream> Loader<'_, S> {
             if !self.schema_wanted(&schema) {
                 continue;
             }
-            let word = if r.str("prokind") == "p" { "PROCEDURE" } else { "FUNCTION" };
+            let word = if r.str("prokind") == "p" {
+                "PROCEDURE"
+            } else {
+                "FUNCTION"
+            };
             let sig = r.string("sig");
             let owner = r.string("owner");
             let mut sql = r.str("def").trim_end().to_string();
@@ -713,9 +751,20 @@ impl<S: PgStream> Loader<'_, S> {
                 continue;
             }
             let q = r.string("q");
-            let args = if r.str("args").is_empty() { "*".to_string() } else { r.string("args") };
-            let idargs = if r.str("idargs").is_empty() { "*".to_string() } else { r.string("idargs") };
-            let mut parts = vec![format!("SFUNC = {}", r.str("sfunc")), format!("STYPE = {}", r.str("stype"))];
+            let args = if r.str("args").is_empty() {
+                "*".to_string()
+            } else {
+                r.string("args")
+            };
+            let idargs = if r.str("idargs").is_empty() {
+                "*".to_string()
+            } else {
+                r.string("idargs")
+            };
+            let mut parts = vec![
+                format!("SFUNC = {}", r.str("sfunc")),
+                format!("STYPE = {}", r.str("stype")),
+            ];
             if r.i64("aggtransspace") != 0 {
                 parts.push(format!("SSPACE = {}", r.str("aggtransspace")));
             }
@@ -725,8 +774,15 @@ impl<S: PgStream> Loader<'_, S> {
                     parts.push("FINALFUNC_EXTRA".into());
                 }
             }
-            parts.push(format!("FINALFUNC_MODIFY = {}", modify(r.str("aggfinalmodify"))));
-            for (k, col) in [("COMBINEFUNC", "combinefn"), ("SERIALFUNC", "serialfn"), ("DESERIALFUNC", "deserialfn")] {
+            parts.push(format!(
+                "FINALFUNC_MODIFY = {}",
+                modify(r.str("aggfinalmodify"))
+            ));
+            for (k, col) in [
+                ("COMBINEFUNC", "combinefn"),
+                ("SERIALFUNC", "serialfn"),
+                ("DESERIALFUNC", "deserialfn"),
+            ] {
                 if let Some(f) = r.opt(col) {
                     parts.push(format!("{k} = {f}"));
                 }
@@ -751,7 +807,10 @@ impl<S: PgStream> Loader<'_, S> {
                         parts.push("MFINALFUNC_EXTRA".into());
                     }
                 }
-                parts.push(format!("MFINALFUNC_MODIFY = {}", modify(r.str("aggmfinalmodify"))));
+                parts.push(format!(
+                    "MFINALFUNC_MODIFY = {}",
+                    modify(r.str("aggmfinalmodify"))
+                ));
                 if let Some(v) = r.opt("aggminitval") {
                     parts.push(format!("MINITCOND = {}", literal(v)));
                 }
@@ -770,7 +829,10 @@ impl<S: PgStream> Loader<'_, S> {
                 parts.push("HYPOTHETICAL".into());
             }
             let owner = r.string("owner");
-            let mut sql = format!("CREATE AGGREGATE {q}({args}) (\n    {}\n);\n", parts.join(",\n    "));
+            let mut sql = format!(
+                "CREATE AGGREGATE {q}({args}) (\n    {}\n);\n",
+                parts.join(",\n    ")
+            );
             sql.push_str(&self.owner(&format!("AGGREGATE {q}({idargs})"), &owner));
             sql.push_str(&self.comment(&format!("AGGREGATE {q}({idargs})"), r.opt("comment")));
             let mut o = Obj::sql(
@@ -782,7 +844,11 @@ impl<S: PgStream> Loader<'_, S> {
                 format!("AGGREGATE {q}({idargs})"),
                 sql,
             );
-            o.acl = self.acl(&format!("FUNCTION {}", r.str("regproc")), &owner, r.opt("acl"));
+            o.acl = self.acl(
+                &format!("FUNCTION {}", r.str("regproc")),
+                &owner,
+                r.opt("acl"),
+            );
             self.push(o);
         }
         Ok(())
@@ -793,7 +859,11 @@ impl<S: PgStream> Loader<'_, S> {
     fn relations(&mut self, tables: &[Table]) -> Result<Vec<String>> {
         let wanted: HashSet<u32> = tables.iter().map(|t| t.oid).collect();
         let by_oid: HashMap<u32, &Table> = tables.iter().map(|t| (t.oid, t)).collect();
-        let compression = if self.v >= 140000 { "a.attcompression::text" } else { "''" };
+        let compression = if self.v >= 140000 {
+            "a.attcompression::text"
+        } else {
+            "''"
+        };
         let sql = format!(
             "SELECT a.attrelid, a.attnum, quote_ident(a.attname) AS q, format_type(a.atttypid, a.atttypmod) AS typ,
                     a.attnotnull, a.attislocal, a.attidentity, a.attgenerated, a.attisdropped,
@@ -830,7 +900,10 @@ impl<S: PgStream> Loader<'_, S> {
                 stattarget: r.i64("stattarget"),
                 storage: r.string("attstorage"),
                 typstorage: r.string("typstorage"),
-                options: r.opt("options").filter(|s| !s.is_empty()).map(str::to_string),
+                options: r
+                    .opt("options")
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
                 compression: r.string("compression"),
                 acl: r.opt("acl").map(str::to_string),
                 comment: r.opt("comment").map(str::to_string),
@@ -863,7 +936,7 @@ impl<S: PgStream> Loader<'_, S> {
         for r in rows.iter() {
             let tbl = r.oid("tbl");
             let identity = r.str("deptype") == "i";
-            if !wanted.contains(&r.oid("seqrelid")) && !(identity && wanted.contains(&tbl)) {
+            if !(wanted.contains(&r.oid("seqrelid")) || identity && wanted.contains(&tbl)) {
                 continue;
             }
             seqs.push(SeqInfo {
@@ -879,7 +952,11 @@ impl<S: PgStream> Loader<'_, S> {
                 cache: r.string("seqcache"),
                 cycle: r.bool("seqcycle"),
                 persistence: r.str("relpersistence").chars().next().unwrap_or('p'),
-                owner_table: if tbl != 0 { Some((tbl, r.i64("attnum"))) } else { None },
+                owner_table: if tbl != 0 {
+                    Some((tbl, r.i64("attnum")))
+                } else {
+                    None
+                },
                 identity,
             });
         }
@@ -901,7 +978,10 @@ impl<S: PgStream> Loader<'_, S> {
                 'v' => {
                     let mut s = format!("CREATE VIEW {}", t.qname);
                     if !t.reloptions.is_empty() {
-                        s.push_str(&format!(" WITH ({})", reloptions(&t.reloptions, "").join(", ")));
+                        s.push_str(&format!(
+                            " WITH ({})",
+                            reloptions(&t.reloptions, "").join(", ")
+                        ));
                     }
                     s.push_str(&format!(" AS\n{}", t.viewdef.clone().unwrap_or_default()));
                     if let Some(co) = &t.check_option {
@@ -916,12 +996,27 @@ impl<S: PgStream> Loader<'_, S> {
                         s.push_str(&format!(" USING {am}"));
                     }
                     if !t.reloptions.is_empty() {
-                        s.push_str(&format!(" WITH ({})", reloptions(&t.reloptions, "").join(", ")));
+                        s.push_str(&format!(
+                            " WITH ({})",
+                            reloptions(&t.reloptions, "").join(", ")
+                        ));
                     }
-                    s.push_str(&format!(" AS\n{}\n  WITH NO DATA;\n", t.viewdef.clone().unwrap_or_default()));
+                    s.push_str(&format!(
+                        " AS\n{}\n  WITH NO DATA;\n",
+                        t.viewdef.clone().unwrap_or_default()
+                    ));
                     ("MATERIALIZED VIEW", s)
                 }
-                _ => ("TABLE", self.create_table(t, cols, checks.get(&t.oid).map(|v| v.as_slice()).unwrap_or(&[]), &identity_of, &by_oid)),
+                _ => (
+                    "TABLE",
+                    self.create_table(
+                        t,
+                        cols,
+                        checks.get(&t.oid).map(|v| v.as_slice()).unwrap_or(&[]),
+                        &identity_of,
+                        &by_oid,
+                    ),
+                ),
             };
             // Column settings, also of inherited columns.
             let alter = if t.kind == 'm' {
@@ -948,7 +1043,10 @@ impl<S: PgStream> Loader<'_, S> {
                     }
                 }
                 if c.stattarget >= 0 {
-                    sql.push_str(&format!("{alter} ALTER COLUMN {} SET STATISTICS {};\n", c.qname, c.stattarget));
+                    sql.push_str(&format!(
+                        "{alter} ALTER COLUMN {} SET STATISTICS {};\n",
+                        c.qname, c.stattarget
+                    ));
                 }
                 if c.storage != c.typstorage && !c.typstorage.is_empty() {
                     let st = match c.storage.as_str() {
@@ -957,28 +1055,51 @@ impl<S: PgStream> Loader<'_, S> {
                         "m" => "MAIN",
                         _ => "EXTENDED",
                     };
-                    sql.push_str(&format!("{alter} ALTER COLUMN {} SET STORAGE {st};\n", c.qname));
+                    sql.push_str(&format!(
+                        "{alter} ALTER COLUMN {} SET STORAGE {st};\n",
+                        c.qname
+                    ));
                 }
                 if let Some(o) = &c.options {
                     sql.push_str(&format!("{alter} ALTER COLUMN {} SET ({o});\n", c.qname));
                 }
                 match c.compression.as_str() {
-                    "p" => sql.push_str(&format!("{alter} ALTER COLUMN {} SET COMPRESSION pglz;\n", c.qname)),
-                    "l" => sql.push_str(&format!("{alter} ALTER COLUMN {} SET COMPRESSION lz4;\n", c.qname)),
+                    "p" => sql.push_str(&format!(
+                        "{alter} ALTER COLUMN {} SET COMPRESSION pglz;\n",
+                        c.qname
+                    )),
+                    "l" => sql.push_str(&format!(
+                        "{alter} ALTER COLUMN {} SET COMPRESSION lz4;\n",
+                        c.qname
+                    )),
                     _ => {}
                 }
             }
             sql.push_str(&self.owner(&format!("{word} {}", t.qname), &t.owner));
             sql.push_str(&self.comment(&format!("{word} {}", t.qname), t.comment.as_deref()));
             for c in cols {
-                sql.push_str(&self.comment(&format!("COLUMN {}.{}", t.qname, c.qname), c.comment.as_deref()));
+                sql.push_str(&self.comment(
+                    &format!("COLUMN {}.{}", t.qname, c.qname),
+                    c.comment.as_deref(),
+                ));
             }
             for ch in checks.get(&t.oid).map(|v| v.as_slice()).unwrap_or(&[]) {
                 if ch.bool("convalidated") && (ch.bool("conislocal") || t.is_partition) {
-                    sql.push_str(&self.comment(&format!("CONSTRAINT {} ON {}", ch.str("q"), t.qname), ch.opt("comment")));
+                    sql.push_str(&self.comment(
+                        &format!("CONSTRAINT {} ON {}", ch.str("q"), t.qname),
+                        ch.opt("comment"),
+                    ));
                 }
             }
-            let mut o = Obj::sql(key, Section::PreData, prio::TABLE, &t.schema, &t.name, format!("{word} {}", t.qname), sql);
+            let mut o = Obj::sql(
+                key,
+                Section::PreData,
+                prio::TABLE,
+                &t.schema,
+                &t.name,
+                format!("{word} {}", t.qname),
+                sql,
+            );
             for p in &t.parents {
                 o.deps.insert(Key::main(class::CLASS, *p));
             }
@@ -986,7 +1107,12 @@ impl<S: PgStream> Loader<'_, S> {
             if !self.opts.no_privileges {
                 for c in cols {
                     if let Some(a) = &c.acl {
-                        acl.push_str(&acl::statements(&format!("TABLE {}", t.qname), &t.owner, a, Some(&c.qname)));
+                        acl.push_str(&acl::statements(
+                            &format!("TABLE {}", t.qname),
+                            &t.owner,
+                            a,
+                            Some(&c.qname),
+                        ));
                     }
                 }
             }
@@ -998,10 +1124,19 @@ impl<S: PgStream> Loader<'_, S> {
             for ch in checks.get(&t.oid).map(|v| v.as_slice()).unwrap_or(&[]) {
                 let coid = ch.oid("oid");
                 if ch.bool("convalidated") {
-                    self.aliases.add(class::CONSTRAINT, coid, class::CLASS, t.oid);
+                    self.aliases
+                        .add(class::CONSTRAINT, coid, class::CLASS, t.oid);
                 } else if ch.bool("conislocal") {
-                    let mut s = format!("ALTER TABLE {} ADD CONSTRAINT {} {};\n", t.qname, ch.str("q"), ch.str("def"));
-                    s.push_str(&self.comment(&format!("CONSTRAINT {} ON {}", ch.str("q"), t.qname), ch.opt("comment")));
+                    let mut s = format!(
+                        "ALTER TABLE {} ADD CONSTRAINT {} {};\n",
+                        t.qname,
+                        ch.str("q"),
+                        ch.str("def")
+                    );
+                    s.push_str(&self.comment(
+                        &format!("CONSTRAINT {} ON {}", ch.str("q"), t.qname),
+                        ch.opt("comment"),
+                    ));
                     let mut o = Obj::sql(
                         Key::main(class::CONSTRAINT, coid),
                         Section::PostData,
@@ -1039,7 +1174,10 @@ impl<S: PgStream> Loader<'_, S> {
             if t.is_partition {
                 if let (Some(parent), Some(bound)) = (t.parents.first(), &t.partbound) {
                     if let Some(p) = by_oid.get(parent) {
-                        let s = format!("ALTER TABLE ONLY {} ATTACH PARTITION {} {bound};\n", p.qname, t.qname);
+                        let s = format!(
+                            "ALTER TABLE ONLY {} ATTACH PARTITION {} {bound};\n",
+                            p.qname, t.qname
+                        );
                         let mut o = Obj::sql(
                             Key::part(class::CLASS, t.oid, Part::Attach),
                             Section::PreData,
@@ -1058,16 +1196,26 @@ impl<S: PgStream> Loader<'_, S> {
             // Table settings after post-data objects: row security, replica identity FULL/NOTHING.
             let mut extra = String::new();
             if t.rowsecurity {
-                extra.push_str(&format!("ALTER TABLE {} ENABLE ROW LEVEL SECURITY;\n", t.qname));
+                extra.push_str(&format!(
+                    "ALTER TABLE {} ENABLE ROW LEVEL SECURITY;\n",
+                    t.qname
+                ));
             }
             if t.forcerowsecurity {
-                extra.push_str(&format!("ALTER TABLE ONLY {} FORCE ROW LEVEL SECURITY;\n", t.qname));
+                extra.push_str(&format!(
+                    "ALTER TABLE ONLY {} FORCE ROW LEVEL SECURITY;\n",
+                    t.qname
+                ));
             }
             match t.replident {
-                'f' => extra.push_str(&format!("ALTER TABLE ONLY {} REPLICA IDENTITY FULL;\n", t.qname)),
-                'n' if t.kind != 'v' && t.kind != 'm' => {
-                    extra.push_str(&format!("ALTER TABLE ONLY {} REPLICA IDENTITY NOTHING;\n", t.qname))
-                }
+                'f' => extra.push_str(&format!(
+                    "ALTER TABLE ONLY {} REPLICA IDENTITY FULL;\n",
+                    t.qname
+                )),
+                'n' if t.kind != 'v' && t.kind != 'm' => extra.push_str(&format!(
+                    "ALTER TABLE ONLY {} REPLICA IDENTITY NOTHING;\n",
+                    t.qname
+                )),
                 _ => {}
             }
             if !extra.is_empty() {
@@ -1096,8 +1244,15 @@ impl<S: PgStream> Loader<'_, S> {
                 o.deps.insert(key);
                 new_objs.push(o);
             }
-            if t.kind == 'r' && !self.opts.schema_only && self.opts.data_wanted(&t.schema, &t.name, t.persistence) {
-                let names: Vec<&str> = cols.iter().filter(|c| c.generated == '\0').map(|c| c.qname.as_str()).collect();
+            if t.kind == 'r'
+                && !self.opts.schema_only
+                && self.opts.data_wanted(&t.schema, &t.name, t.persistence)
+            {
+                let names: Vec<&str> = cols
+                    .iter()
+                    .filter(|c| c.generated == '\0')
+                    .map(|c| c.qname.as_str())
+                    .collect();
                 let o = Obj {
                     key: Key::part(class::CLASS, t.oid, Part::Data),
                     section: Section::Data,
@@ -1107,7 +1262,11 @@ impl<S: PgStream> Loader<'_, S> {
                     label: format!("TABLE DATA {}", t.qname),
                     body: Body::TableData {
                         qname: t.qname.clone(),
-                        columns: if names.is_empty() { None } else { Some(names.join(", ")) },
+                        columns: if names.is_empty() {
+                            None
+                        } else {
+                            Some(names.join(", "))
+                        },
                     },
                     deps: Default::default(),
                     acl: String::new(),
@@ -1117,17 +1276,39 @@ impl<S: PgStream> Loader<'_, S> {
             }
         }
         // Sequences.
-        let seq_tables: HashMap<u32, &Table> = tables.iter().filter(|t| t.kind == 'S').map(|t| (t.oid, t)).collect();
+        let seq_tables: HashMap<u32, &Table> = tables
+            .iter()
+            .filter(|t| t.kind == 'S')
+            .map(|t| (t.oid, t))
+            .collect();
         let values = self.sequence_values(&seqs)?;
         for s in &seqs {
             let key = Key::main(class::CLASS, s.oid);
             if !s.identity {
-                let Some(t) = seq_tables.get(&s.oid) else { continue };
-                let unlogged = if s.persistence == 'u' { "UNLOGGED " } else { "" };
-                let mut sql = format!("CREATE {unlogged}SEQUENCE {}{};\n", s.qname, s.options(true));
+                let Some(t) = seq_tables.get(&s.oid) else {
+                    continue;
+                };
+                let unlogged = if s.persistence == 'u' {
+                    "UNLOGGED "
+                } else {
+                    ""
+                };
+                let mut sql = format!(
+                    "CREATE {unlogged}SEQUENCE {}{};\n",
+                    s.qname,
+                    s.options(true)
+                );
                 sql.push_str(&self.owner(&format!("SEQUENCE {}", s.qname), &t.owner));
                 sql.push_str(&self.comment(&format!("SEQUENCE {}", s.qname), t.comment.as_deref()));
-                let mut o = Obj::sql(key, Section::PreData, prio::TABLE, &s.schema, &s.name, format!("SEQUENCE {}", s.qname), sql);
+                let mut o = Obj::sql(
+                    key,
+                    Section::PreData,
+                    prio::TABLE,
+                    &s.schema,
+                    &s.name,
+                    format!("SEQUENCE {}", s.qname),
+                    sql,
+                );
                 o.acl = self.acl(&format!("SEQUENCE {}", s.qname), &t.owner, t.acl.as_deref());
                 new_objs.push(o);
                 if let Some((tbl, attnum)) = s.owner_table {
@@ -1138,7 +1319,10 @@ impl<S: PgStream> Loader<'_, S> {
                             .and_then(|c| c.iter().find(|x| x.attnum == attnum))
                             .map(|x| x.qname.clone()),
                     ) {
-                        let sql = format!("ALTER SEQUENCE {} OWNED BY {}.{};\n", s.qname, tt.qname, col);
+                        let sql = format!(
+                            "ALTER SEQUENCE {} OWNED BY {}.{};\n",
+                            s.qname, tt.qname, col
+                        );
                         let mut o = Obj::sql(
                             Key::part(class::CLASS, s.oid, Part::OwnedBy),
                             Section::PreData,
@@ -1189,13 +1373,22 @@ impl<S: PgStream> Loader<'_, S> {
         for chunk in seqs.chunks(100) {
             let sql = chunk
                 .iter()
-                .map(|s| format!("SELECT {}::oid AS oid, last_value, is_called FROM {}", s.oid, s.qname))
+                .map(|s| {
+                    format!(
+                        "SELECT {}::oid AS oid, last_value, is_called FROM {}",
+                        s.oid, s.qname
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(" UNION ALL ");
             let what = format!(
                 "reading sequence{} {}",
                 if chunk.len() > 1 { "s" } else { "" },
-                chunk.iter().map(|s| s.qname.as_str()).collect::<Vec<_>>().join(", ")
+                chunk
+                    .iter()
+                    .map(|s| s.qname.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             for r in self.q(&what, &sql)?.iter() {
                 out.insert(r.oid("oid"), (r.string("last_value"), r.bool("is_called")));
@@ -1212,7 +1405,11 @@ impl<S: PgStream> Loader<'_, S> {
         identity_of: &HashMap<(u32, i64), &SeqInfo>,
         by_oid: &HashMap<u32, &Table>,
     ) -> String {
-        let unlogged = if t.persistence == 'u' { "UNLOGGED " } else { "" };
+        let unlogged = if t.persistence == 'u' {
+            "UNLOGGED "
+        } else {
+            ""
+        };
         let mut lines = Vec::new();
         for c in cols {
             if !(c.islocal || t.is_partition) {
@@ -1223,10 +1420,17 @@ impl<S: PgStream> Loader<'_, S> {
                 l.push_str(&format!(" COLLATE {co}"));
             }
             if c.generated == 's' {
-                l.push_str(&format!(" GENERATED ALWAYS AS ({}) STORED", c.defexpr.clone().unwrap_or_default()));
+                l.push_str(&format!(
+                    " GENERATED ALWAYS AS ({}) STORED",
+                    c.defexpr.clone().unwrap_or_default()
+                ));
             }
             if c.identity == 'a' || c.identity == 'd' {
-                let how = if c.identity == 'a' { "ALWAYS" } else { "BY DEFAULT" };
+                let how = if c.identity == 'a' {
+                    "ALWAYS"
+                } else {
+                    "BY DEFAULT"
+                };
                 match identity_of.get(&(t.oid, c.attnum)) {
                     Some(s) => l.push_str(&format!(
                         " GENERATED {how} AS IDENTITY (\n    SEQUENCE NAME {}{}\n    )",
@@ -1246,7 +1450,11 @@ impl<S: PgStream> Loader<'_, S> {
                 lines.push(format!("    CONSTRAINT {} {}", ch.str("q"), ch.str("def")));
             }
         }
-        let mut s = format!("CREATE {unlogged}TABLE {} (\n{}\n)", t.qname, lines.join(",\n"));
+        let mut s = format!(
+            "CREATE {unlogged}TABLE {} (\n{}\n)",
+            t.qname,
+            lines.join(",\n")
+        );
         if !t.is_partition && !t.parents.is_empty() {
             let names: Vec<String> = t
                 .parents
@@ -1287,11 +1495,16 @@ impl<S: PgStream> Loader<'_, S> {
              LEFT JOIN pg_constraint co ON co.conindid = i.indexrelid AND co.conrelid = i.indrelid AND co.contype IN ('p', 'u', 'x')
              ORDER BY i.indexrelid",
         )?;
-        let qnames: HashMap<u32, String> = rows.iter().map(|r| (r.oid("indexrelid"), r.string("q"))).collect();
+        let qnames: HashMap<u32, String> = rows
+            .iter()
+            .map(|r| (r.oid("indexrelid"), r.string("q")))
+            .collect();
         let mut new_objs = Vec::new();
         let mut aliases = Vec::new();
         for r in rows.iter() {
-            let Some(t) = wanted.get(&r.oid("indrelid")) else { continue };
+            let Some(t) = wanted.get(&r.oid("indrelid")) else {
+                continue;
+            };
             let idx = r.oid("indexrelid");
             let q = r.string("q");
             let table_key = Key::main(class::CLASS, t.oid);
@@ -1299,25 +1512,58 @@ impl<S: PgStream> Loader<'_, S> {
                 let conoid = r.oid("conoid");
                 aliases.push((idx, conoid));
                 let label = format!("CONSTRAINT {} ON {}", r.str("conq"), t.qname);
-                let mut s = format!("ALTER TABLE ONLY {} ADD CONSTRAINT {} {};\n", t.qname, r.str("conq"), r.str("condef"));
+                let mut s = format!(
+                    "ALTER TABLE ONLY {} ADD CONSTRAINT {} {};\n",
+                    t.qname,
+                    r.str("conq"),
+                    r.str("condef")
+                );
                 s.push_str(&self.comment(&label, r.opt("concomment")));
-                (Key::main(class::CONSTRAINT, conoid), prio::CONSTRAINT, label, s)
+                (
+                    Key::main(class::CONSTRAINT, conoid),
+                    prio::CONSTRAINT,
+                    label,
+                    s,
+                )
             } else {
-                (Key::main(class::CLASS, idx), prio::INDEX, format!("INDEX {q}"), format!("{};\n", r.str("def")))
+                (
+                    Key::main(class::CLASS, idx),
+                    prio::INDEX,
+                    format!("INDEX {q}"),
+                    format!("{};\n", r.str("def")),
+                )
             };
             if r.bool("indisclustered") {
-                sql.push_str(&format!("ALTER TABLE {} CLUSTER ON {};\n", t.qname, quote_last(&q)));
+                sql.push_str(&format!(
+                    "ALTER TABLE {} CLUSTER ON {};\n",
+                    t.qname,
+                    quote_last(&q)
+                ));
             }
             for st in r.str("stats").split(',').filter(|s| !s.is_empty()) {
                 if let Some((num, target)) = st.split_once(' ') {
-                    sql.push_str(&format!("ALTER INDEX {q} ALTER COLUMN {num} SET STATISTICS {target};\n"));
+                    sql.push_str(&format!(
+                        "ALTER INDEX {q} ALTER COLUMN {num} SET STATISTICS {target};\n"
+                    ));
                 }
             }
             sql.push_str(&self.comment(&format!("INDEX {q}"), r.opt("comment")));
             if r.bool("indisreplident") {
-                sql.push_str(&format!("ALTER TABLE ONLY {} REPLICA IDENTITY USING INDEX {};\n", t.qname, quote_last(&q)));
+                sql.push_str(&format!(
+                    "ALTER TABLE ONLY {} REPLICA IDENTITY USING INDEX {};\n",
+                    t.qname,
+                    quote_last(&q)
+                ));
             }
-            let mut o = Obj::sql(key, Section::PostData, prio_, &t.schema, r.str("relname"), label, sql);
+            let mut o = Obj::sql(
+                key,
+                Section::PostData,
+                prio_,
+                &t.schema,
+                r.str("relname"),
+                label,
+                sql,
+            );
             o.deps.insert(table_key);
             new_objs.push(o);
             if r.opt("parentidx").is_some() {
@@ -1357,11 +1603,21 @@ impl<S: PgStream> Loader<'_, S> {
         )?;
         let mut new_objs = Vec::new();
         for r in rows.iter() {
-            let Some(t) = wanted.get(&r.oid("conrelid")) else { continue };
+            let Some(t) = wanted.get(&r.oid("conrelid")) else {
+                continue;
+            };
             let only = if t.kind == 'p' { "" } else { "ONLY " };
             let label = format!("FK CONSTRAINT {} ON {}", r.str("q"), t.qname);
-            let mut sql = format!("ALTER TABLE {only}{} ADD CONSTRAINT {} {};\n", t.qname, r.str("q"), r.str("def"));
-            sql.push_str(&self.comment(&format!("CONSTRAINT {} ON {}", r.str("q"), t.qname), r.opt("comment")));
+            let mut sql = format!(
+                "ALTER TABLE {only}{} ADD CONSTRAINT {} {};\n",
+                t.qname,
+                r.str("q"),
+                r.str("def")
+            );
+            sql.push_str(&self.comment(
+                &format!("CONSTRAINT {} ON {}", r.str("q"), t.qname),
+                r.opt("comment"),
+            ));
             let mut o = Obj::sql(
                 Key::main(class::CONSTRAINT, r.oid("oid")),
                 Section::PostData,
@@ -1390,13 +1646,21 @@ impl<S: PgStream> Loader<'_, S> {
         )?;
         let mut new_objs = Vec::new();
         for r in rows.iter() {
-            let Some(t) = wanted.get(&r.oid("tgrelid")) else { continue };
+            let Some(t) = wanted.get(&r.oid("tgrelid")) else {
+                continue;
+            };
             let q = r.str("q");
             let mut sql = format!("{};\n", r.str("def"));
             match r.str("tgenabled") {
                 "D" => sql.push_str(&format!("ALTER TABLE {} DISABLE TRIGGER {q};\n", t.qname)),
-                "R" => sql.push_str(&format!("ALTER TABLE {} ENABLE REPLICA TRIGGER {q};\n", t.qname)),
-                "A" => sql.push_str(&format!("ALTER TABLE {} ENABLE ALWAYS TRIGGER {q};\n", t.qname)),
+                "R" => sql.push_str(&format!(
+                    "ALTER TABLE {} ENABLE REPLICA TRIGGER {q};\n",
+                    t.qname
+                )),
+                "A" => sql.push_str(&format!(
+                    "ALTER TABLE {} ENABLE ALWAYS TRIGGER {q};\n",
+                    t.qname
+                )),
                 _ => {}
             }
             sql.push_str(&self.comment(&format!("TRIGGER {q} ON {}", t.qname), r.opt("comment")));
@@ -1475,7 +1739,9 @@ impl<S: PgStream> Loader<'_, S> {
         )?;
         let mut new_objs = Vec::new();
         for r in rows.iter() {
-            let Some(t) = wanted.get(&r.oid("polrelid")) else { continue };
+            let Some(t) = wanted.get(&r.oid("polrelid")) else {
+                continue;
+            };
             let q = r.str("q");
             let mut sql = format!("CREATE POLICY {q} ON {}", t.qname);
             if !r.bool("polpermissive") {
@@ -1538,7 +1804,10 @@ impl<S: PgStream> Loader<'_, S> {
             let q = r.str("q");
             let mut sql = format!("{};\n", r.str("def"));
             if r.i64("target") >= 0 {
-                sql.push_str(&format!("ALTER STATISTICS {q} SET STATISTICS {};\n", r.str("target")));
+                sql.push_str(&format!(
+                    "ALTER STATISTICS {q} SET STATISTICS {};\n",
+                    r.str("target")
+                ));
             }
             sql.push_str(&self.owner(&format!("STATISTICS {q}"), r.str("owner")));
             sql.push_str(&self.comment(&format!("STATISTICS {q}"), r.opt("comment")));
@@ -1614,10 +1883,19 @@ impl<S: PgStream> Loader<'_, S> {
              WHERE deptype IN ('n', 'a') AND objid >= 16384 AND refobjid >= 16384",
         )?;
         let keys: HashSet<Key> = self.objs.iter().map(|o| o.key).collect();
-        let index: HashMap<Key, usize> = self.objs.iter().enumerate().map(|(i, o)| (o.key, i)).collect();
+        let index: HashMap<Key, usize> = self
+            .objs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.key, i))
+            .collect();
         for r in rows.iter() {
-            let from = self.aliases.resolve(&keys, r.oid("classid"), r.oid("objid"));
-            let to = self.aliases.resolve(&keys, r.oid("refclassid"), r.oid("refobjid"));
+            let from = self
+                .aliases
+                .resolve(&keys, r.oid("classid"), r.oid("objid"));
+            let to = self
+                .aliases
+                .resolve(&keys, r.oid("refclassid"), r.oid("refobjid"));
             if let (Some(f), Some(t)) = (from, to) {
                 if f != t {
                     let i = index[&f];
@@ -1631,7 +1909,12 @@ impl<S: PgStream> Loader<'_, S> {
     /// A materialized view is refreshed after the materialized views it reads (directly or
     /// through views).
     fn refresh_order(&mut self) {
-        let index: HashMap<Key, usize> = self.objs.iter().enumerate().map(|(i, o)| (o.key, i)).collect();
+        let index: HashMap<Key, usize> = self
+            .objs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.key, i))
+            .collect();
         let refreshes: Vec<(usize, u32)> = self
             .objs
             .iter()

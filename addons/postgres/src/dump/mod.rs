@@ -43,19 +43,26 @@ pub struct DumpOptions {
 impl DumpOptions {
     /// Whether objects of `schema` are dumped.
     pub fn schema_wanted(&self, schema: &str) -> bool {
-        (self.include_schemas.is_empty() || self.include_schemas.iter().any(|p| p.matches_name(schema)))
+        (self.include_schemas.is_empty()
+            || self.include_schemas.iter().any(|p| p.matches_name(schema)))
             && !self.exclude_schemas.iter().any(|p| p.matches_name(schema))
     }
 
     /// Whether `schema.table` is left out entirely.
     pub fn table_excluded(&self, schema: &str, table: &str) -> bool {
-        self.exclude_tables.iter().any(|p| p.matches_qualified(schema, table))
+        self.exclude_tables
+            .iter()
+            .any(|p| p.matches_qualified(schema, table))
     }
 
     /// Whether the rows of `schema.table` are dumped.
     pub fn data_wanted(&self, schema: &str, table: &str, persistence: char) -> bool {
-        !(self.no_unlogged_table_data && persistence == 'u')
-            && !self.exclude_table_data.iter().any(|p| p.matches_qualified(schema, table))
+        let unlogged_skipped = self.no_unlogged_table_data && persistence == 'u';
+        !(unlogged_skipped
+            || self
+                .exclude_table_data
+                .iter()
+                .any(|p| p.matches_qualified(schema, table)))
     }
 }
 
@@ -99,14 +106,23 @@ pub fn prepare_session<S: PgStream>(c: &mut Client<S>) -> Result<()> {
 /// Opens the dump's transaction: REPEATABLE READ, READ ONLY, and exports its snapshot so that
 /// further readers can share it (`SET TRANSACTION SNAPSHOT`). Returns the snapshot name.
 pub fn begin_snapshot<S: PgStream>(c: &mut Client<S>) -> Result<String> {
-    c.execute("starting the snapshot", "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
-    let rows = c.query("exporting the snapshot", "SELECT pg_catalog.pg_export_snapshot() AS s")?;
+    c.execute(
+        "starting the snapshot",
+        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+    )?;
+    let rows = c.query(
+        "exporting the snapshot",
+        "SELECT pg_catalog.pg_export_snapshot() AS s",
+    )?;
     Ok(rows.first().map(|r| r.string("s")).unwrap_or_default())
 }
 
 /// Joins a snapshot exported by [`begin_snapshot`] on another session.
 pub fn join_snapshot<S: PgStream>(c: &mut Client<S>, snapshot: &str) -> Result<()> {
-    c.execute("starting a reader", "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+    c.execute(
+        "starting a reader",
+        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+    )?;
     c.execute(
         &format!("importing snapshot {snapshot}"),
         &format!("SET TRANSACTION SNAPSHOT {}", crate::sql::literal(snapshot)),
@@ -166,7 +182,10 @@ pub fn dump_database<S: PgStream>(
             };
             w(out, &format!("--\n-- Section: {name}\n--\n\n"))?;
         }
-        w(out, &format!("--\n-- {}\n--\n\n", crate::sql::comment_text(&o.label)))?;
+        w(
+            out,
+            &format!("--\n-- {}\n--\n\n", crate::sql::comment_text(&o.label)),
+        )?;
         match &o.body {
             Body::Sql(sql) => {
                 w(out, sql)?;
@@ -174,7 +193,10 @@ pub fn dump_database<S: PgStream>(
             }
             Body::TableData { qname, columns } => {
                 on_table(qname);
-                let cols = columns.as_ref().map(|c| format!(" ({c})")).unwrap_or_default();
+                let cols = columns
+                    .as_ref()
+                    .map(|c| format!(" ({c})"))
+                    .unwrap_or_default();
                 w(out, &format!("COPY {qname}{cols} FROM stdin;\n"))?;
                 let copied = c.copy_out(
                     &format!("COPY {qname}"),
@@ -198,21 +220,38 @@ pub fn dump_database<S: PgStream>(
         if !acls.is_empty() {
             w(out, "--\n-- Privileges\n--\n\n")?;
             for o in acls {
-                w(out, &format!("-- ACL {}\n", crate::sql::comment_text(&o.label)))?;
+                w(
+                    out,
+                    &format!("-- ACL {}\n", crate::sql::comment_text(&o.label)),
+                )?;
                 w(out, &o.acl)?;
                 w(out, "\n")?;
             }
         }
     }
     w(out, epilogue)?;
-    w(out, &format!("--\n-- PostgreSQL database dump of {:?} complete\n--\n", c.database()))?;
+    w(
+        out,
+        &format!(
+            "--\n-- PostgreSQL database dump of {:?} complete\n--\n",
+            c.database()
+        ),
+    )?;
     Ok(stats)
 }
 
 /// Writes a large object's contents as `lowrite` calls of at most 64 KiB each.
-fn write_large_object<S: PgStream>(c: &mut Client<S>, oid: u32, out: &mut dyn Write, stream: &str) -> Result<()> {
+fn write_large_object<S: PgStream>(
+    c: &mut Client<S>,
+    oid: u32,
+    out: &mut dyn Write,
+    stream: &str,
+) -> Result<()> {
     let what = format!("reading large object {oid}");
-    let rows = c.query(&what, &format!("SELECT pg_catalog.lo_open('{oid}', 262144) AS fd"))?;
+    let rows = c.query(
+        &what,
+        &format!("SELECT pg_catalog.lo_open('{oid}', 262144) AS fd"),
+    )?;
     let fd = rows.first().map(|r| r.string("fd")).unwrap_or_default();
     let io = |source| Error::Stream {
         stream: stream.to_string(),
@@ -221,7 +260,10 @@ fn write_large_object<S: PgStream>(c: &mut Client<S>, oid: u32, out: &mut dyn Wr
     out.write_all(format!("BEGIN;\n\nSELECT pg_catalog.lo_open('{oid}', 131072);\n").as_bytes())
         .map_err(io)?;
     loop {
-        let rows = c.query(&what, &format!("SELECT pg_catalog.loread({fd}, 65536) AS d"))?;
+        let rows = c.query(
+            &what,
+            &format!("SELECT pg_catalog.loread({fd}, 65536) AS d"),
+        )?;
         let data = rows.first().map(|r| r.string("d")).unwrap_or_default();
         if data.len() <= 2 {
             break;
@@ -230,6 +272,7 @@ fn write_large_object<S: PgStream>(c: &mut Client<S>, oid: u32, out: &mut dyn Wr
             .map_err(io)?;
     }
     c.execute(&what, &format!("SELECT pg_catalog.lo_close({fd})"))?;
-    out.write_all(b"SELECT pg_catalog.lo_close(0);\n\nCOMMIT;\n").map_err(io)?;
+    out.write_all(b"SELECT pg_catalog.lo_close(0);\n\nCOMMIT;\n")
+        .map_err(io)?;
     Ok(())
 }

@@ -161,7 +161,15 @@ pub struct Obj {
 
 impl Obj {
     /// A new object with SQL text.
-    pub fn sql(key: Key, section: Section, prio: u8, schema: &str, name: &str, label: String, sql: String) -> Obj {
+    pub fn sql(
+        key: Key,
+        section: Section,
+        prio: u8,
+        schema: &str,
+        name: &str,
+        label: String,
+        sql: String,
+    ) -> Obj {
         Obj {
             key,
             section,
@@ -236,7 +244,9 @@ pub fn sort(mut objs: Vec<Obj>) -> Result<Vec<Obj>> {
     let mut out = Vec::with_capacity(objs.len());
     let mut taken = vec![false; objs.len()];
     for section in [Section::PreData, Section::Data, Section::PostData] {
-        let members: Vec<usize> = (0..objs.len()).filter(|&i| objs[i].section == section).collect();
+        let members: Vec<usize> = (0..objs.len())
+            .filter(|&i| objs[i].section == section)
+            .collect();
         let member_set: HashSet<usize> = members.iter().copied().collect();
         let mut pending: HashMap<usize, usize> = HashMap::new();
         let mut dependents: HashMap<usize, Vec<usize>> = HashMap::new();
@@ -256,6 +266,7 @@ pub fn sort(mut objs: Vec<Obj>) -> Result<Vec<Obj>> {
             let o = &objs[i];
             Reverse((o.prio, o.schema.clone(), o.name.clone(), o.key))
         };
+        #[allow(clippy::type_complexity)]
         let mut heap: BinaryHeap<(Reverse<(u8, String, String, Key)>, usize)> = BinaryHeap::new();
         for &i in &members {
             if pending[&i] == 0 {
@@ -290,7 +301,10 @@ pub fn sort(mut objs: Vec<Obj>) -> Result<Vec<Obj>> {
         }
     }
     let mut slots: Vec<Option<Obj>> = objs.into_iter().map(Some).collect();
-    Ok(out.into_iter().map(|i| slots[i].take().expect("object")).collect())
+    Ok(out
+        .into_iter()
+        .map(|i| slots[i].take().expect("object"))
+        .collect())
 }
 
 #[cfg(test)]
@@ -298,7 +312,15 @@ mod tests {
     use super::*;
 
     fn o(oid: u32, section: Section, p: u8, name: &str, deps: &[u32]) -> Obj {
-        let mut x = Obj::sql(Key::main(class::CLASS, oid), section, p, "s", name, name.into(), String::new());
+        let mut x = Obj::sql(
+            Key::main(class::CLASS, oid),
+            section,
+            p,
+            "s",
+            name,
+            name.into(),
+            String::new(),
+        );
         x.deps = deps.iter().map(|&d| Key::main(class::CLASS, d)).collect();
         x
     }

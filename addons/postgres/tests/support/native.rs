@@ -136,7 +136,10 @@ impl Read for NativeStream {
             Inner::Plain(t) => t.read(buf)?,
             Inner::Tls(t) => t.read(buf)?,
             Inner::Gone => {
-                return Err(io::Error::new(io::ErrorKind::ConnectionReset, "connection cut by the test"))
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "connection cut by the test",
+                ))
             }
         };
         self.read += n as u64;
@@ -149,7 +152,10 @@ impl Write for NativeStream {
         match &mut self.inner {
             Inner::Plain(t) => t.write(buf),
             Inner::Tls(t) => t.write(buf),
-            Inner::Gone => Err(io::Error::new(io::ErrorKind::ConnectionReset, "connection cut by the test")),
+            Inner::Gone => Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "connection cut by the test",
+            )),
         }
     }
 
@@ -181,7 +187,8 @@ impl PgStream for NativeStream {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let name = ServerName::try_from("localhost").expect("server name");
-        let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| io::Error::other(e.to_string()))?;
+        let conn = rustls::ClientConnection::new(Arc::new(config), name)
+            .map_err(|e| io::Error::other(e.to_string()))?;
         let tcp = match std::mem::replace(&mut self.inner, Inner::Gone) {
             Inner::Plain(t) => t,
             _ => return Err(io::Error::other("TLS already started")),
@@ -215,7 +222,10 @@ impl PgStream for NativeStream {
         let pw = match method {
             PasswordMethod::Cleartext => self.password.clone(),
             PasswordMethod::Md5 { .. } => {
-                return Err(format!("md5 authentication for {} is not implemented by the test transport", self.user))
+                return Err(format!(
+                    "md5 authentication for {} is not implemented by the test transport",
+                    self.user
+                ))
             }
         };
         let mut msg = vec![b'p'];

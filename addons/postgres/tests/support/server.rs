@@ -27,20 +27,32 @@ pub fn bindir() -> PathBuf {
     }
     let base = Path::new("/usr/lib/postgresql");
     let mut versions: Vec<u32> = std::fs::read_dir(base)
-        .unwrap_or_else(|e| panic!("{}: {e}: run scripts/ensure-tools.sh postgres", base.display()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}: run scripts/ensure-tools.sh postgres",
+                base.display()
+            )
+        })
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     versions.sort();
-    let v = versions
-        .last()
-        .unwrap_or_else(|| panic!("no PostgreSQL under {}: run scripts/ensure-tools.sh postgres", base.display()));
+    let v = versions.last().unwrap_or_else(|| {
+        panic!(
+            "no PostgreSQL under {}: run scripts/ensure-tools.sh postgres",
+            base.display()
+        )
+    });
     base.join(v.to_string()).join("bin")
 }
 
 /// A client binary (`psql`, `pg_dump`, …).
 pub fn tool(name: &str) -> PathBuf {
     let p = bindir().join(name);
-    assert!(p.exists(), "{} is missing: run scripts/ensure-tools.sh postgres", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/ensure-tools.sh postgres",
+        p.display()
+    );
     p
 }
 
@@ -115,7 +127,15 @@ fn template() -> &'static Path {
         let out = as_server_user(&tool("initdb"))
             .arg("-D")
             .arg(&dir)
-            .args(["-U", "postgres", "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ])
             .arg(format!("--pwfile={}", pwfile.display()))
             .output()
             .expect("initdb");
@@ -150,7 +170,12 @@ impl Server {
         let dir = scratch_root().join(format!("server-{n}"));
         std::fs::create_dir_all(&dir).expect("server dir");
         let data = dir.join("data");
-        let st = Command::new("cp").arg("-a").arg(template).arg(&data).status().expect("cp");
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(template)
+            .arg(&data)
+            .status()
+            .expect("cp");
         assert!(st.success(), "copy the template cluster");
         let sock = dir.join("sock");
         std::fs::create_dir_all(&sock).expect("sock dir");
@@ -190,7 +215,10 @@ impl Server {
             .expect("pg_ctl start");
         if !out.status.success() {
             let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-            panic!("pg_ctl start failed: {}\n{log}", String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "pg_ctl start failed: {}\n{log}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         spawn_watchdog(&dir);
         Server { dir, port, ca_pem }
@@ -208,7 +236,14 @@ impl Server {
             .env("PGPORT", self.port.to_string())
             .env("PGUSER", "postgres")
             .env("PGPASSWORD", SUPERUSER_PASSWORD)
-            .env("PGSSLMODE", if self.ca_pem.is_some() { "require" } else { "disable" })
+            .env(
+                "PGSSLMODE",
+                if self.ca_pem.is_some() {
+                    "require"
+                } else {
+                    "disable"
+                },
+            )
             .env("PGCONNECT_TIMEOUT", "20")
             .env_remove("PGDATABASE")
             .env_remove("PGSERVICE");
@@ -220,7 +255,18 @@ impl Server {
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let out = self
             .cmd("psql")
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
             .output()
             .expect("psql");
         String::from_utf8(check(out, &format!("psql -d {db} -c {sql}")).stdout).expect("utf8")
@@ -230,7 +276,18 @@ impl Server {
     pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
         let out = self
             .cmd("psql")
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
             .output()
             .expect("psql");
         if out.status.success() {
@@ -270,9 +327,17 @@ fn spawn_watchdog(dir: &Path) {
     let pid = unsafe { getpid() };
     let pg_ctl = tool("pg_ctl");
     let stop = if is_root() {
-        format!("runuser -u postgres -- {} -D {}/data -m immediate stop", pg_ctl.display(), dir.display())
+        format!(
+            "runuser -u postgres -- {} -D {}/data -m immediate stop",
+            pg_ctl.display(),
+            dir.display()
+        )
     } else {
-        format!("{} -D {}/data -m immediate stop", pg_ctl.display(), dir.display())
+        format!(
+            "{} -D {}/data -m immediate stop",
+            pg_ctl.display(),
+            dir.display()
+        )
     };
     let script = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf {d}; \
@@ -280,7 +345,9 @@ fn spawn_watchdog(dir: &Path) {
         d = dir.display(),
         root = dir.parent().unwrap().display()
     );
-    Command::new("setsid")
+    // The watchdog outlives this process on purpose; it is never waited for.
+    #[allow(clippy::zombie_processes)]
+    let _watchdog = Command::new("setsid")
         .arg("sh")
         .arg("-c")
         .arg(script)
@@ -302,12 +369,37 @@ fn make_certs(data: &Path) -> Vec<u8> {
         check(out, &format!("openssl {}", args.join(" ")));
     };
     run(&[
-        "req", "-x509", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=kstash test CA",
+        "req",
+        "-x509",
+        "-new",
+        "-nodes",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=kstash test CA",
     ]);
     run(&[
-        "req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost",
+        "req",
+        "-new",
+        "-nodes",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
     ]);
     std::fs::write(
         data.join("server.ext"),
@@ -315,10 +407,27 @@ fn make_certs(data: &Path) -> Vec<u8> {
     )
     .expect("ext");
     run(&[
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.crt", "-days", "2", "-extfile", "server.ext",
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
     ]);
-    std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+    std::fs::set_permissions(
+        data.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod key");
     let ca = std::fs::read(data.join("ca.crt")).expect("ca.crt");
     let _ = std::fs::remove_file(data.join("ca.key"));
     ca
