@@ -255,3 +255,181 @@ fn kstash_restores_pg_dumpall_and_pg_dump_scripts() {
     assert!(r.errors.is_empty(), "{r:?}");
     assert_same(src, &dst, "pg_dumpall script");
 }
+
+fn backup_with(
+    c: &mut NativeConnector,
+    kv: &[(&str, &str)],
+    dir: &Path,
+) -> postgres_addon::error::Result<BackupReport> {
+    let opts = BackupOptions::from_params(&params(kv), &c.user.clone())?;
+    backup(
+        c,
+        &opts,
+        &mut DirSink {
+            root: dir.to_path_buf(),
+        },
+        &mut |_| {},
+    )
+}
+
+#[test]
+fn failures_name_the_object() {
+    let s = Server::start(ServerOptions::default());
+    s.psql("postgres", "CREATE ROLE carol LOGIN PASSWORD 'carol-pw'");
+    for db in ["perm", "doomed", "big"] {
+        s.psql("postgres", &format!("CREATE DATABASE {db}"));
+    }
+    s.psql("perm", "CREATE TABLE public.open_t (x int); GRANT SELECT ON public.open_t TO carol; CREATE TABLE public.secret (x int)");
+    s.psql("big", "CREATE TABLE public.bulk AS SELECT g AS id, repeat('x', 100) AS pad FROM generate_series(1, 50000) g");
+
+    // No permission on a table.
+    let mut carol = NativeConnector::new(&s.addr(), "carol", "carol-pw");
+    let err = backup_with(
+        &mut carol,
+        &[("backupCmd", "pg_dump"), ("args", "perm")],
+        &scratch("perm"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("public.secret") && err.contains("42501"),
+        "{err}"
+    );
+
+    // A database dropped after it was listed, before it was dumped.
+    let mut c = NativeConnector::new(&s.addr(), "postgres", SUPERUSER_PASSWORD);
+    let dropper = Server {
+        dir: s.dir.clone(),
+        port: s.port,
+        ca_pem: None,
+    };
+    let hook: support::native::ConnectHook =
+        std::sync::Arc::new(std::sync::Mutex::new(move |i: usize| {
+            if i == 1 {
+                dropper.psql("postgres", "DROP DATABASE doomed WITH (FORCE)");
+            }
+        }));
+    c.connect_hook = Some(hook);
+    let err = backup_with(&mut c, &[], &scratch("doomed"))
+        .unwrap_err()
+        .to_string();
+    std::mem::forget(c); // its hook holds a second handle on `s`'s directory
+    assert!(err.contains("\"doomed\"") && err.contains("3D000"), "{err}");
+
+    // A connection cut in the middle of a table's COPY.
+    let mut c = NativeConnector::new(&s.addr(), "postgres", SUPERUSER_PASSWORD);
+    let hook: support::native::ReadHook =
+        std::sync::Arc::new(std::sync::Mutex::new(|i: usize, read: u64| {
+            if i == 1 && read > 2_000_000 {
+                support::native::ReadAction::Cut
+            } else {
+                support::native::ReadAction::Continue
+            }
+        }));
+    c.read_hook = Some(hook);
+    let err = backup_with(
+        &mut c,
+        &[("backupCmd", "pg_dump"), ("args", "big")],
+        &scratch("cut"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("COPY public.bulk") && err.contains("\"big\""),
+        "{err}"
+    );
+
+    // Restore: the first failing statement stops it, with its line; a non-empty target is refused.
+    let dir = scratch("badscript");
+    std::fs::create_dir_all(dir.join("databases")).unwrap();
+    std::fs::write(
+        dir.join("databases/fresh.sql"),
+        "SET client_min_messages = warning;\nCREATE TABLE public.ok (x int);\nCREATE TABLE public.bad (x nosuchtype);\nCREATE TABLE public.never (x int);\n",
+    )
+    .unwrap();
+    let err = kstash_restore(&s, &[], &dir).unwrap_err().to_string();
+    assert!(
+        err.contains("databases/fresh.sql line 3") && err.contains("nosuchtype"),
+        "{err}"
+    );
+    assert_eq!(
+        s.psql(
+            "fresh",
+            "SELECT count(*) FROM pg_class WHERE relname = 'never'"
+        )
+        .trim(),
+        "0"
+    );
+    let err = kstash_restore(&s, &[], &dir).unwrap_err().to_string();
+    assert!(
+        err.contains("\"fresh\" is not empty") && err.contains("1 relations"),
+        "{err}"
+    );
+    let r = kstash_restore(&s, &[("clean", "true"), ("continueOnError", "true")], &dir).unwrap();
+    assert_eq!(r.errors.len(), 1, "{r:?}");
+    assert_eq!(
+        s.psql(
+            "fresh",
+            "SELECT count(*) FROM pg_class WHERE relname IN ('ok', 'never')"
+        )
+        .trim(),
+        "2"
+    );
+
+    // Unknown parameters are refused by name before anything is contacted.
+    let err = kstash_restore(&s, &[("frobnicate", "1")], &dir)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("frobnicate"), "{err}");
+}
+
+#[test]
+fn one_snapshot_per_database_under_a_concurrent_writer() {
+    let s = Server::start(ServerOptions::default());
+    s.psql("postgres", "CREATE DATABASE shop");
+    s.psql(
+        "shop",
+        "CREATE TABLE public.a (id int PRIMARY KEY, v bigint); CREATE TABLE public.filler AS SELECT g FROM generate_series(1, 100000) g; \
+         CREATE TABLE public.b (id int PRIMARY KEY, v bigint); INSERT INTO public.a VALUES (1, 0); INSERT INTO public.b VALUES (1, 0)",
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let addr = s.addr();
+    let flag = stop.clone();
+    let writer = std::thread::spawn(move || {
+        let mut c = NativeConnector::new(&addr, "postgres", SUPERUSER_PASSWORD);
+        let mut client = Client::connect(&mut c, "shop").expect("writer connects");
+        let mut n = 0u64;
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            client
+                .execute(
+                    "writer",
+                    "BEGIN; UPDATE public.a SET v = v + 1; UPDATE public.b SET v = v + 1; COMMIT",
+                )
+                .expect("writer");
+            n += 1;
+        }
+        n
+    });
+    let value_of = |script: &str, table: &str| -> u64 {
+        let at = script
+            .find(&format!("COPY public.{table} "))
+            .unwrap_or_else(|| panic!("no COPY of {table}"));
+        let row = script[at..].lines().nth(1).unwrap();
+        row.split('\t').nth(1).unwrap().trim().parse().unwrap()
+    };
+    let mut seen = Vec::new();
+    for i in 0..4 {
+        let dir = scratch(&format!("consistent-{i}"));
+        kstash_backup(&s, &[("backupCmd", "pg_dump"), ("args", "shop")], &dir).expect("backup");
+        let script = std::fs::read_to_string(dir.join("databases/shop.sql")).unwrap();
+        let (a, b) = (value_of(&script, "a"), value_of(&script, "b"));
+        assert_eq!(a, b, "backup {i} shows one update without the other");
+        seen.push(a);
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let writes = writer.join().unwrap();
+    assert!(
+        writes > 0 && seen.last() > seen.first(),
+        "the writer ran during the backups: {writes} writes, values {seen:?}"
+    );
+}
