@@ -258,15 +258,41 @@ fn kstash_restores_pg_dumpall_and_pg_dump_scripts() {
     // pg_dump -Fp of one database (no CREATE DATABASE), after pg_dumpall --globals-only.
     let one = scratch("pgdump");
     std::fs::create_dir_all(one.join("databases")).unwrap();
-    let out = src.cmd("pg_dumpall").args(["--globals-only", "-f"]).arg(one.join("globals.sql")).output().unwrap();
-    assert!(out.status.success(), "pg_dumpall -g: {}", String::from_utf8_lossy(&out.stderr));
-    let out = src.cmd("pg_dump").args(["-Fp", "-d", "app", "-f"]).arg(one.join("databases/app.sql")).output().unwrap();
-    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    let out = src
+        .cmd("pg_dumpall")
+        .args(["--globals-only", "-f"])
+        .arg(one.join("globals.sql"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_dumpall -g: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = src
+        .cmd("pg_dump")
+        .args(["-Fp", "-d", "app", "-f"])
+        .arg(one.join("databases/app.sql"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dst = Server::start(ServerOptions::default());
     let r = kstash_restore(&dst, &[], &one).expect("restore pg_dump script");
     assert!(r.errors.is_empty(), "{r:?}");
-    assert_eq!(schema_of(src, "app"), schema_of(&dst, "app"), "pg_dump script: schema of app");
-    assert_eq!(data_of(src, "app"), data_of(&dst, "app"), "pg_dump script: data of app");
+    assert_eq!(
+        schema_of(src, "app"),
+        schema_of(&dst, "app"),
+        "pg_dump script: schema of app"
+    );
+    assert_eq!(
+        data_of(src, "app"),
+        data_of(&dst, "app"),
+        "pg_dump script: data of app"
+    );
 }
 
 fn backup_with(

@@ -167,6 +167,7 @@ pub fn load<S: PgStream>(c: &mut Client<S>, version: u32, opts: &DumpOptions) ->
     l.policies(&tables)?;
     l.statistics()?;
     l.large_objects()?;
+    l.default_acls()?;
     l.dependencies()?;
     l.refresh_order();
     Ok(Loaded {
@@ -253,7 +254,6 @@ impl<S: PgStream> Loader<'_, S> {
             "SELECT 'event trigger ' || o.evtname FROM pg_event_trigger o".to_string(),
             "SELECT 'publication ' || o.pubname FROM pg_publication o".to_string(),
             "SELECT 'subscription ' || o.subname FROM pg_subscription o WHERE o.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())".to_string(),
-            "SELECT 'default privileges of role ' || pg_get_userbyid(o.defaclrole) FROM pg_default_acl o".to_string(),
             "SELECT 'security label on ' || o.objoid::text FROM pg_seclabel o".to_string(),
             format!(
                 "SELECT 'relation in tablespace ' || t.spcname || ': ' || c.oid::regclass::text FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace \
@@ -1777,6 +1777,70 @@ impl<S: PgStream> Loader<'_, S> {
             );
             o.deps.insert(Key::main(class::CLASS, t.oid));
             new_objs.push(o);
+        }
+        for o in new_objs {
+            self.push(o);
+        }
+        Ok(())
+    }
+
+    /// `ALTER DEFAULT PRIVILEGES`, last: they must not touch the objects the script creates.
+    fn default_acls(&mut self) -> Result<()> {
+        if self.opts.no_privileges || self.opts.data_only {
+            return Ok(());
+        }
+        let rows = self.q(
+            "listing default privileges",
+            "SELECT d.oid, pg_get_userbyid(d.defaclrole) AS role, n.nspname, d.defaclobjtype::text AS kind,
+                    d.defaclacl::text AS acl
+             FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace ORDER BY 2, 3, 4",
+        )?;
+        let mut new_objs = Vec::new();
+        for r in rows.iter() {
+            let schema = r.opt("nspname").map(str::to_string);
+            if let Some(s) = &schema {
+                if !self.schema_wanted(s) {
+                    continue;
+                }
+            }
+            let kind = match r.str("kind") {
+                "r" => "TABLES",
+                "S" => "SEQUENCES",
+                "f" => "FUNCTIONS",
+                "T" => "TYPES",
+                "n" => "SCHEMAS",
+                other => {
+                    return Err(Error::Unsupported(format!(
+                        "default privileges of role {} for object type {other:?}",
+                        r.str("role")
+                    )))
+                }
+            };
+            let role = r.string("role");
+            let mut prefix = format!(
+                "ALTER DEFAULT PRIVILEGES FOR ROLE {}",
+                crate::sql::ident(&role)
+            );
+            if let Some(s) = &schema {
+                prefix.push_str(&format!(" IN SCHEMA {}", crate::sql::ident(s)));
+            }
+            let mut sql = String::new();
+            for line in acl::statements(kind, &role, r.str("acl"), None).lines() {
+                // A schema's default privileges start empty: only its GRANTs matter.
+                if line.starts_with("GRANT ") || (schema.is_none() && line.starts_with("REVOKE ")) {
+                    sql.push_str(&format!("{prefix} {line}\n"));
+                }
+            }
+            let label = format!("DEFAULT PRIVILEGES FOR {kind} OF ROLE {role}");
+            new_objs.push(Obj::sql(
+                Key::main(826, r.oid("oid")),
+                Section::PostData,
+                prio::DEFAULT_ACL,
+                schema.as_deref().unwrap_or(""),
+                &format!("{role} {kind}"),
+                label,
+                sql,
+            ));
         }
         for o in new_objs {
             self.push(o);

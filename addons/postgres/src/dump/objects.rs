@@ -114,6 +114,7 @@ pub mod prio {
     pub const POLICY: u8 = 37;
     pub const TABLE_EXTRA: u8 = 38;
     pub const REFRESH_MATVIEW: u8 = 45;
+    pub const DEFAULT_ACL: u8 = 50;
 }
 
 /// What an object contributes to the script.
