@@ -56,7 +56,7 @@ pub struct Restore<'a, C: Connector> {
     client: Option<Client<C::Stream>>,
     /// Databases this restore created or checked: writing into them needs no further check.
     ready: HashSet<String>,
-    /// Whether the current session's database has been checked (or created) already.
+    /// What was done so far.
     report: RestoreReport,
 }
 

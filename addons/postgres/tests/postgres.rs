@@ -56,7 +56,10 @@ fn params(kv: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kstash-pg-test-{}-{name}", std::process::id()));
+    // Under the servers' scratch root, which their watchdogs remove when the test process ends.
+    let d = std::env::temp_dir()
+        .join(format!("kstash-pg-{}", std::process::id()))
+        .join(format!("t-{name}"));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d

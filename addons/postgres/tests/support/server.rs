@@ -341,7 +341,7 @@ fn spawn_watchdog(dir: &Path) {
     };
     let script = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf {d}; \
-         rmdir {root} 2>/dev/null; rm -rf {root}/template 2>/dev/null; true",
+         rm -rf {root}/template {root}/pwfile {root}/t-* 2>/dev/null; rmdir {root} 2>/dev/null; true",
         d = dir.display(),
         root = dir.parent().unwrap().display()
     );
