@@ -31,6 +31,28 @@ fn connects_with_scram_and_tls() {
     assert!(rows.first().unwrap().bool("ssl"));
     client.close();
 
+    // A backup over TLS, restored over TLS into the same server with clean=true.
+    tls.psql("postgres", "CREATE DATABASE tdb");
+    tls.psql(
+        "tdb",
+        "CREATE TABLE public.t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 1000) g",
+    );
+    let before = data_of(&tls, "tdb");
+    let dir = scratch("tls");
+    let opts = BackupOptions::from_params(&[], "postgres").unwrap();
+    backup(
+        &mut c,
+        &opts,
+        &mut DirSink { root: dir.clone() },
+        &mut |_| {},
+    )
+    .expect("backup over TLS");
+    tls.psql("tdb", "DELETE FROM public.t WHERE g > 10");
+    let opts = RestoreOptions::from_params(&params(&[("clean", "true")]), "postgres").unwrap();
+    let r = restore(&mut c, &opts, components(&dir)).expect("restore over TLS");
+    assert!(r.warnings.iter().any(|w| w.contains("\"tdb\"")), "{r:?}");
+    assert_eq!(data_of(&tls, "tdb"), before);
+
     let mut bad = NativeConnector::new(&plain.addr(), "postgres", "wrong");
     let err = Client::connect(&mut bad, "postgres")
         .err()
