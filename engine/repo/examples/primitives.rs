@@ -28,7 +28,7 @@ fn main() {
         println!("   ratio {:.3}", total as f64 / data.len() as f64);
     }
     {
-        use aes256ctr_poly1305aes::aead::{AeadInPlace, KeyInit};
+        use aes256ctr_poly1305aes::aead::{AeadInPlace, KeyInit as _};
         use aes256ctr_poly1305aes::Aes256CtrPoly1305Aes;
         let key = [7u8; 64];
         let mut buf = data.clone();
