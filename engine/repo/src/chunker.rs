@@ -360,10 +360,7 @@ mod tests {
                     min,
                     max,
                 };
-                let got: Vec<usize> = chunks_with(r, &input, block)
-                    .iter()
-                    .map(Vec::len)
-                    .collect();
+                let got: Vec<usize> = chunks_with(r, &input, block).iter().map(Vec::len).collect();
                 assert_eq!(got, want, "avg {avg} min {min} max {max} block {block}");
             }
             assert!(want.len() > 100, "{} chunks", want.len());
