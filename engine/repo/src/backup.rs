@@ -264,7 +264,7 @@ fn stream_thread(
     packer: Arc<Packer>,
     tx: SyncSender<Job>,
 ) -> std::result::Result<FileRecord, String> {
-    let mut chunker = Chunker::new(rule);
+    let mut chunker = Chunker::new(rule, packer.chunk_pool());
     let mut st = StreamState {
         packer: &packer,
         tx: &tx,

@@ -11,6 +11,7 @@
 
 mod backend;
 mod backup;
+mod bufpool;
 mod chunker;
 mod config;
 mod error;
