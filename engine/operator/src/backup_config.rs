@@ -3,7 +3,7 @@
 //! the initial backup, phase; finalizer `kubestash.com/cleanup` applying
 //! `repositories[].deletionPolicy`.
 //!
-//! The decision is `kstash_controllers::backup_config::plan`; this module observes the cluster,
+//! The decision is `kstash_rules::backup_configuration::plan`; this module observes the cluster,
 //! calls it and performs the writes. The scheduler is the controller's requeue: each reconcile
 //! of a Ready configuration is scheduled again at the earliest `nextSchedule` (plus one second),
 //! and `schedule::decide` coalesces whatever was missed while the operator was down.
@@ -24,7 +24,7 @@ use kstash_api::core::{
 use kstash_api::external::{AppBinding, Elasticsearch};
 use kstash_api::shared::TypedObjectReference;
 use kstash_api::storage::{BackupStorage, Repository, RetentionPolicy};
-use kstash_controllers::backup_config::{
+use kstash_rules::backup_configuration::{
     mark_initial_backup_failed, plan, BackendObservation, Observed, RepositoryChange,
 };
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};

@@ -6,7 +6,7 @@
 //! executor (Addon task → Function → digest-pinned WASM module; target connection from the
 //! AppBinding) → the task streams into each repository's `dump` component → Snapshot status and
 //! its YAML copy in the bucket → retention → session history → `MetricsPushed` → phase. Every
-//! decision comes from `kstash_controllers::backup_session`; this module does the I/O.
+//! decision comes from `kstash_rules::backup_session`; this module does the I/O.
 //!
 //! A session found `Running` with no live task in this executor (the engine restarted) is
 //! driven to `Failed` by `recover_orphan`; a failed session with `retryLeft` gets its retry.
@@ -26,7 +26,7 @@ use kstash_api::shared::{set_condition, Condition, ConditionStatus, Driver, Obje
 use kstash_api::storage::{
     Component, Repository, RetentionPolicy, Snapshot, SnapshotPhase, SnapshotStatus,
 };
-use kstash_controllers::backup_session as bsx;
+use kstash_rules::backup_session as bsx;
 use kstash_repo::{BackupOptions, ComponentSnapshot, RepositoryDir, SnapshotDeletion};
 use kstash_runtime::{Limits, TaskIo, TaskSpec};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};

@@ -20,7 +20,7 @@ use kstash_api::core::{BackupConfiguration, RestorePhase, RestoreSession, Restor
 use kstash_api::external::{AppBinding, Elasticsearch};
 use kstash_api::shared::TypedObjectReference;
 use kstash_api::storage::{Repository, Snapshot};
-use kstash_controllers::restore_session::{self as rsx, ComponentUpdate, Next};
+use kstash_rules::restore_session::{self as rsx, ComponentUpdate, Next};
 use kstash_runtime::{Limits, TaskIo, TaskSpec};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;

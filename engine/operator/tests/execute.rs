@@ -372,7 +372,7 @@ async fn backup_snapshot_bucket_restic_and_restore_round_trip() {
     assert_eq!(labels["kubestash.com/app-ref-namespace"], NS);
     assert_eq!(labels["kubedb.com/db-version"], "xpack-8.15.0");
     assert_eq!(snap.spec.version.as_deref(), Some("v1"));
-    assert!(kstash_controllers::backup_session::is_ulid(
+    assert!(kstash_rules::backup_session::is_ulid(
         snap.spec.snapshot_id.as_deref().unwrap()
     ));
     let sst = snap.status.clone().unwrap();
