@@ -9,13 +9,17 @@
 //! - [`backup_session`]: the BackupSession's next step and its parts (skip, snapshots, finish,
 //!   retention, history, retry, orphan recovery);
 //! - [`restore_session`]: the RestoreSession's next step and plan (validation, snapshot
-//!   resolution, dependencies, paused backups, components, phase).
+//!   resolution, dependencies, paused backups, components, phase);
+//! - [`repository`]: the Repository's status from its Snapshots;
+//! - [`snapshot`]: what deleting a Snapshot does to its data (`deletionPolicy`).
 
 pub mod backup_configuration;
 pub mod backup_session;
 pub mod cron;
+pub mod repository;
 pub mod restore_session;
 pub mod schedule;
+pub mod snapshot;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

@@ -638,5 +638,7 @@ pub fn component_phases(status: &RestoreSessionStatus) -> BTreeMap<String, Optio
         .collect()
 }
 
+pub mod step;
+
 #[cfg(test)]
 mod tests;
