@@ -27,6 +27,7 @@ use kstash_api::storage::{
     Component, Repository, RetentionPolicy, Snapshot, SnapshotPhase, SnapshotStatus,
 };
 use kstash_rules::backup_session as bsx;
+use kstash_repo::resolve::ResolvedRepository;
 use kstash_repo::{BackupOptions, ComponentSnapshot, RepositoryDir, SnapshotDeletion};
 use kstash_runtime::{Limits, TaskIo, TaskSpec};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -35,10 +36,11 @@ use kube::Api;
 
 use crate::execute::error::not_found_none;
 use crate::execute::events::Events;
-use crate::execute::module::{self, TaskKind};
-use crate::execute::progress::Progress;
-use crate::execute::sink::RepoOutput;
-use crate::execute::{backend, params, patch_status, target, ulid, Error};
+use crate::task::module::{self, TaskKind};
+use crate::task::progress::Progress;
+use crate::task::sink::RepoOutput;
+use crate::execute::{backend, patch_status, Error};
+use crate::task::{params, target, ulid};
 use crate::Context;
 
 /// Condition type of the live progress on a running Snapshot (removed when it finishes).
@@ -440,7 +442,7 @@ fn without_progress(mut st: SnapshotStatus) -> SnapshotStatus {
 struct RepoTarget {
     info_backend: Option<String>,
     repo: Repository,
-    password: String,
+    resolved: ResolvedRepository,
     dir: RepositoryDir,
     snapshot: Snapshot,
 }
@@ -724,17 +726,19 @@ impl Run<'_> {
                 .and_then(|i| i.encryption_secret.clone())
                 .or_else(|| repo.spec.encryption_secret.clone())
                 .ok_or_else(|| format!("Repository {}/{rname}: no encryptionSecret", self.ns))?;
-            let password = backend::encryption_password(&self.client, &enc, &self.ns)
-                .await
-                .map_err(|e| e.to_string())?;
-            let (_, dir) = backend::repository_dir(&self.client, repo)
+            let field = format!(
+                "BackupSession {}/{} (encryptionSecret of repository {rname})",
+                self.ns,
+                self.bs.metadata.name.as_deref().unwrap_or("")
+            );
+            let resolved = backend::resolve_repository(&self.client, repo, &enc, &self.ns, &field)
                 .await
                 .map_err(|e| e.to_string())?;
             out.push(RepoTarget {
                 info_backend: info.and_then(|i| i.backend.clone()),
                 repo: repo.clone(),
-                password,
-                dir,
+                dir: resolved.dir.clone(),
+                resolved,
                 snapshot: snap,
             });
         }
@@ -763,6 +767,7 @@ impl Run<'_> {
         for s in snapshots {
             let r = bsx::SnapshotResult {
                 component: COMPONENT_DUMP.to_string(),
+                path: dump_path(s),
                 backup: Err(msg.to_string()),
                 recent_list_updated: Ok(()),
                 metadata_uploaded: Ok(()),
@@ -786,14 +791,13 @@ impl Run<'_> {
         targets: &mut [RepoTarget],
         note: Option<String>,
     ) -> Result<(), Error> {
-        let session = self.bs.spec.session.clone().unwrap_or_default();
         for t in targets.iter_mut() {
             let mut st = t.snapshot.status.clone().unwrap_or_default();
             let comp = st
                 .components
                 .entry(COMPONENT_DUMP.to_string())
                 .or_insert_with(|| Component {
-                    path: Some(bsx::component_path(&session, COMPONENT_DUMP)),
+                    path: Some(dump_path(&t.snapshot)),
                     driver: Some(Driver::Restic),
                     ..Default::default()
                 });
@@ -840,7 +844,8 @@ impl Run<'_> {
         let mut backups = Vec::new();
         let mut open_err = None;
         for t in targets.iter() {
-            let repo = match t.dir.component(&session, COMPONENT_DUMP, &t.password) {
+            let path = kstash_repo::ComponentPath::new(&session, COMPONENT_DUMP);
+            let repo = match path.and_then(|p| t.resolved.component(&p)) {
                 Ok(r) => r,
                 Err(e) => {
                     open_err = Some(format!(
@@ -967,7 +972,7 @@ impl Run<'_> {
         &self,
         t: &RepoTarget,
         backup: Result<bsx::ComponentResult, String>,
-        totals: &crate::execute::progress::Snapshot,
+        totals: &crate::task::progress::Snapshot,
     ) -> Snapshot {
         let name = t.snapshot.metadata.name.clone().unwrap_or_default();
         let api: Api<Snapshot> = Api::namespaced(self.client.clone(), &self.ns);
@@ -996,6 +1001,7 @@ impl Run<'_> {
         }
         let mut result = bsx::SnapshotResult {
             component: COMPONENT_DUMP.to_string(),
+            path: dump_path(&snap),
             backup,
             recent_list_updated: Ok(()),
             metadata_uploaded: Ok(()),
@@ -1129,8 +1135,10 @@ impl Run<'_> {
                     self.ns
                 ))
             })?;
-        let password = backend::encryption_password(&self.client, &enc, &self.ns).await?;
-        let (_, dir) = backend::repository_dir(&self.client, &repo).await?;
+        let field = format!("Repository {}/{repo_name} (spec.encryptionSecret)", self.ns);
+        let resolved =
+            backend::resolve_repository(&self.client, &repo, &enc, &self.ns, &field).await?;
+        let (dir, password) = (&resolved.dir, resolved.password.expose());
         let deletions: Vec<SnapshotDeletion> = names
             .iter()
             .filter_map(|n| snaps.iter().find(|s| s.metadata.name.as_deref() == Some(n)))
@@ -1153,7 +1161,7 @@ impl Run<'_> {
                     .collect(),
             })
             .collect();
-        dir.apply_retention(&deletions, &password)
+        dir.apply_retention(&deletions, password)
             .await
             .map_err(|e| Error::repo(format!("applying retention to Repository {repo_name}"), e))?;
         let api: Api<Snapshot> = Api::namespaced(self.client.clone(), &self.ns);
@@ -1256,10 +1264,17 @@ async fn commit(
         restic_stats: vec![kstash_api::storage::ResticStats {
             id: Some(s.snapshot_id.clone()),
             uploaded: Some(kstash_api::size::format_size(s.bytes_added)),
-            host_path: Some(crate::execute::sink::normalize_dir(interim)),
+            host_path: Some(crate::task::sink::normalize_dir(interim)),
             size: Some(kstash_api::size::format_size(s.bytes_processed)),
             start_time: None,
             end_time: None,
         }],
     })
+}
+
+/// Where the `dump` component of `snap` lives below its Repository directory (the layout is
+/// `kstash_repo`'s; an invalid session name, refused at admission, gives an empty path).
+fn dump_path(snap: &Snapshot) -> String {
+    let session = snap.spec.session.as_deref().unwrap_or("");
+    kstash_repo::RepositoryDir::component_path(session, COMPONENT_DUMP).unwrap_or_default()
 }

@@ -120,7 +120,7 @@ impl Reconciler for Repositories {
             .unwrap_or_default();
         paths.extend(aggregate(&snaps).component_paths);
         if !snaps.is_empty() {
-            let api: Api<Snapshot> = shell::namespaced_api(cx, repo.as_ref());
+            let api: Api<Snapshot> = cx.api(&repo.namespace().unwrap_or_default());
             for s in snaps.iter().filter(|s| s.metadata.deletion_timestamp.is_none()) {
                 match api.delete(&s.name_any(), &DeleteParams::default()).await {
                     Ok(_) => {}

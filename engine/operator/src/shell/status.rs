@@ -70,6 +70,15 @@ where
     replace(api, name, status).await.map(|_| ())
 }
 
-fn api_namespace<K>(api: &Api<K>) -> String {
-    api.namespace().map(|n| format!("{n}/")).unwrap_or_default()
+fn api_namespace<K>(api: &Api<K>) -> String
+where
+    K: Resource,
+    <K as Resource>::DynamicType: Default,
+{
+    let url = api.resource_url();
+    url.split("/namespaces/")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .map(|n| format!("{n}/"))
+        .unwrap_or_default()
 }
