@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kstash_api::constants::{annotations as ann, COMPONENT_DUMP};
+use kstash_api::constants::{annotations as ann, COMPONENT_DUMP, FINALIZER_CLEANUP};
 use kstash_api::core::{
     BackupConfiguration, BackupInvokerPhase, BackupSession, BackupSessionPhase,
     BackupSessionStatus, RetentionPolicyApplyStatus, Session,
@@ -40,6 +40,7 @@ use crate::task::module::{self, TaskKind};
 use crate::task::progress::Progress;
 use crate::task::sink::RepoOutput;
 use crate::execute::{backend, patch_status, Error};
+use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use crate::task::{params, target, ulid};
 use crate::Context;
 
@@ -122,14 +123,25 @@ async fn reconcile(obj: Arc<BackupSession>, exec: Arc<Executor>) -> Result<Actio
     else {
         return Ok(Action::await_change());
     };
+    // kube's helper owns `kubestash.com/cleanup` (other controllers' finalizers stay): a
+    // session holds no data of its own, so its cleanup has nothing to release.
+    finalizer(&api, FINALIZER_CLEANUP, Arc::new(bs), |ev| async {
+        match ev {
+            FinalizerEvent::Apply(bs) => apply(&exec, &bs).await,
+            FinalizerEvent::Cleanup(_) => Ok(Action::await_change()),
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+async fn apply(exec: &Arc<Executor>, bs: &BackupSession) -> Result<Action, Error> {
+    let exec = exec.clone();
     let uid = bs.metadata.uid.clone().unwrap_or_default();
-    if bs.metadata.deletion_timestamp.is_some() {
-        remove_finalizer(&api, &name).await?;
-        return Ok(Action::await_change());
-    }
     if lock(&exec.live).contains(&uid) {
         return Ok(Action::await_change());
     }
+    let bs = bs.clone();
     let phase = bs.status.as_ref().and_then(|s| s.phase);
     match phase {
         Some(BackupSessionPhase::Succeeded | BackupSessionPhase::Skipped) => {
@@ -145,14 +157,6 @@ async fn reconcile(obj: Arc<BackupSession>, exec: Arc<Executor>) -> Result<Actio
             Ok(Action::requeue(Duration::from_secs(1)))
         }
     }
-}
-
-async fn remove_finalizer(api: &Api<BackupSession>, name: &str) -> Result<(), Error> {
-    let body = serde_json::json!({"metadata": {"finalizers": null}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&body))
-        .await
-        .map(|_| ())
-        .map_err(|e| Error::kube(format!("removing finalizer of BackupSession {name}"), e))
 }
 
 /// How long a session waits for its existing invoker's first status before being skipped.
@@ -1165,11 +1169,9 @@ impl Run<'_> {
             .await
             .map_err(|e| Error::repo(format!("applying retention to Repository {repo_name}"), e))?;
         let api: Api<Snapshot> = Api::namespaced(self.client.clone(), &self.ns);
+        // The Snapshot controller releases each one's `kubestash.com/cleanup` (its data is
+        // already forgotten above, so its own cleanup finds nothing left to forget).
         for n in names {
-            let body = serde_json::json!({"metadata": {"finalizers": null}});
-            let _ = api
-                .patch(n, &PatchParams::default(), &Patch::Merge(&body))
-                .await;
             match api.delete(n, &DeleteParams::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -1208,12 +1210,8 @@ impl Run<'_> {
             .await
             .map_err(|e| Error::kube(format!("listing BackupSessions in {}", self.ns), e))?
             .items;
+        // Each deleted session's finalizer goes through this executor's finalizer helper.
         for n in bsx::sessions_to_delete(self.bs, &all, limit, now()) {
-            let body = serde_json::json!({"metadata": {"finalizers": null}});
-            let _ = self
-                .api
-                .patch(&n, &PatchParams::default(), &Patch::Merge(&body))
-                .await;
             match self.api.delete(&n, &DeleteParams::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}

@@ -79,7 +79,7 @@ pub async fn run(ctx: Arc<Context>) {
 /// [`shell`] once every store holds its initial list.
 #[cfg(feature = "control")]
 async fn run_reconcilers(ctx: Arc<Context>) {
-    use reconcilers::{backup_configuration, backup_storage, repository};
+    use reconcilers::{backup_configuration, backup_storage, repository, snapshot};
     use shell::{Reconciler, Shell};
     let mut stores = shell::StoreSet::default();
     let storages = backup_storage::BackupStorages::new(&ctx, &mut stores);
@@ -95,6 +95,7 @@ async fn run_reconcilers(ctx: Arc<Context>) {
                 configurations,
                 Shell::new(&ctx, backup_configuration::BackupConfigurations::NAME)
             ),
+            shell::run(snapshot::Snapshots, Shell::new(&ctx, snapshot::Snapshots::NAME)),
         );
     };
     tokio::select! {

@@ -27,6 +27,10 @@ pub enum Error {
         #[source]
         source: kstash_repo::Error,
     },
+    /// kube's finalizer helper failed (adding or removing `kubestash.com/cleanup`, or the
+    /// reconcile it wraps).
+    #[error(transparent)]
+    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
     /// Resolving a Repository's storage or password failed.
     #[error(transparent)]
     Resolve(#[from] kstash_repo::resolve::ResolveError),
