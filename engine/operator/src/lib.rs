@@ -9,7 +9,8 @@
 //! - `control` half: [`reconcilers`] (BackupStorage, Repository, BackupConfiguration with its
 //!   scheduler), [`autobackup`], [`addons`];
 //! - `execute` half: [`backup_session`], [`restore_session`] and [`task`], what they need to
-//!   run an addon task against a target and a repository.
+//!   run an addon task against a target and a repository; [`snapshot`], which owns
+//!   `kubestash.com/cleanup` on Snapshots and deletes their data by `deletionPolicy`.
 //!
 //! [`run`] starts every controller of the build on one [`Context`]; [`serve`] wraps it in leader
 //! election ([`leader`]) and the Prometheus endpoint ([`metrics`]), which is what
@@ -36,6 +37,8 @@ pub mod backup_session;
 pub mod execute;
 #[cfg(feature = "execute")]
 pub mod restore_session;
+#[cfg(feature = "execute")]
+pub mod snapshot;
 #[cfg(feature = "execute")]
 pub mod task;
 
@@ -70,6 +73,7 @@ pub async fn run(ctx: Arc<Context>) {
     {
         controllers.push(Box::pin(backup_session::run(ctx.clone())));
         controllers.push(Box::pin(restore_session::run(ctx.clone())));
+        controllers.push(Box::pin(snapshot::run(ctx.clone())));
     }
     let _ = ctx;
     futures::future::join_all(controllers).await;
@@ -79,7 +83,7 @@ pub async fn run(ctx: Arc<Context>) {
 /// [`shell`] once every store holds its initial list.
 #[cfg(feature = "control")]
 async fn run_reconcilers(ctx: Arc<Context>) {
-    use reconcilers::{backup_configuration, backup_storage, repository, snapshot};
+    use reconcilers::{backup_configuration, backup_storage, repository};
     use shell::{Reconciler, Shell};
     let mut stores = shell::StoreSet::default();
     let storages = backup_storage::BackupStorages::new(&ctx, &mut stores);
@@ -95,7 +99,6 @@ async fn run_reconcilers(ctx: Arc<Context>) {
                 configurations,
                 Shell::new(&ctx, backup_configuration::BackupConfigurations::NAME)
             ),
-            shell::run(snapshot::Snapshots, Shell::new(&ctx, snapshot::Snapshots::NAME)),
         );
     };
     tokio::select! {

@@ -45,7 +45,8 @@ impl Executors {
         Executors {
             tasks: vec![
                 tokio::spawn(kstash_operator::backup_session::run(ctx.clone())),
-                tokio::spawn(kstash_operator::restore_session::run(ctx)),
+                tokio::spawn(kstash_operator::restore_session::run(ctx.clone())),
+                tokio::spawn(kstash_operator::snapshot::run(ctx)),
             ],
         }
     }

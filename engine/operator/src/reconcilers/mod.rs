@@ -3,12 +3,10 @@
 //! - [`backup_storage`]: BackupStorage (backend Secret, `metadata.yaml`, deletion policy);
 //! - [`repository`]: Repository (`repository.yaml`, status from its Snapshots, deletion);
 //! - [`backup_configuration`]: BackupConfiguration (admission rules, Repositories, scheduler);
-//! - [`snapshot`]: Snapshot (its data on deletion, by `deletionPolicy`; owns
-//!   `kubestash.com/cleanup`);
+//! - [`crate::snapshot`] (execute half, beside the executors that write Snapshots): Snapshot;
 //! - [`admission`]: the reflector stores behind KubeStash's admission lookups.
 
 pub mod admission;
 pub mod backup_configuration;
 pub mod backup_storage;
 pub mod repository;
-pub mod snapshot;

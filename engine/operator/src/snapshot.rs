@@ -27,6 +27,11 @@ use crate::storage;
 #[derive(Default)]
 pub struct Snapshots;
 
+/// Runs the Snapshot controller in the shell until the operator drains.
+pub async fn run(ctx: Arc<crate::Context>) {
+    shell::run(Snapshots, Shell::new(&ctx, Snapshots::NAME)).await
+}
+
 impl Reconciler for Snapshots {
     type Object = Snapshot;
     const NAME: &'static str = "snapshot";
