@@ -26,9 +26,9 @@ use kstash_api::shared::{set_condition, Condition, ConditionStatus, Driver, Obje
 use kstash_api::storage::{
     Component, Repository, RetentionPolicy, Snapshot, SnapshotPhase, SnapshotStatus,
 };
-use kstash_rules::backup_session as bsx;
 use kstash_repo::resolve::ResolvedRepository;
 use kstash_repo::{BackupOptions, ComponentSnapshot, RepositoryDir, SnapshotDeletion};
+use kstash_rules::backup_session as bsx;
 use kstash_runtime::{Limits, TaskIo, TaskSpec};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -36,13 +36,13 @@ use kube::Api;
 
 use crate::execute::error::not_found_none;
 use crate::execute::events::Events;
+use crate::execute::{backend, patch_status, Error};
 use crate::task::module::{self, TaskKind};
 use crate::task::progress::Progress;
 use crate::task::sink::RepoOutput;
-use crate::execute::{backend, patch_status, Error};
-use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use crate::task::{params, target, ulid};
 use crate::Context;
+use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 
 /// Condition type of the live progress on a running Snapshot (removed when it finishes).
 pub const TYPE_BACKUP_PROGRESS: &str = "BackupProgress";

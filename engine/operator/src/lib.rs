@@ -93,8 +93,14 @@ async fn run_reconcilers(ctx: Arc<Context>) {
     let controllers = async {
         ready.await;
         futures::join!(
-            shell::run(storages, Shell::new(&ctx, backup_storage::BackupStorages::NAME)),
-            shell::run(repositories, Shell::new(&ctx, repository::Repositories::NAME)),
+            shell::run(
+                storages,
+                Shell::new(&ctx, backup_storage::BackupStorages::NAME)
+            ),
+            shell::run(
+                repositories,
+                Shell::new(&ctx, repository::Repositories::NAME)
+            ),
             shell::run(
                 configurations,
                 Shell::new(&ctx, backup_configuration::BackupConfigurations::NAME)

@@ -29,10 +29,10 @@ use kube::Api;
 use crate::backup_session::DEFAULT_INTERIM_DIR;
 use crate::execute::error::not_found_none;
 use crate::execute::events::Events;
+use crate::execute::{backend, patch_status, Error};
 use crate::task::module::{self, TaskKind};
 use crate::task::progress::Progress;
 use crate::task::sink::SnapshotInput;
-use crate::execute::{backend, patch_status, Error};
 use crate::task::{params, target};
 use crate::Context;
 

@@ -32,10 +32,7 @@ pub fn record(bs: &BackupStorage, object: &str) -> Result<BackupStorageRecord, E
 
 /// Connects to `bs` (reads its storage Secret; no storage I/O yet). The error is the
 /// resolution's, for callers that look at which link failed.
-pub async fn connect(
-    client: &kube::Client,
-    bs: &BackupStorage,
-) -> Result<Storage, ResolveError> {
+pub async fn connect(client: &kube::Client, bs: &BackupStorage) -> Result<Storage, ResolveError> {
     let rec = BackupStorageRecord::try_from(bs)?;
     resolve::connect(&objects(client), &rec).await
 }
@@ -53,7 +50,9 @@ pub async fn resolve(
     resolve::resolve_record(
         &objects(client),
         &record,
-        encryption_secret.as_ref().map(|(k, by)| (k.clone(), by.as_str())),
+        encryption_secret
+            .as_ref()
+            .map(|(k, by)| (k.clone(), by.as_str())),
     )
     .await
     .map_err(|e| resolve_error(object, e))

@@ -24,21 +24,21 @@ mod io;
 pub mod layout;
 mod locks;
 mod packer;
+pub mod resolve;
 mod restic;
 mod restore;
-pub mod resolve;
 mod storage;
 mod tree;
 
 pub use backup::{Backup, BackupOptions, BackupSummary, FileWriter};
 pub use config::{AzureConfig, GcsConfig, LocalConfig, Provider, S3Config, StorageConfig};
 pub use error::{Error, Result};
-pub use locks::{FoundLock, LockInfo, RepoLock};
-pub use packer::{stage_times, StageTimes};
-pub use restic::{CheckReport, PruneReport, ResticRepo, SnapshotInfo, DEFAULT_LOCK_WAIT};
-pub use restore::{FileEntry, FileReader, SnapshotReader};
 pub use layout::{
     ComponentPath, ComponentSnapshot, RepositoryDir, SnapshotDeletion, METADATA_FILE,
     REPOSITORY_FILE, RESTIC_DIR, SNAPSHOTS_DIR,
 };
+pub use locks::{FoundLock, LockInfo, RepoLock};
+pub use packer::{stage_times, StageTimes};
+pub use restic::{CheckReport, PruneReport, ResticRepo, SnapshotInfo, DEFAULT_LOCK_WAIT};
+pub use restore::{FileEntry, FileReader, SnapshotReader};
 pub use storage::{ConnectOptions, Storage};

@@ -297,18 +297,15 @@ pub async fn storage_config(
         None => BTreeMap::new(),
         Some((block, name)) => {
             let key = ObjectKey::new(bs.key.namespace.clone(), name);
-            let secret =
-                objects
-                    .secret(&key)
-                    .await?
-                    .ok_or_else(|| ResolveError::NotFound {
-                        what: "storage secret",
-                        kind: "Secret",
-                        key,
-                        referenced_by: Some(format!(
-                            "{object} (spec.storage.{block}.secretName)"
-                        )),
-                    })?;
+            let secret = objects
+                .secret(&key)
+                .await?
+                .ok_or_else(|| ResolveError::NotFound {
+                    what: "storage secret",
+                    kind: "Secret",
+                    key,
+                    referenced_by: Some(format!("{object} (spec.storage.{block}.secretName)")),
+                })?;
             secret.strings()?
         }
     };

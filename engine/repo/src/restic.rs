@@ -432,7 +432,8 @@ impl ResticRepo {
                     .into_iter()
                     .filter(|s| {
                         let hex = s.id.to_hex();
-                        ids.iter().any(|i| !i.is_empty() && hex.starts_with(i.as_str()))
+                        ids.iter()
+                            .any(|i| !i.is_empty() && hex.starts_with(i.as_str()))
                     })
                     .collect();
                 if !snaps.is_empty() {

@@ -294,5 +294,4 @@ impl Storage {
         names.sort();
         Ok(names)
     }
-
 }

@@ -23,8 +23,8 @@ use crate::cond;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kstash_api::constants::{
-    conditions as c, labels, FINALIZER_CLEANUP, GROUP_KUBEDB, GROUP_STORAGE,
-    SNAPSHOT_VERSION_V1, VERSION,
+    conditions as c, labels, FINALIZER_CLEANUP, GROUP_KUBEDB, GROUP_STORAGE, SNAPSHOT_VERSION_V1,
+    VERSION,
 };
 use kstash_api::core::{
     BackupInvokerPhase, BackupSession, BackupSessionPhase, BackupSessionSpec, BackupSessionStatus,

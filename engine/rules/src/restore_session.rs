@@ -242,7 +242,9 @@ pub fn backups_of_target(
                 (
                     TypedObjectReference {
                         api_group: Some(kstash_api::constants::GROUP_CORE.to_string()),
-                        kind: Some(crate::backup_configuration::KIND_BACKUP_CONFIGURATION.to_string()),
+                        kind: Some(
+                            crate::backup_configuration::KIND_BACKUP_CONFIGURATION.to_string(),
+                        ),
                         namespace: Some(ns),
                         name: bc.metadata.name.clone().unwrap_or_default(),
                     },

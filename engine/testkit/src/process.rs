@@ -51,9 +51,7 @@ pub struct ChildGuard(pub Child);
 impl ChildGuard {
     /// Spawns `cmd` (stdout/stderr as configured by the caller) under a watchdog.
     pub fn spawn(what: &str, cmd: &mut Command) -> ChildGuard {
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {what}: {e}"));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("start {what}: {e}"));
         watchdog(child.id());
         ChildGuard(child)
     }

@@ -16,7 +16,6 @@ use serde::Serialize;
 
 use crate::Context;
 
-
 /// The field manager of every write of the control controllers.
 pub const FIELD_MANAGER: &str = "kstash-operator";
 
@@ -250,11 +249,15 @@ pub async fn admission_lookup(ctx: &Context) -> Result<kstash_api::admission::Lo
         .map(|n| (n.name_any(), n.labels().clone()))
         .collect();
     Ok(kstash_api::admission::Lookup {
-        backup_storages: list_all::<kstash_api::storage::BackupStorage>(ctx, "BackupStorages").await?,
-        retention_policies: list_all::<kstash_api::storage::RetentionPolicy>(ctx, "RetentionPolicies").await?,
+        backup_storages: list_all::<kstash_api::storage::BackupStorage>(ctx, "BackupStorages")
+            .await?,
+        retention_policies: list_all::<kstash_api::storage::RetentionPolicy>(
+            ctx,
+            "RetentionPolicies",
+        )
+        .await?,
         repositories: list_all::<kstash_api::storage::Repository>(ctx, "Repositories").await?,
         hook_templates: list_all::<kstash_api::core::HookTemplate>(ctx, "HookTemplates").await?,
         namespaces,
     })
 }
-

@@ -21,7 +21,14 @@ pub async fn resolve_repository(
     default_ns: &str,
     field: &str,
 ) -> Result<ResolvedRepository, Error> {
-    let key = ObjectKey::referenced(&secret_ref.name, secret_ref.namespace.as_deref(), default_ns);
+    let key = ObjectKey::referenced(
+        &secret_ref.name,
+        secret_ref.namespace.as_deref(),
+        default_ns,
+    );
     let objects = crate::storage::objects(client);
-    Ok(resolve::resolve_record(&objects, &RepositoryRecord::from(repo), Some((key, field))).await?)
+    Ok(
+        resolve::resolve_record(&objects, &RepositoryRecord::from(repo), Some((key, field)))
+            .await?,
+    )
 }

@@ -1,10 +1,10 @@
 //! What KubeStash's admission webhooks look at, from the stores: Namespaces (usage policies),
 //! BackupStorages, RetentionPolicies, Repositories and HookTemplates of every namespace.
 
+use k8s_openapi::api::core::v1::Namespace;
 use kstash_api::admission::Lookup;
 use kstash_api::core::HookTemplate;
 use kstash_api::storage::{BackupStorage, Repository, RetentionPolicy};
-use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
 use kube::runtime::reflector::Store;
 use kube::ResourceExt;

@@ -80,35 +80,45 @@ impl Reconciler for BackupConfigurations {
     ) -> Controller<BackupConfiguration> {
         let (by_repo, by_storage) = (self.configurations.clone(), self.configurations.clone());
         // A Repository's phase is part of the status: reconcile the BCs that list it.
-        c.watches(cx.ctx.scoped_api::<Repository>(), watcher::Config::default(), move |r| {
-            let ns = r.namespace();
-            by_repo
-                .state_filter(|bc| {
-                    bc.namespace() == ns
-                        && bc.spec.sessions.iter().any(|s| {
-                            s.repositories.iter().any(|x| x.name == r.name_any())
-                        })
-                })
-                .iter()
-                .map(|bc| ObjectRef::from_obj(bc.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        // So is each backend's BackupStorage phase.
-        .watches(cx.ctx.scoped_api::<BackupStorage>(), watcher::Config::default(), move |st| {
-            let (name, ns) = (st.name_any(), st.namespace().unwrap_or_default());
-            by_storage
-                .state_filter(|bc| {
-                    let bns = bc.namespace().unwrap_or_default();
-                    bc.spec.backends.iter().any(|b| {
-                        b.storage_ref
-                            .as_ref()
-                            .is_some_and(|r| r.name == name && r.namespace_or(&bns) == ns)
+        c.watches(
+            cx.ctx.scoped_api::<Repository>(),
+            watcher::Config::default(),
+            move |r| {
+                let ns = r.namespace();
+                by_repo
+                    .state_filter(|bc| {
+                        bc.namespace() == ns
+                            && bc
+                                .spec
+                                .sessions
+                                .iter()
+                                .any(|s| s.repositories.iter().any(|x| x.name == r.name_any()))
                     })
-                })
-                .iter()
-                .map(|bc| ObjectRef::from_obj(bc.as_ref()))
-                .collect::<Vec<_>>()
-        })
+                    .iter()
+                    .map(|bc| ObjectRef::from_obj(bc.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        // So is each backend's BackupStorage phase.
+        .watches(
+            cx.ctx.scoped_api::<BackupStorage>(),
+            watcher::Config::default(),
+            move |st| {
+                let (name, ns) = (st.name_any(), st.namespace().unwrap_or_default());
+                by_storage
+                    .state_filter(|bc| {
+                        let bns = bc.namespace().unwrap_or_default();
+                        bc.spec.backends.iter().any(|b| {
+                            b.storage_ref
+                                .as_ref()
+                                .is_some_and(|r| r.name == name && r.namespace_or(&bns) == ns)
+                        })
+                    })
+                    .iter()
+                    .map(|bc| ObjectRef::from_obj(bc.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
     }
 
     async fn apply(&self, bc: Arc<BackupConfiguration>, cx: &Shell) -> Result<Action> {
@@ -120,7 +130,9 @@ impl Reconciler for BackupConfigurations {
             .and_then(|()| admission::kstash_limits(&bc))
             .err();
         let now = Timestamp::now();
-        let mut plan = self.plan(&bc, cx, &lookup, validation.as_ref(), now).await?;
+        let mut plan = self
+            .plan(&bc, cx, &lookup, validation.as_ref(), now)
+            .await?;
         write_repositories(&bc, cx, &plan).await?;
         create_sessions(&bc, cx, &mut plan, now).await?;
         report(&bc, cx, &plan, validation.as_ref()).await?;
@@ -139,7 +151,9 @@ impl Reconciler for BackupConfigurations {
             .state_filter(|o| o.namespace() == ns && o.name_any() != name);
         for s in &bc.spec.sessions {
             for r in &s.repositories {
-                let policy = r.deletion_policy.unwrap_or(RepositoryDeletionPolicy::Retain);
+                let policy = r
+                    .deletion_policy
+                    .unwrap_or(RepositoryDeletionPolicy::Retain);
                 if policy == RepositoryDeletionPolicy::Retain {
                     continue;
                 }
@@ -183,9 +197,9 @@ impl BackupConfigurations {
     ) -> Result<Plan> {
         let ns = bc.namespace().unwrap_or_default();
         let target_found = match &bc.spec.target {
-            Some(t) => target_exists(cx, t, &ns).await.map_err(|e| {
-                Error::api(describe(bc), "reading the target (spec.target)", e)
-            })?,
+            Some(t) => target_exists(cx, t, &ns)
+                .await
+                .map_err(|e| Error::api(describe(bc), "reading the target (spec.target)", e))?,
             None => false,
         };
         let backends = backend_observations(bc, lookup);
@@ -341,7 +355,11 @@ async fn write_repositories(bc: &BackupConfiguration, cx: &Shell, plan: &Plan) -
                 }
                 Err(kube::Error::Api(e)) if e.code == 409 => {}
                 Err(e) => {
-                    return Err(Error::api(describe(bc), format!("creating Repository {ns}/{}", r.name_any()), e))
+                    return Err(Error::api(
+                        describe(bc),
+                        format!("creating Repository {ns}/{}", r.name_any()),
+                        e,
+                    ))
                 }
             },
             RepositoryChange::Update(r) => {
@@ -355,7 +373,11 @@ async fn write_repositories(bc: &BackupConfiguration, cx: &Shell, plan: &Plan) -
                 )
                 .await
                 .map_err(|e| {
-                    Error::api(describe(bc), format!("updating Repository {ns}/{}", r.name_any()), e)
+                    Error::api(
+                        describe(bc),
+                        format!("updating Repository {ns}/{}", r.name_any()),
+                        e,
+                    )
                 })?;
             }
         }
@@ -475,19 +497,31 @@ async fn delete_repository(
     if policy == RepositoryDeletionPolicy::WipeOut {
         let patch = serde_json::json!({"spec": {"deletionPolicy": "WipeOut"}});
         match api
-            .patch(name, &PatchParams::apply(status::FIELD_MANAGER), &Patch::Merge(&patch))
+            .patch(
+                name,
+                &PatchParams::apply(status::FIELD_MANAGER),
+                &Patch::Merge(&patch),
+            )
             .await
         {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
             Err(e) => {
-                return Err(Error::api(describe(bc), format!("setting WipeOut on Repository {ns}/{name}"), e))
+                return Err(Error::api(
+                    describe(bc),
+                    format!("setting WipeOut on Repository {ns}/{name}"),
+                    e,
+                ))
             }
         }
     }
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(Error::api(describe(bc), format!("deleting Repository {ns}/{name}"), e)),
+        Err(e) => Err(Error::api(
+            describe(bc),
+            format!("deleting Repository {ns}/{name}"),
+            e,
+        )),
     }
 }

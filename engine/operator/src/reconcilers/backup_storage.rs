@@ -94,7 +94,10 @@ impl Reconciler for BackupStorages {
                     bs.as_ref(),
                     c::REASON_BACKEND_INITIALIZATION_SUCCEEDED,
                     "Initialize",
-                    format!("{} is Ready: metadata.yaml is in the backend", describe(bs.as_ref())),
+                    format!(
+                        "{} is Ready: metadata.yaml is in the backend",
+                        describe(bs.as_ref())
+                    ),
                 )
                 .await;
         }
@@ -164,7 +167,11 @@ impl BackupStorages {
 }
 
 /// `BackendSecretFound`: whether the Secret the backend names exists. `Ok(true)` without one.
-async fn check_secret(bs: &BackupStorage, cx: &Shell, st: &mut BackupStorageStatus) -> Result<bool> {
+async fn check_secret(
+    bs: &BackupStorage,
+    cx: &Shell,
+    st: &mut BackupStorageStatus,
+) -> Result<bool> {
     let ns = bs.namespace().unwrap_or_default();
     let rec = storage::record(bs, &describe(bs))?;
     let Some((block, secret)) = rec.provider.as_ref().and_then(|p| p.secret_name()) else {
@@ -234,7 +241,12 @@ async fn initialize(bs: &BackupStorage, cx: &Shell, st: &mut BackupStorageStatus
                 &msg,
             );
             cx.events
-                .warning(bs, c::REASON_BACKEND_INITIALIZATION_FAILED, "Initialize", msg)
+                .warning(
+                    bs,
+                    c::REASON_BACKEND_INITIALIZATION_FAILED,
+                    "Initialize",
+                    msg,
+                )
                 .await;
         }
     }
@@ -274,13 +286,27 @@ async fn delete_repository(cx: &Shell, r: &Repository, wipe: bool, object: &str)
     }
     if wipe && r.spec.deletion_policy != Some(BackupStorageDeletionPolicy::WipeOut) {
         let patch = serde_json::json!({"spec": {"deletionPolicy": "WipeOut"}});
-        api.patch(&name, &PatchParams::apply(status::FIELD_MANAGER), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| Error::api(object, format!("setting WipeOut on Repository {ns}/{name}"), e))?;
+        api.patch(
+            &name,
+            &PatchParams::apply(status::FIELD_MANAGER),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|e| {
+            Error::api(
+                object,
+                format!("setting WipeOut on Repository {ns}/{name}"),
+                e,
+            )
+        })?;
     }
     match api.delete(&name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(Error::api(object, format!("deleting Repository {ns}/{name}"), e)),
+        Err(e) => Err(Error::api(
+            object,
+            format!("deleting Repository {ns}/{name}"),
+            e,
+        )),
     }
 }

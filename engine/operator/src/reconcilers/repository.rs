@@ -79,10 +79,14 @@ impl Reconciler for Repositories {
     }
 
     fn watches(&self, c: Controller<Repository>, cx: &Shell) -> Controller<Repository> {
-        c.watches(cx.ctx.scoped_api::<Snapshot>(), watcher::Config::default(), |s| {
-            let repo = s.spec.repository.as_ref()?;
-            Some(ObjectRef::new(repo).within(&s.namespace().unwrap_or_default()))
-        })
+        c.watches(
+            cx.ctx.scoped_api::<Snapshot>(),
+            watcher::Config::default(),
+            |s| {
+                let repo = s.spec.repository.as_ref()?;
+                Some(ObjectRef::new(repo).within(&s.namespace().unwrap_or_default()))
+            },
+        )
     }
 
     async fn apply(&self, repo: Arc<Repository>, cx: &Shell) -> Result<Action> {
@@ -103,7 +107,10 @@ impl Reconciler for Repositories {
                     repo.as_ref(),
                     c::REASON_REPOSITORY_INITIALIZATION_SUCCEEDED,
                     "Initialize",
-                    format!("{} initialized (repository.yaml uploaded)", describe(repo.as_ref())),
+                    format!(
+                        "{} initialized (repository.yaml uploaded)",
+                        describe(repo.as_ref())
+                    ),
                 )
                 .await;
         }
@@ -121,12 +128,19 @@ impl Reconciler for Repositories {
         paths.extend(aggregate(&snaps).component_paths);
         if !snaps.is_empty() {
             let api: Api<Snapshot> = cx.api(&repo.namespace().unwrap_or_default());
-            for s in snaps.iter().filter(|s| s.metadata.deletion_timestamp.is_none()) {
+            for s in snaps
+                .iter()
+                .filter(|s| s.metadata.deletion_timestamp.is_none())
+            {
                 match api.delete(&s.name_any(), &DeleteParams::default()).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => {
-                        return Err(Error::api(&object, format!("deleting Snapshot {}", s.name_any()), e))
+                        return Err(Error::api(
+                            &object,
+                            format!("deleting Snapshot {}", s.name_any()),
+                            e,
+                        ))
                     }
                 }
             }
@@ -142,7 +156,12 @@ impl Reconciler for Repositories {
 
 impl Repositories {
     /// `RepositoryInitialized`; returns when to look again if it did not succeed.
-    async fn initialize(&self, repo: &Repository, cx: &Shell, st: &mut RepositoryStatus) -> Option<Duration> {
+    async fn initialize(
+        &self,
+        repo: &Repository,
+        cx: &Shell,
+        st: &mut RepositoryStatus,
+    ) -> Option<Duration> {
         let ns = repo.namespace().unwrap_or_default();
         let ready_bs = self
             .storage_of(repo)
@@ -185,7 +204,12 @@ impl Repositories {
                 let msg = e.to_string();
                 fail(st, &msg);
                 cx.events
-                    .warning(repo, c::REASON_REPOSITORY_INITIALIZATION_FAILED, "Initialize", msg)
+                    .warning(
+                        repo,
+                        c::REASON_REPOSITORY_INITIALIZATION_FAILED,
+                        "Initialize",
+                        msg,
+                    )
                     .await;
                 Some(Duration::from_secs(10))
             }
@@ -254,7 +278,10 @@ impl Repositories {
             .repository(path.trim_matches('/'))
             .map_err(|e| repo_error(&object, e))?;
         let components = component_paths(paths);
-        let n = dir.wipe(&components).await.map_err(|e| repo_error(&object, e))?;
+        let n = dir
+            .wipe(&components)
+            .await
+            .map_err(|e| repo_error(&object, e))?;
         tracing::info!(repository = %object, files = n, "wiped out");
         Ok(())
     }
@@ -285,7 +312,8 @@ async fn upload_repository_yaml(
     let mut copy = repo.clone();
     copy.status = None;
     copy.metadata.managed_fields = None;
-    dir.initialize(serde_yaml::to_string(&copy)?.as_bytes()).await?;
+    dir.initialize(serde_yaml::to_string(&copy)?.as_bytes())
+        .await?;
     Ok(())
 }
 

@@ -200,10 +200,12 @@ pub fn finalizer_error(object: &str, e: kube::runtime::finalizer::Error<Error>) 
     use kube::runtime::finalizer::Error as F;
     match e {
         F::ApplyFailed(e) | F::CleanupFailed(e) => e,
-        F::AddFinalizer(k) => Error::api(object, "adding the finalizer", k)
-            .with_kind(ErrorKind::Finalizer),
-        F::RemoveFinalizer(k) => Error::api(object, "removing the finalizer", k)
-            .with_kind(ErrorKind::Finalizer),
+        F::AddFinalizer(k) => {
+            Error::api(object, "adding the finalizer", k).with_kind(ErrorKind::Finalizer)
+        }
+        F::RemoveFinalizer(k) => {
+            Error::api(object, "removing the finalizer", k).with_kind(ErrorKind::Finalizer)
+        }
         other => Error::message(ErrorKind::Finalizer, object, other.to_string()),
     }
 }

@@ -178,11 +178,7 @@ async fn reconcile<R: Reconciler>(obj: Arc<R::Object>, state: Arc<Running<R>>) -
             .map_err(|e| error::finalizer_error(&object, e))
         }
     };
-    metrics::record(
-        R::NAME,
-        t0.elapsed(),
-        result.as_ref().err().map(|e| e.kind),
-    );
+    metrics::record(R::NAME, t0.elapsed(), result.as_ref().err().map(|e| e.kind));
     result
 }
 

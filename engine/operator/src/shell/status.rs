@@ -46,15 +46,19 @@ where
     let kind = K::kind(&Default::default()).to_string();
     let ns = api_namespace(api);
     let body = serde_json::json!({ "status": status });
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER), &Patch::Merge(&body))
-        .await
-        .map_err(|e| {
-            Error::api(
-                format!("{kind} {ns}{name}"),
-                format!("patching the status of {kind} {ns}{name}"),
-                e,
-            )
-        })
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER),
+        &Patch::Merge(&body),
+    )
+    .await
+    .map_err(|e| {
+        Error::api(
+            format!("{kind} {ns}{name}"),
+            format!("patching the status of {kind} {ns}{name}"),
+            e,
+        )
+    })
 }
 
 /// [`replace`] only when `status` differs from `current`.

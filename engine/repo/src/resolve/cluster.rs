@@ -233,9 +233,12 @@ mod tests {
             provider(&none, "BackupStorage demo/x").unwrap_err().to_string(),
             "BackupStorage demo/x: spec.storage.provider: \"\": must be one of s3, gcs, azure, local"
         );
-        let missing: Backend = serde_json::from_value(serde_json::json!({"provider": "gcs"})).unwrap();
+        let missing: Backend =
+            serde_json::from_value(serde_json::json!({"provider": "gcs"})).unwrap();
         assert_eq!(
-            provider(&missing, "BackupStorage demo/x").unwrap_err().to_string(),
+            provider(&missing, "BackupStorage demo/x")
+                .unwrap_err()
+                .to_string(),
             "BackupStorage demo/x: spec.storage.gcs: missing (spec.storage.provider is gcs)"
         );
     }

@@ -175,26 +175,40 @@ async fn a_session_encryption_secret_overrides_the_repository_one() {
     let mut o = tutorial();
     o.secrets
         .push(secret("other", "pw", &[("RESTIC_PASSWORD", "session-pw")]));
-    o.secrets
-        .push(SecretRecord {
-            key: key("other", "shadowed"),
-            data: [("RESTIC_PASSWORD".to_string(), b"from-data".to_vec())].into(),
-            string_data: [("RESTIC_PASSWORD".to_string(), "from-string-data".to_string())]
-                .into(),
-        });
+    o.secrets.push(SecretRecord {
+        key: key("other", "shadowed"),
+        data: [("RESTIC_PASSWORD".to_string(), b"from-data".to_vec())].into(),
+        string_data: [(
+            "RESTIC_PASSWORD".to_string(),
+            "from-string-data".to_string(),
+        )]
+        .into(),
+    });
     let field = "BackupConfiguration demo/bc (spec.sessions[0].repositories[0].encryptionSecret)";
-    let r = resolve(&o, &key("demo", "es-repo"), Some((key("other", "pw"), field)))
-        .await
-        .unwrap();
+    let r = resolve(
+        &o,
+        &key("demo", "es-repo"),
+        Some((key("other", "pw"), field)),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.password.expose(), "session-pw");
-    let r = resolve(&o, &key("demo", "es-repo"), Some((key("other", "shadowed"), field)))
-        .await
-        .unwrap();
+    let r = resolve(
+        &o,
+        &key("demo", "es-repo"),
+        Some((key("other", "shadowed"), field)),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.password.expose(), "from-string-data", "stringData wins");
-    let e = resolve(&o, &key("demo", "es-repo"), Some((key("other", "nope"), field)))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = resolve(
+        &o,
+        &key("demo", "es-repo"),
+        Some((key("other", "nope"), field)),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert_eq!(
         e,
         format!("encryption secret of {field}: Secret other/nope not found")

@@ -59,8 +59,9 @@ pub fn unsupported_invoker(kind: &str) -> String {
         "BackupBatch" => "Skipped because spec.invoker.kind BackupBatch is not supported by \
                           kstash: back up each target with a BackupConfiguration of its own"
             .to_string(),
-        "" => "Skipped because spec.invoker.kind is empty: it must be BackupConfiguration"
-            .to_string(),
+        "" => {
+            "Skipped because spec.invoker.kind is empty: it must be BackupConfiguration".to_string()
+        }
         other => format!(
             "Skipped because spec.invoker.kind {other} is not supported by kstash: it must be \
              BackupConfiguration"
