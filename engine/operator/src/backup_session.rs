@@ -217,13 +217,19 @@ async fn execute(exec: &Executor, bs: &BackupSession) -> Result<(), Error> {
         .await
         .map_err(|e| Error::kube(format!("listing BackupSessions in {ns}"), e))?
         .items;
-    let mut skip = bsx::skip_reason(
-        bs,
-        bc.as_ref()
-            .and_then(|b| b.status.as_ref())
-            .and_then(|s| s.phase),
-        &others,
-    );
+    // Invokers kstash does not run (BackupBatch, …) are refused naming `spec.invoker.kind`.
+    let kind = bs.spec.invoker.as_ref().map(|i| i.kind.as_str());
+    let unsupported = (kind != Some(kstash_rules::backup_configuration::KIND_BACKUP_CONFIGURATION))
+        .then(|| bsx::step::unsupported_invoker(kind.unwrap_or("")));
+    let mut skip = unsupported.or_else(|| {
+        bsx::skip_reason(
+            bs,
+            bc.as_ref()
+                .and_then(|b| b.status.as_ref())
+                .and_then(|s| s.phase),
+            &others,
+        )
+    });
     let guard = {
         let mut running = lock(&exec.running);
         if skip.is_none() {
