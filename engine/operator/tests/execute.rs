@@ -568,6 +568,47 @@ spec:
             assert_eq!(got, src, "{idx}/{id}");
         }
     }
+
+    // --- deleting a Snapshot by hand, WipeOut: its data is forgotten, another controller's
+    // finalizer survives (only kubestash.com/cleanup is removed, by the Snapshot controller) ---
+    let snaps_api: Api<Snapshot> = e.cluster.api(NS);
+    let snap2 = kstash_api::names::snapshot_name("s3-elasticsearch-repo", &bs2);
+    snaps_api
+        .patch(
+            &snap2,
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({
+                "metadata": {"finalizers": ["kubestash.com/cleanup", "kstash.test/other"]},
+                "spec": {"deletionPolicy": "WipeOut"}
+            })),
+        )
+        .await
+        .expect("add another finalizer and WipeOut");
+    snaps_api
+        .delete(&snap2, &Default::default())
+        .await
+        .expect("delete the Snapshot");
+    support::wait_for_object(&snaps_api, &snap2, Duration::from_secs(60), |s| {
+        s.metadata.finalizers.as_deref() == Some(&["kstash.test/other".to_string()][..])
+    })
+    .await;
+    let out = restic(&e, "es", &["snapshots", "--json"]);
+    let left: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(left.as_array().map(Vec::len), Some(0), "forgotten: {left}");
+    assert!(storage
+        .read(&format!("es/snapshots/{snap2}.yaml"))
+        .await
+        .unwrap()
+        .is_none());
+    snaps_api
+        .patch(
+            &snap2,
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("the test removes its own finalizer");
+    support::wait_for_absent(&snaps_api, &snap2, Duration::from_secs(30)).await;
     exec.kill().await;
 }
 
