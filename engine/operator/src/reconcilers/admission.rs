@@ -36,9 +36,9 @@ impl AdmissionStores {
 
     /// The lookup the admission rules take.
     pub fn lookup(&self) -> Lookup {
-        fn all<K: Clone>(s: &Store<K>) -> Vec<K>
+        fn all<K>(s: &Store<K>) -> Vec<K>
         where
-            K: kube::Resource<DynamicType = ()> + 'static,
+            K: kube::Resource<DynamicType = ()> + Clone + 'static,
         {
             s.state().iter().map(|o| (**o).clone()).collect()
         }

@@ -14,7 +14,7 @@ pub enum Step {
     /// `Failed` and resume what it paused ([`super::recover_orphan`]).
     RecoverOrphan,
     /// Validate, resolve and decide ([`Plan::next`]).
-    Plan(Plan),
+    Plan(Box<Plan>),
 }
 
 /// The next step of `rs`.
@@ -34,7 +34,7 @@ pub fn next_step(
             | RestorePhase::Unknown,
         ) => Ok(Step::Idle),
         Some(RestorePhase::Running) => Ok(Step::RecoverOrphan),
-        _ => plan(rs, obs).map(Step::Plan),
+        _ => plan(rs, obs).map(|p| Step::Plan(Box::new(p))),
     }
 }
 
