@@ -261,7 +261,7 @@ where
             return Ok(Action::await_change());
         }
     };
-    let lookup = crate::backup_config::admission_lookup(ctx).await?;
+    let lookup = crate::control::admission_lookup(ctx).await?;
     kstash_api::admission::default_backup_configuration(&mut bc, &lookup);
     let bc_ns = bc.namespace().unwrap_or_default();
     let bc_name = bc.name_any();

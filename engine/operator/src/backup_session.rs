@@ -6,7 +6,7 @@
 //! executor (Addon task → Function → digest-pinned WASM module; target connection from the
 //! AppBinding) → the task streams into each repository's `dump` component → Snapshot status and
 //! its YAML copy in the bucket → retention → session history → `MetricsPushed` → phase. Every
-//! decision comes from `kstash_controllers::backup_session`; this module does the I/O.
+//! decision comes from `kstash_rules::backup_session`; this module does the I/O.
 //!
 //! A session found `Running` with no live task in this executor (the engine restarted) is
 //! driven to `Failed` by `recover_orphan`; a failed session with `retryLeft` gets its retry.
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kstash_api::constants::{annotations as ann, COMPONENT_DUMP};
+use kstash_api::constants::{annotations as ann, COMPONENT_DUMP, FINALIZER_CLEANUP};
 use kstash_api::core::{
     BackupConfiguration, BackupInvokerPhase, BackupSession, BackupSessionPhase,
     BackupSessionStatus, RetentionPolicyApplyStatus, Session,
@@ -26,8 +26,9 @@ use kstash_api::shared::{set_condition, Condition, ConditionStatus, Driver, Obje
 use kstash_api::storage::{
     Component, Repository, RetentionPolicy, Snapshot, SnapshotPhase, SnapshotStatus,
 };
-use kstash_controllers::backup_session as bsx;
+use kstash_repo::resolve::ResolvedRepository;
 use kstash_repo::{BackupOptions, ComponentSnapshot, RepositoryDir, SnapshotDeletion};
+use kstash_rules::backup_session as bsx;
 use kstash_runtime::{Limits, TaskIo, TaskSpec};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -35,11 +36,13 @@ use kube::Api;
 
 use crate::execute::error::not_found_none;
 use crate::execute::events::Events;
-use crate::execute::module::{self, TaskKind};
-use crate::execute::progress::Progress;
-use crate::execute::sink::RepoOutput;
-use crate::execute::{backend, params, patch_status, target, ulid, Error};
+use crate::execute::{backend, patch_status, Error};
+use crate::task::module::{self, TaskKind};
+use crate::task::progress::Progress;
+use crate::task::sink::RepoOutput;
+use crate::task::{params, target, ulid};
 use crate::Context;
+use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 
 /// Condition type of the live progress on a running Snapshot (removed when it finishes).
 pub const TYPE_BACKUP_PROGRESS: &str = "BackupProgress";
@@ -120,14 +123,25 @@ async fn reconcile(obj: Arc<BackupSession>, exec: Arc<Executor>) -> Result<Actio
     else {
         return Ok(Action::await_change());
     };
+    // kube's helper owns `kubestash.com/cleanup` (other controllers' finalizers stay): a
+    // session holds no data of its own, so its cleanup has nothing to release.
+    finalizer(&api, FINALIZER_CLEANUP, Arc::new(bs), |ev| async {
+        match ev {
+            FinalizerEvent::Apply(bs) => apply(&exec, &bs).await,
+            FinalizerEvent::Cleanup(_) => Ok(Action::await_change()),
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+async fn apply(exec: &Arc<Executor>, bs: &BackupSession) -> Result<Action, Error> {
+    let exec = exec.clone();
     let uid = bs.metadata.uid.clone().unwrap_or_default();
-    if bs.metadata.deletion_timestamp.is_some() {
-        remove_finalizer(&api, &name).await?;
-        return Ok(Action::await_change());
-    }
     if lock(&exec.live).contains(&uid) {
         return Ok(Action::await_change());
     }
+    let bs = bs.clone();
     let phase = bs.status.as_ref().and_then(|s| s.phase);
     match phase {
         Some(BackupSessionPhase::Succeeded | BackupSessionPhase::Skipped) => {
@@ -143,14 +157,6 @@ async fn reconcile(obj: Arc<BackupSession>, exec: Arc<Executor>) -> Result<Actio
             Ok(Action::requeue(Duration::from_secs(1)))
         }
     }
-}
-
-async fn remove_finalizer(api: &Api<BackupSession>, name: &str) -> Result<(), Error> {
-    let body = serde_json::json!({"metadata": {"finalizers": null}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&body))
-        .await
-        .map(|_| ())
-        .map_err(|e| Error::kube(format!("removing finalizer of BackupSession {name}"), e))
 }
 
 /// How long a session waits for its existing invoker's first status before being skipped.
@@ -211,13 +217,19 @@ async fn execute(exec: &Executor, bs: &BackupSession) -> Result<(), Error> {
         .await
         .map_err(|e| Error::kube(format!("listing BackupSessions in {ns}"), e))?
         .items;
-    let mut skip = bsx::skip_reason(
-        bs,
-        bc.as_ref()
-            .and_then(|b| b.status.as_ref())
-            .and_then(|s| s.phase),
-        &others,
-    );
+    // Invokers kstash does not run (BackupBatch, …) are refused naming `spec.invoker.kind`.
+    let kind = bs.spec.invoker.as_ref().map(|i| i.kind.as_str());
+    let unsupported = (kind != Some(kstash_rules::backup_configuration::KIND_BACKUP_CONFIGURATION))
+        .then(|| bsx::step::unsupported_invoker(kind.unwrap_or("")));
+    let mut skip = unsupported.or_else(|| {
+        bsx::skip_reason(
+            bs,
+            bc.as_ref()
+                .and_then(|b| b.status.as_ref())
+                .and_then(|s| s.phase),
+            &others,
+        )
+    });
     let guard = {
         let mut running = lock(&exec.running);
         if skip.is_none() {
@@ -440,7 +452,7 @@ fn without_progress(mut st: SnapshotStatus) -> SnapshotStatus {
 struct RepoTarget {
     info_backend: Option<String>,
     repo: Repository,
-    password: String,
+    resolved: ResolvedRepository,
     dir: RepositoryDir,
     snapshot: Snapshot,
 }
@@ -724,17 +736,19 @@ impl Run<'_> {
                 .and_then(|i| i.encryption_secret.clone())
                 .or_else(|| repo.spec.encryption_secret.clone())
                 .ok_or_else(|| format!("Repository {}/{rname}: no encryptionSecret", self.ns))?;
-            let password = backend::encryption_password(&self.client, &enc, &self.ns)
-                .await
-                .map_err(|e| e.to_string())?;
-            let (_, dir) = backend::repository_dir(&self.client, repo)
+            let field = format!(
+                "BackupSession {}/{} (encryptionSecret of repository {rname})",
+                self.ns,
+                self.bs.metadata.name.as_deref().unwrap_or("")
+            );
+            let resolved = backend::resolve_repository(&self.client, repo, &enc, &self.ns, &field)
                 .await
                 .map_err(|e| e.to_string())?;
             out.push(RepoTarget {
                 info_backend: info.and_then(|i| i.backend.clone()),
                 repo: repo.clone(),
-                password,
-                dir,
+                dir: resolved.dir.clone(),
+                resolved,
                 snapshot: snap,
             });
         }
@@ -763,6 +777,7 @@ impl Run<'_> {
         for s in snapshots {
             let r = bsx::SnapshotResult {
                 component: COMPONENT_DUMP.to_string(),
+                path: dump_path(s),
                 backup: Err(msg.to_string()),
                 recent_list_updated: Ok(()),
                 metadata_uploaded: Ok(()),
@@ -786,14 +801,13 @@ impl Run<'_> {
         targets: &mut [RepoTarget],
         note: Option<String>,
     ) -> Result<(), Error> {
-        let session = self.bs.spec.session.clone().unwrap_or_default();
         for t in targets.iter_mut() {
             let mut st = t.snapshot.status.clone().unwrap_or_default();
             let comp = st
                 .components
                 .entry(COMPONENT_DUMP.to_string())
                 .or_insert_with(|| Component {
-                    path: Some(bsx::component_path(&session, COMPONENT_DUMP)),
+                    path: Some(dump_path(&t.snapshot)),
                     driver: Some(Driver::Restic),
                     ..Default::default()
                 });
@@ -840,7 +854,8 @@ impl Run<'_> {
         let mut backups = Vec::new();
         let mut open_err = None;
         for t in targets.iter() {
-            let repo = match t.dir.component(&session, COMPONENT_DUMP, &t.password) {
+            let path = kstash_repo::ComponentPath::new(&session, COMPONENT_DUMP);
+            let repo = match path.and_then(|p| t.resolved.component(&p)) {
                 Ok(r) => r,
                 Err(e) => {
                     open_err = Some(format!(
@@ -967,7 +982,7 @@ impl Run<'_> {
         &self,
         t: &RepoTarget,
         backup: Result<bsx::ComponentResult, String>,
-        totals: &crate::execute::progress::Snapshot,
+        totals: &crate::task::progress::Snapshot,
     ) -> Snapshot {
         let name = t.snapshot.metadata.name.clone().unwrap_or_default();
         let api: Api<Snapshot> = Api::namespaced(self.client.clone(), &self.ns);
@@ -996,6 +1011,7 @@ impl Run<'_> {
         }
         let mut result = bsx::SnapshotResult {
             component: COMPONENT_DUMP.to_string(),
+            path: dump_path(&snap),
             backup,
             recent_list_updated: Ok(()),
             metadata_uploaded: Ok(()),
@@ -1129,8 +1145,10 @@ impl Run<'_> {
                     self.ns
                 ))
             })?;
-        let password = backend::encryption_password(&self.client, &enc, &self.ns).await?;
-        let (_, dir) = backend::repository_dir(&self.client, &repo).await?;
+        let field = format!("Repository {}/{repo_name} (spec.encryptionSecret)", self.ns);
+        let resolved =
+            backend::resolve_repository(&self.client, &repo, &enc, &self.ns, &field).await?;
+        let (dir, password) = (&resolved.dir, resolved.password.expose());
         let deletions: Vec<SnapshotDeletion> = names
             .iter()
             .filter_map(|n| snaps.iter().find(|s| s.metadata.name.as_deref() == Some(n)))
@@ -1153,15 +1171,13 @@ impl Run<'_> {
                     .collect(),
             })
             .collect();
-        dir.apply_retention(&deletions, &password)
+        dir.apply_retention(&deletions, password)
             .await
             .map_err(|e| Error::repo(format!("applying retention to Repository {repo_name}"), e))?;
         let api: Api<Snapshot> = Api::namespaced(self.client.clone(), &self.ns);
+        // The Snapshot controller releases each one's `kubestash.com/cleanup` (its data is
+        // already forgotten above, so its own cleanup finds nothing left to forget).
         for n in names {
-            let body = serde_json::json!({"metadata": {"finalizers": null}});
-            let _ = api
-                .patch(n, &PatchParams::default(), &Patch::Merge(&body))
-                .await;
             match api.delete(n, &DeleteParams::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -1200,12 +1216,8 @@ impl Run<'_> {
             .await
             .map_err(|e| Error::kube(format!("listing BackupSessions in {}", self.ns), e))?
             .items;
+        // Each deleted session's finalizer goes through this executor's finalizer helper.
         for n in bsx::sessions_to_delete(self.bs, &all, limit, now()) {
-            let body = serde_json::json!({"metadata": {"finalizers": null}});
-            let _ = self
-                .api
-                .patch(&n, &PatchParams::default(), &Patch::Merge(&body))
-                .await;
             match self.api.delete(&n, &DeleteParams::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -1256,10 +1268,17 @@ async fn commit(
         restic_stats: vec![kstash_api::storage::ResticStats {
             id: Some(s.snapshot_id.clone()),
             uploaded: Some(kstash_api::size::format_size(s.bytes_added)),
-            host_path: Some(crate::execute::sink::normalize_dir(interim)),
+            host_path: Some(crate::task::sink::normalize_dir(interim)),
             size: Some(kstash_api::size::format_size(s.bytes_processed)),
             start_time: None,
             end_time: None,
         }],
     })
+}
+
+/// Where the `dump` component of `snap` lives below its Repository directory (the layout is
+/// `kstash_repo`'s; an invalid session name, refused at admission, gives an empty path).
+fn dump_path(snap: &Snapshot) -> String {
+    let session = snap.spec.session.as_deref().unwrap_or("");
+    kstash_repo::RepositoryDir::component_path(session, COMPONENT_DUMP).unwrap_or_default()
 }

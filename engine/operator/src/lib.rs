@@ -1,13 +1,16 @@
 //! kstash's operator: the kube-runtime controllers that run KubeStash's backup flow against any
 //! Kubernetes API (a real cluster, or kstash's embedded control plane).
 //!
-//! The decisions live in the pure crate `kstash-controllers`; this crate is the I/O shell around
+//! The decisions live in the pure crate `kstash-rules`; this crate is the I/O shell around
 //! them: watches, reads, status patches, events, the addon runtime and the repositories.
 //!
-//! - `control` half: [`autobackup`], [`backup_storage`], [`backup_config`] (with its scheduler),
-//!   [`repository`], [`addons`];
-//! - `execute` half: [`backup_session`], [`restore_session`] and what they need to run an addon
-//!   task against a target and a repository.
+//! - [`shell`]: the one reconciler shell (watch, drain, `finalizer()`, error policy, events,
+//!   status, metrics, reflector stores) every reconciler of [`reconcilers`] runs in;
+//! - `control` half: [`reconcilers`] (BackupStorage, Repository, BackupConfiguration with its
+//!   scheduler), [`autobackup`], [`addons`];
+//! - `execute` half: [`backup_session`], [`restore_session`] and [`task`], what they need to
+//!   run an addon task against a target and a repository; [`snapshot`], which owns
+//!   `kubestash.com/cleanup` on Snapshots and deletes their data by `deletionPolicy`.
 //!
 //! [`run`] starts every controller of the build on one [`Context`]; [`serve`] wraps it in leader
 //! election ([`leader`]) and the Prometheus endpoint ([`metrics`]), which is what
@@ -16,6 +19,7 @@
 pub mod context;
 pub mod leader;
 pub mod metrics;
+pub mod shell;
 pub mod storage;
 
 #[cfg(feature = "control")]
@@ -23,13 +27,9 @@ pub mod addons;
 #[cfg(feature = "control")]
 pub mod autobackup;
 #[cfg(feature = "control")]
-pub mod backup_config;
-#[cfg(feature = "control")]
-pub mod backup_storage;
-#[cfg(feature = "control")]
 pub mod control;
 #[cfg(feature = "control")]
-pub mod repository;
+pub mod reconcilers;
 
 #[cfg(feature = "execute")]
 pub mod backup_session;
@@ -37,6 +37,10 @@ pub mod backup_session;
 pub mod execute;
 #[cfg(feature = "execute")]
 pub mod restore_session;
+#[cfg(feature = "execute")]
+pub mod snapshot;
+#[cfg(feature = "execute")]
+pub mod task;
 
 pub use context::{Context, OperatorConfig};
 /// Re-exported for embedders: the shutdown token of [`ServeOptions`].
@@ -63,17 +67,50 @@ pub async fn run(ctx: Arc<Context>) {
         };
         controllers.push(until_drain(Box::pin(addons::run(ctx.clone()))));
         controllers.push(until_drain(Box::pin(autobackup::run(ctx.clone()))));
-        controllers.push(until_drain(Box::pin(backup_storage::run(ctx.clone()))));
-        controllers.push(until_drain(Box::pin(backup_config::run(ctx.clone()))));
-        controllers.push(until_drain(Box::pin(repository::run(ctx.clone()))));
+        controllers.push(until_drain(Box::pin(run_reconcilers(ctx.clone()))));
     }
     #[cfg(feature = "execute")]
     {
         controllers.push(Box::pin(backup_session::run(ctx.clone())));
         controllers.push(Box::pin(restore_session::run(ctx.clone())));
+        controllers.push(Box::pin(snapshot::run(ctx.clone())));
     }
     let _ = ctx;
     futures::future::join_all(controllers).await;
+}
+
+/// The reconcilers of [`reconcilers`]: their reflector stores first, then each in the
+/// [`shell`] once every store holds its initial list.
+#[cfg(feature = "control")]
+async fn run_reconcilers(ctx: Arc<Context>) {
+    use reconcilers::{backup_configuration, backup_storage, repository};
+    use shell::{Reconciler, Shell};
+    let mut stores = shell::StoreSet::default();
+    let storages = backup_storage::BackupStorages::new(&ctx, &mut stores);
+    let repositories = repository::Repositories::new(&ctx, &mut stores);
+    let configurations = backup_configuration::BackupConfigurations::new(&ctx, &mut stores);
+    let (reflectors, ready) = stores.start();
+    let controllers = async {
+        ready.await;
+        futures::join!(
+            shell::run(
+                storages,
+                Shell::new(&ctx, backup_storage::BackupStorages::NAME)
+            ),
+            shell::run(
+                repositories,
+                Shell::new(&ctx, repository::Repositories::NAME)
+            ),
+            shell::run(
+                configurations,
+                Shell::new(&ctx, backup_configuration::BackupConfigurations::NAME)
+            ),
+        );
+    };
+    tokio::select! {
+        _ = reflectors => tracing::warn!("the reflector stores ended"),
+        _ = controllers => {}
+    }
 }
 
 /// How long a graceful shutdown lets running sessions finish before failing them (the

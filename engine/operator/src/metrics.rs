@@ -159,7 +159,7 @@ pub fn render(inputs: &Inputs, state: ProcessState) -> String {
         let d = status
             .duration
             .as_deref()
-            .and_then(|d| kstash_controllers::backup_session::parse_go_duration(d).ok())
+            .and_then(|d| kstash_rules::backup_session::parse_go_duration(d).ok())
             .map(|d| d.as_secs_f64());
         let created = bs
             .metadata

@@ -20,7 +20,7 @@ use kstash_api::core::{BackupConfiguration, RestorePhase, RestoreSession, Restor
 use kstash_api::external::{AppBinding, Elasticsearch};
 use kstash_api::shared::TypedObjectReference;
 use kstash_api::storage::{Repository, Snapshot};
-use kstash_controllers::restore_session::{self as rsx, ComponentUpdate, Next};
+use kstash_rules::restore_session::{self as rsx, ComponentUpdate, Next};
 use kstash_runtime::{Limits, TaskIo, TaskSpec};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -29,10 +29,11 @@ use kube::Api;
 use crate::backup_session::DEFAULT_INTERIM_DIR;
 use crate::execute::error::not_found_none;
 use crate::execute::events::Events;
-use crate::execute::module::{self, TaskKind};
-use crate::execute::progress::Progress;
-use crate::execute::sink::SnapshotInput;
-use crate::execute::{backend, params, patch_status, target, Error};
+use crate::execute::{backend, patch_status, Error};
+use crate::task::module::{self, TaskKind};
+use crate::task::progress::Progress;
+use crate::task::sink::SnapshotInput;
+use crate::task::{params, target};
 use crate::Context;
 
 /// How often live progress is patched.
@@ -365,10 +366,12 @@ impl Restore<'_> {
                 "spec.dataSource.encryptionSecret is missing (and the Repository has none)"
                     .to_string()
             })?;
-        let password = backend::encryption_password(&self.client, &enc, &self.ns)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (_, dir) = backend::repository_dir(&self.client, &repo)
+        let field = format!(
+            "RestoreSession {}/{} (spec.dataSource.encryptionSecret)",
+            self.ns,
+            self.rs.metadata.name.as_deref().unwrap_or("")
+        );
+        let resolved = backend::resolve_repository(&self.client, &repo, &enc, &self.ns, &field)
             .await
             .map_err(|e| e.to_string())?;
         let addon = self
@@ -453,8 +456,8 @@ impl Restore<'_> {
                 .unwrap_or_else(|| DEFAULT_INTERIM_DIR.to_string());
             let progress = Arc::new(Progress::new(self.name.clone()));
             let result: Result<(), String> = async {
-                let repo = dir
-                    .component(&session, comp, &password)
+                let repo = kstash_repo::ComponentPath::new(&session, comp)
+                    .and_then(|p| resolved.component(&p))
                     .map_err(|e| e.to_string())?;
                 let reader = repo.open_snapshot(&id).await.map_err(|e| {
                     format!("opening restic snapshot {id} of {}: {e}", repo.location())

@@ -4,7 +4,7 @@
 //! (`examples/auto-backup/`, endpoint and credentials pointed at moto).
 //!
 //! Expected values come from the tutorial (`kubectl get backupconfiguration -oyaml`, verbatim in
-//! `engine/controllers/src/backup_config/tutorial-bc.yaml`) and the spec.
+//! `engine/rules/src/backup_configuration/tutorial-bc.yaml`) and the spec.
 
 mod support;
 
@@ -42,7 +42,7 @@ fn bucket(tag: &str) -> String {
 
 /// The tutorial's BackupConfiguration (verbatim `kubectl get -oyaml` output).
 fn tutorial_bc() -> Value {
-    let p = repo_root().join("engine/controllers/src/backup_config/tutorial-bc.yaml");
+    let p = repo_root().join("engine/rules/src/backup_configuration/tutorial-bc.yaml");
     serde_yaml::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 

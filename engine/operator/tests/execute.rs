@@ -45,7 +45,8 @@ impl Executors {
         Executors {
             tasks: vec![
                 tokio::spawn(kstash_operator::backup_session::run(ctx.clone())),
-                tokio::spawn(kstash_operator::restore_session::run(ctx)),
+                tokio::spawn(kstash_operator::restore_session::run(ctx.clone())),
+                tokio::spawn(kstash_operator::snapshot::run(ctx)),
             ],
         }
     }
@@ -372,7 +373,7 @@ async fn backup_snapshot_bucket_restic_and_restore_round_trip() {
     assert_eq!(labels["kubestash.com/app-ref-namespace"], NS);
     assert_eq!(labels["kubedb.com/db-version"], "xpack-8.15.0");
     assert_eq!(snap.spec.version.as_deref(), Some("v1"));
-    assert!(kstash_controllers::backup_session::is_ulid(
+    assert!(kstash_rules::backup_session::is_ulid(
         snap.spec.snapshot_id.as_deref().unwrap()
     ));
     let sst = snap.status.clone().unwrap();
@@ -567,6 +568,47 @@ spec:
             assert_eq!(got, src, "{idx}/{id}");
         }
     }
+
+    // --- deleting a Snapshot by hand, WipeOut: its data is forgotten, another controller's
+    // finalizer survives (only kubestash.com/cleanup is removed, by the Snapshot controller) ---
+    let snaps_api: Api<Snapshot> = e.cluster.api(NS);
+    let snap2 = kstash_api::names::snapshot_name("s3-elasticsearch-repo", &bs2);
+    snaps_api
+        .patch(
+            &snap2,
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({
+                "metadata": {"finalizers": ["kubestash.com/cleanup", "kstash.test/other"]},
+                "spec": {"deletionPolicy": "WipeOut"}
+            })),
+        )
+        .await
+        .expect("add another finalizer and WipeOut");
+    snaps_api
+        .delete(&snap2, &Default::default())
+        .await
+        .expect("delete the Snapshot");
+    support::wait_for_object(&snaps_api, &snap2, Duration::from_secs(60), |s| {
+        s.metadata.finalizers.as_deref() == Some(&["kstash.test/other".to_string()][..])
+    })
+    .await;
+    let out = restic(&e, "es", &["snapshots", "--json"]);
+    let left: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(left.as_array().map(Vec::len), Some(0), "forgotten: {left}");
+    assert!(storage
+        .read(&format!("es/snapshots/{snap2}.yaml"))
+        .await
+        .unwrap()
+        .is_none());
+    snaps_api
+        .patch(
+            &snap2,
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("the test removes its own finalizer");
+    support::wait_for_absent(&snaps_api, &snap2, Duration::from_secs(30)).await;
     exec.kill().await;
 }
 

@@ -46,6 +46,19 @@ pub enum Error {
         /// The rustic_core error, rendered.
         message: String,
     },
+    /// The password opens none of the repository's keys.
+    #[error(
+        "the restic password{} does not open repository {repo}: it is not the password the \
+         repository was created with (put that password in the Secret, or point the \
+         encryptionSecret at the Secret that holds it)",
+        .password_source.as_ref().map(|s| format!(" in {s}")).unwrap_or_default()
+    )]
+    WrongPassword {
+        /// Repository location.
+        repo: String,
+        /// Where the password came from (`Secret demo/encrypt-secret`), when known.
+        password_source: Option<String>,
+    },
     /// The repository is locked by someone else for longer than we may wait.
     #[error("restic repository {repo}: still locked after waiting {waited:?}: {holder}")]
     Locked {

@@ -26,6 +26,8 @@ pub struct ResticRepo {
     pub(crate) location: String,
     base: String,
     password: String,
+    /// Where the password comes from (`Secret demo/encrypt-secret`), for a wrong-password error.
+    password_source: Option<String>,
     /// The master key once a first open derived it from the password (scrypt is costly in
     /// memory and time: one derivation per `ResticRepo` and its clones).
     master: Arc<KeyCache>,
@@ -154,6 +156,7 @@ impl ResticRepo {
             location,
             base,
             password: password.to_string(),
+            password_source: None,
             master: Arc::default(),
             lock_wait: DEFAULT_LOCK_WAIT,
         })
@@ -162,6 +165,14 @@ impl ResticRepo {
     /// The restic URL of this repository (`s3:<endpoint>/<bucket>/…`, or a local path).
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// Names where the password comes from (e.g. `Secret demo/encrypt-secret`): a password that
+    /// opens no key of the repository is then reported as "the restic password in <source>
+    /// does not open repository <location>".
+    pub fn with_password_source(mut self, source: impl Into<String>) -> Self {
+        self.password_source = Some(source.into());
+        self
     }
 
     /// How long backup/prune wait for conflicting live locks (default 5 min).
@@ -182,7 +193,16 @@ impl ResticRepo {
         };
         let repo = Repository::new(&repo_options(), &backends)
             .and_then(|r| r.open(&credentials))
-            .map_err(|e| self.err("open", e))?;
+            .map_err(|e| {
+                if e.is_incorrect_password() {
+                    Error::WrongPassword {
+                        repo: self.location.clone(),
+                        password_source: self.password_source.clone(),
+                    }
+                } else {
+                    self.err("open", e)
+                }
+            })?;
         let _ = self.master.0.set(repo.key());
         Ok(repo)
     }
@@ -397,22 +417,33 @@ impl ResticRepo {
         .await
     }
 
-    /// Forgets the given restic snapshots and prunes, under the exclusive lock.
+    /// Forgets the given restic snapshots (full ids or unique prefixes) and prunes, under the
+    /// exclusive lock. Ids of snapshots already gone are skipped (a retried deletion finishes
+    /// the job); with none left to forget nothing is pruned.
     pub async fn forget_and_prune(&self, ids: &[String]) -> Result<PruneReport> {
         let lock = self.lock(true).await?;
         let ids = ids.to_vec();
         let res = self
             .blocking(move |me| {
                 let repo = me.open_sync()?;
-                let snaps = repo
-                    .get_snapshots(&ids)
-                    .map_err(|e| me.err("find snapshots to forget", e))?;
-                let sids: Vec<_> = snaps.iter().map(|s| s.id).collect();
-                repo.delete_snapshots(&sids)
-                    .map_err(|e| me.err("forget", e))?;
-                let opts = PruneOptions::default();
-                let plan = repo.prune_plan(&opts).map_err(|e| me.err("prune", e))?;
-                repo.prune(&opts, plan).map_err(|e| me.err("prune", e))?;
+                let snaps: Vec<SnapshotFile> = repo
+                    .get_all_snapshots()
+                    .map_err(|e| me.err("find snapshots to forget", e))?
+                    .into_iter()
+                    .filter(|s| {
+                        let hex = s.id.to_hex();
+                        ids.iter()
+                            .any(|i| !i.is_empty() && hex.starts_with(i.as_str()))
+                    })
+                    .collect();
+                if !snaps.is_empty() {
+                    let sids: Vec<_> = snaps.iter().map(|s| s.id).collect();
+                    repo.delete_snapshots(&sids)
+                        .map_err(|e| me.err("forget", e))?;
+                    let opts = PruneOptions::default();
+                    let plan = repo.prune_plan(&opts).map_err(|e| me.err("prune", e))?;
+                    repo.prune(&opts, plan).map_err(|e| me.err("prune", e))?;
+                }
                 Ok(PruneReport {
                     repository: me.location.clone(),
                     forgotten: snaps.iter().map(|s| s.id.to_hex().to_string()).collect(),
@@ -422,11 +453,6 @@ impl ResticRepo {
             .await;
         lock.release().await?;
         res
-    }
-
-    /// Opens a snapshot (`latest` allowed) for streaming restore.
-    pub async fn open_snapshot(&self, id: &str) -> Result<crate::restore::SnapshotReader> {
-        crate::restore::SnapshotReader::load(self, id).await
     }
 }
 

@@ -47,8 +47,15 @@ impl std::fmt::Debug for SnapshotReader {
     }
 }
 
+impl ResticRepo {
+    /// Opens a snapshot (`latest` allowed) for streaming restore.
+    pub async fn open_snapshot(&self, id: &str) -> Result<SnapshotReader> {
+        SnapshotReader::load(self, id).await
+    }
+}
+
 impl SnapshotReader {
-    pub(crate) async fn load(r: &ResticRepo, id: &str) -> Result<Self> {
+    async fn load(r: &ResticRepo, id: &str) -> Result<Self> {
         let id = id.to_string();
         r.blocking(move |me| {
             let repo = me.open_sync()?;

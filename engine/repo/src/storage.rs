@@ -1,4 +1,5 @@
-//! A BackupStorage as an opendal operator, and KubeStash's bucket layout on it.
+//! A BackupStorage as an opendal operator: objects under its prefix, nothing about what they
+//! mean (the bucket layout is [`crate::layout`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,16 +10,6 @@ use opendal::{HttpTransporter, OperationContext, Operator};
 use crate::config::{Provider, StorageConfig};
 use crate::error::{Error, Result};
 use crate::io::run_io;
-use crate::restic::ResticRepo;
-
-/// Name of the storage initialisation marker (`<prefix>/metadata.yaml`).
-pub const METADATA_FILE: &str = "metadata.yaml";
-/// Name of the repository initialisation marker (`<dir>/repository.yaml`).
-pub const REPOSITORY_FILE: &str = "repository.yaml";
-/// Directory of the Snapshot YAML copies (`<dir>/snapshots/<name>.yaml`).
-pub const SNAPSHOTS_DIR: &str = "snapshots";
-/// Directory of the restic repositories (`<dir>/repository/v1/<session>/<component>`).
-pub const RESTIC_DIR: &str = "repository/v1";
 
 /// Tuning of the storage client (timeouts and retries of every request).
 #[derive(Clone, Debug)]
@@ -208,7 +199,7 @@ pub(crate) fn check_rel_path(param: &'static str, p: &str) -> Result<String> {
     Ok(t.to_string())
 }
 
-fn check_name(param: &'static str, n: &str) -> Result<()> {
+pub(crate) fn check_name(param: &'static str, n: &str) -> Result<()> {
     if n.is_empty() || n.contains('/') || n == "." || n == ".." {
         return Err(Error::InvalidArgument {
             param,
@@ -303,154 +294,4 @@ impl Storage {
         names.sort();
         Ok(names)
     }
-
-    /// Storage initialisation: uploads `<prefix>/metadata.yaml` (KubeStash's BackendMeta).
-    pub async fn initialize(&self, metadata_yaml: &[u8]) -> Result<()> {
-        self.write(METADATA_FILE, metadata_yaml.to_vec()).await
-    }
-
-    /// Reads `<prefix>/metadata.yaml`, `None` if the storage was never initialised.
-    pub async fn metadata(&self) -> Result<Option<Vec<u8>>> {
-        self.read(METADATA_FILE).await
-    }
-
-    /// The directory of one KubeStash Repository (`Repository.spec.path`).
-    pub fn repository(&self, dir: &str) -> Result<RepositoryDir> {
-        Ok(RepositoryDir {
-            storage: self.clone(),
-            dir: check_rel_path("repository path", dir)?,
-        })
-    }
-}
-
-/// One KubeStash Repository directory: `repository.yaml`, `snapshots/` and the restic repos.
-#[derive(Clone, Debug)]
-pub struct RepositoryDir {
-    storage: Storage,
-    dir: String,
-}
-
-impl RepositoryDir {
-    /// The directory relative to the storage prefix.
-    pub fn path(&self) -> &str {
-        &self.dir
-    }
-
-    /// The storage this directory lives on.
-    pub fn storage(&self) -> &Storage {
-        &self.storage
-    }
-
-    /// Repository initialisation: uploads `<dir>/repository.yaml`.
-    pub async fn initialize(&self, repository_yaml: &[u8]) -> Result<()> {
-        self.storage
-            .write(
-                &format!("{}/{REPOSITORY_FILE}", self.dir),
-                repository_yaml.to_vec(),
-            )
-            .await
-    }
-
-    /// Reads `<dir>/repository.yaml`.
-    pub async fn repository_yaml(&self) -> Result<Option<Vec<u8>>> {
-        self.storage
-            .read(&format!("{}/{REPOSITORY_FILE}", self.dir))
-            .await
-    }
-
-    fn snapshot_path(&self, name: &str) -> Result<String> {
-        check_name("snapshot name", name)?;
-        Ok(format!("{}/{SNAPSHOTS_DIR}/{name}.yaml", self.dir))
-    }
-
-    /// Uploads the Snapshot copy `<dir>/snapshots/<name>.yaml`.
-    pub async fn put_snapshot_yaml(&self, name: &str, yaml: &[u8]) -> Result<()> {
-        self.storage
-            .write(&self.snapshot_path(name)?, yaml.to_vec())
-            .await
-    }
-
-    /// Reads a Snapshot copy.
-    pub async fn snapshot_yaml(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        self.storage.read(&self.snapshot_path(name)?).await
-    }
-
-    /// Deletes a Snapshot copy.
-    pub async fn delete_snapshot_yaml(&self, name: &str) -> Result<()> {
-        self.storage.delete(&self.snapshot_path(name)?).await
-    }
-
-    /// Names of the Snapshot copies (without `.yaml`), sorted.
-    pub async fn snapshot_names(&self) -> Result<Vec<String>> {
-        Ok(self
-            .storage
-            .list_names(&format!("{}/{SNAPSHOTS_DIR}", self.dir))
-            .await?
-            .into_iter()
-            .filter_map(|n| n.strip_suffix(".yaml").map(str::to_string))
-            .collect())
-    }
-
-    /// Component path as in Snapshot status: `repository/v1/<session>/<component>`.
-    pub fn component_path(session: &str, component: &str) -> Result<String> {
-        check_name("session", session)?;
-        check_name("component", component)?;
-        Ok(format!("{RESTIC_DIR}/{session}/{component}"))
-    }
-
-    /// The restic repository of (session, component), encrypted with `password`
-    /// (the encryption secret's `RESTIC_PASSWORD`). Not opened yet.
-    pub fn component(&self, session: &str, component: &str, password: &str) -> Result<ResticRepo> {
-        let sub = format!("{}/{}", self.dir, Self::component_path(session, component)?);
-        ResticRepo::new(self.storage.clone(), &sub, password)
-    }
-
-    /// Retention execution: for each Snapshot chosen by the retention policy, forgets its
-    /// restic snapshots in each component repository, prunes those repositories, then deletes
-    /// the Snapshot copies from the bucket.
-    pub async fn apply_retention(
-        &self,
-        deletions: &[SnapshotDeletion],
-        password: &str,
-    ) -> Result<Vec<crate::restic::PruneReport>> {
-        use std::collections::BTreeMap;
-        let mut per_repo: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-        for d in deletions {
-            for c in &d.components {
-                per_repo
-                    .entry((c.session.clone(), c.component.clone()))
-                    .or_default()
-                    .push(c.restic_snapshot_id.clone());
-            }
-        }
-        let mut reports = vec![];
-        for ((session, component), ids) in per_repo {
-            let repo = self.component(&session, &component, password)?;
-            reports.push(repo.forget_and_prune(&ids).await?);
-        }
-        for d in deletions {
-            self.delete_snapshot_yaml(&d.snapshot_name).await?;
-        }
-        Ok(reports)
-    }
-}
-
-/// One Snapshot CR selected for deletion by a RetentionPolicy.
-#[derive(Clone, Debug)]
-pub struct SnapshotDeletion {
-    /// Snapshot CR name (its YAML copy is `snapshots/<name>.yaml`).
-    pub snapshot_name: String,
-    /// The restic snapshots behind its components.
-    pub components: Vec<ComponentSnapshot>,
-}
-
-/// The restic snapshot of one component of a Snapshot.
-#[derive(Clone, Debug)]
-pub struct ComponentSnapshot {
-    /// Backup session name (e.g. `frequent-backup`).
-    pub session: String,
-    /// Component name (e.g. `dump`).
-    pub component: String,
-    /// restic snapshot id (full or unique prefix).
-    pub restic_snapshot_id: String,
 }

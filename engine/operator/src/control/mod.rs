@@ -14,10 +14,7 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::storage::StorageError;
 use crate::Context;
-
-pub mod wipe;
 
 /// The field manager of every write of the control controllers.
 pub const FIELD_MANAGER: &str = "kstash-operator";
@@ -34,9 +31,9 @@ pub enum Error {
         #[source]
         source: Box<kube::Error>,
     },
-    /// Opening a storage or reading a secret failed.
+    /// Resolving a storage or reading a secret failed.
     #[error(transparent)]
-    Storage(#[from] StorageError),
+    Storage(#[from] kstash_repo::resolve::ResolveError),
     /// A storage operation failed.
     #[error(transparent)]
     Repo(#[from] kstash_repo::Error),
@@ -222,4 +219,45 @@ pub fn finalizer_err(e: kube::runtime::finalizer::Error<Error>) -> Error {
         F::ApplyFailed(e) | F::CleanupFailed(e) => e,
         other => Error::Finalizer(other.to_string()),
     }
+}
+
+async fn list_all<K>(ctx: &Context, what: &str) -> Result<Vec<K>>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let api: Api<K> = Api::all(ctx.client.clone());
+    Ok(api
+        .list(&kube::api::ListParams::default())
+        .await
+        .map_err(kube_err(format!("listing {what}")))?
+        .items)
+}
+
+/// What the admission webhooks of KubeStash would look at (every namespace).
+pub async fn admission_lookup(ctx: &Context) -> Result<kstash_api::admission::Lookup> {
+    let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
+    let namespaces = nss
+        .list(&kube::api::ListParams::default())
+        .await
+        .map_err(kube_err("listing Namespaces"))?
+        .items
+        .into_iter()
+        .map(|n| (n.name_any(), n.labels().clone()))
+        .collect();
+    Ok(kstash_api::admission::Lookup {
+        backup_storages: list_all::<kstash_api::storage::BackupStorage>(ctx, "BackupStorages")
+            .await?,
+        retention_policies: list_all::<kstash_api::storage::RetentionPolicy>(
+            ctx,
+            "RetentionPolicies",
+        )
+        .await?,
+        repositories: list_all::<kstash_api::storage::Repository>(ctx, "Repositories").await?,
+        hook_templates: list_all::<kstash_api::core::HookTemplate>(ctx, "HookTemplates").await?,
+        namespaces,
+    })
 }

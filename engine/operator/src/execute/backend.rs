@@ -1,59 +1,34 @@
-//! Repository → BackupStorage → [`kstash_repo::Storage`], and the restic password (through the
-//! shared [`crate::storage`] helpers).
+//! Repository → BackupStorage → Secrets → restic password, for the executors: the resolution of
+//! [`kstash_repo::resolve`] (the one place that walks those references) over the cluster.
 //!
 //! Storage credentials (the BackupStorage's Secret) and the restic password (the encryption
 //! Secret's `RESTIC_PASSWORD`) are read by the executor and handed to the repository layer
 //! only; they never reach an addon.
 
 use kstash_api::shared::ObjectReference;
-use kstash_api::storage::{BackupStorage, Repository};
-use kstash_repo::{RepositoryDir, Storage};
-use kube::Api;
+use kstash_api::storage::Repository;
+use kstash_repo::resolve::{self, ObjectKey, RepositoryRecord, ResolvedRepository};
 
-use super::error::{not_found_none, Error};
+use super::error::Error;
 
-/// The restic password: `RESTIC_PASSWORD` of `secret_ref` (namespace defaulting to
-/// `default_ns`), read with the shared [`crate::storage::encryption_password`].
-pub async fn encryption_password(
-    client: &kube::Client,
-    secret_ref: &ObjectReference,
-    default_ns: &str,
-) -> Result<String, Error> {
-    let ns = secret_ref.namespace_or(default_ns);
-    crate::storage::encryption_password(client, ns, &secret_ref.name)
-        .await
-        .map_err(|e| Error::Invalid(e.to_string()))
-}
-
-/// Connects to the BackupStorage of `repo` and returns its repository directory.
-pub async fn repository_dir(
+/// Resolves `repo` with the restic password of `secret_ref` (a reference made from namespace
+/// `default_ns`, written at `field` of the session, e.g.
+/// `BackupSession demo/x (spec.repositories[].encryptionSecret)`).
+pub async fn resolve_repository(
     client: &kube::Client,
     repo: &Repository,
-) -> Result<(Storage, RepositoryDir), Error> {
-    let rns = repo.metadata.namespace.clone().unwrap_or_default();
-    let rname = repo.metadata.name.clone().unwrap_or_default();
-    let sref = repo.spec.storage_ref.clone().ok_or_else(|| {
-        Error::Invalid(format!(
-            "Repository {rns}/{rname}: spec.storageRef is missing"
-        ))
-    })?;
-    let sns = sref.namespace_or(&rns).to_string();
-    let api: Api<BackupStorage> = Api::namespaced(client.clone(), &sns);
-    let what = format!("BackupStorage {sns}/{}", sref.name);
-    let bs = not_found_none(api.get(&sref.name).await)
-        .map_err(|e| Error::kube(format!("reading {what}"), e))?
-        .ok_or_else(|| Error::NotFound(what.clone()))?;
-    let storage = crate::storage::connect(client, &bs)
-        .await
-        .map_err(|e| Error::Invalid(format!("connecting to {what}: {e}")))?;
-    let path = repo
-        .spec
-        .path
-        .clone()
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| Error::Invalid(format!("Repository {rns}/{rname}: spec.path is missing")))?;
-    let dir = storage
-        .repository(path.trim_matches('/'))
-        .map_err(|e| Error::repo(format!("Repository {rns}/{rname}: spec.path"), e))?;
-    Ok((storage, dir))
+    secret_ref: &ObjectReference,
+    default_ns: &str,
+    field: &str,
+) -> Result<ResolvedRepository, Error> {
+    let key = ObjectKey::referenced(
+        &secret_ref.name,
+        secret_ref.namespace.as_deref(),
+        default_ns,
+    );
+    let objects = crate::storage::objects(client);
+    Ok(
+        resolve::resolve_record(&objects, &RepositoryRecord::from(repo), Some((key, field)))
+            .await?,
+    )
 }

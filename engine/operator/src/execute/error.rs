@@ -27,15 +27,22 @@ pub enum Error {
         #[source]
         source: kstash_repo::Error,
     },
+    /// kube's finalizer helper failed (adding or removing `kubestash.com/cleanup`, or the
+    /// reconcile it wraps).
+    #[error(transparent)]
+    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
+    /// Resolving a Repository's storage or password failed.
+    #[error(transparent)]
+    Resolve(#[from] kstash_repo::resolve::ResolveError),
     /// Resolving or loading the addon module failed.
     #[error(transparent)]
-    Module(#[from] crate::execute::module::ModuleError),
+    Module(#[from] crate::task::module::ModuleError),
     /// Resolving the target connection failed.
     #[error(transparent)]
-    Target(#[from] crate::execute::target::TargetError),
+    Target(#[from] crate::task::target::TargetError),
     /// A parameter could not be resolved.
     #[error(transparent)]
-    Params(#[from] crate::execute::params::ParamError),
+    Params(#[from] crate::task::params::ParamError),
 }
 
 impl Error {
@@ -56,11 +63,4 @@ impl Error {
     }
 }
 
-/// `Ok(None)` for a 404, the object otherwise.
-pub(crate) fn not_found_none<T>(r: Result<T, kube::Error>) -> Result<Option<T>, kube::Error> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
-        Err(e) => Err(e),
-    }
-}
+pub(crate) use crate::task::not_found_none;

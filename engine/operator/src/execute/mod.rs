@@ -1,23 +1,14 @@
-//! What the BackupSession and RestoreSession executors need to run an addon task against a
-//! target and a repository (docs/executor.md):
+//! What the BackupSession and RestoreSession executors share besides the task modules of
+//! [`crate::task`] (docs/executor.md):
 //!
-//! - [`params`]: KubeStash's `${var:=default}` forms and the task's parameter map;
-//! - [`target`]: AppBinding (`clientConfig`, `caBundle`, Secret) → [`kstash_runtime::Target`];
-//! - [`module`]: Addon task → Function → WASM module (location + pinned sha256) → loaded addon;
-//! - [`backend`]: Repository → BackupStorage → [`kstash_repo::Storage`] and the restic password;
-//! - [`sink`]: the runtime's output/input streams onto repository backups and snapshots;
-//! - [`progress`]: live progress (documents, bytes) collected from the task's events;
-//! - [`ulid`]: Snapshot IDs.
+//! - [`backend`]: Repository → BackupStorage → Secrets → restic password
+//!   ([`kstash_repo::resolve`] over the cluster);
+//! - [`error`]: the executors' error type;
+//! - [`events`]: their Events.
 
 pub mod backend;
 pub mod error;
 pub mod events;
-pub mod module;
-pub mod params;
-pub mod progress;
-pub mod sink;
-pub mod target;
-pub mod ulid;
 
 pub use error::Error;
 

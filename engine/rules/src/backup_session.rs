@@ -12,8 +12,10 @@
 //! - [`sessions_to_delete`]: session history trimming;
 //! - [`finish`]: the session's final conditions, phase and duration;
 //! - [`retry`]: the retry BackupSession;
-//! - [`recover_orphan`]: a `Running` session whose executor is gone → Failed.
+//! - [`recover_orphan`]: a `Running` session whose executor is gone → Failed;
+//! - [`step::next_step`]: which of these the reconciler does now.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -21,8 +23,8 @@ use crate::cond;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kstash_api::constants::{
-    conditions as c, labels, DIR_REPOSITORY, FINALIZER_CLEANUP, GROUP_KUBEDB, GROUP_STORAGE,
-    SNAPSHOT_VERSION_V1, VERSION,
+    conditions as c, labels, FINALIZER_CLEANUP, GROUP_KUBEDB, GROUP_STORAGE, SNAPSHOT_VERSION_V1,
+    VERSION,
 };
 use kstash_api::core::{
     BackupInvokerPhase, BackupSession, BackupSessionPhase, BackupSessionSpec, BackupSessionStatus,
@@ -304,10 +306,10 @@ fn same_key(a: &BackupSession, b: &BackupSession) -> bool {
 
 /// Why `bs` must be skipped (spec §4 step 1), or `None` to go on: another BackupSession of the
 /// same invoker and session is `Running`, or the invoker is not `Ready` (`None` = not found).
-pub fn skip_reason(
+pub fn skip_reason<O: Borrow<BackupSession>>(
     bs: &BackupSession,
     invoker_phase: Option<BackupInvokerPhase>,
-    others: &[BackupSession],
+    others: &[O],
 ) -> Option<String> {
     let invoker = bs
         .spec
@@ -315,7 +317,7 @@ pub fn skip_reason(
         .as_ref()
         .map(|i| format!("{} {}", i.kind, i.name))
         .unwrap_or_else(|| "invoker".to_string());
-    if let Some(running) = others.iter().find(|o| {
+    if let Some(running) = others.iter().map(Borrow::borrow).find(|o| {
         o.metadata.name != bs.metadata.name
             && same_key(o, bs)
             && o.status.as_ref().and_then(|s| s.phase) == Some(BackupSessionPhase::Running)
@@ -549,12 +551,6 @@ pub fn mark_executor(
     status.phase = Some(phase::backup_session_phase(status));
 }
 
-/// Restic repository path of a component (`GetComponentPath`):
-/// `repository/v1/<session>/<component>`.
-pub fn component_path(session: &str, component: &str) -> String {
-    format!("{DIR_REPOSITORY}/{SNAPSHOT_VERSION_V1}/{session}/{component}")
-}
-
 /// What the executor produced for one component.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ComponentResult {
@@ -573,6 +569,9 @@ pub struct ComponentResult {
 pub struct SnapshotResult {
     /// Component name (Elasticsearch: `dump`).
     pub component: String,
+    /// Where its restic repository lives below the Repository directory
+    /// (`repository/v1/<session>/<component>`, from `kstash_repo::ComponentPath`).
+    pub path: String,
     /// The backup: success, or failure with a message.
     pub backup: Result<ComponentResult, String>,
     /// Updating the Repository's `recentSnapshots` (`RecentSnapshotListUpdated`).
@@ -592,8 +591,7 @@ pub fn finish_snapshot(
     now: Timestamp,
 ) -> SnapshotStatus {
     let mut st = snapshot.status.clone().unwrap_or_default();
-    let session = snapshot.spec.session.as_deref().unwrap_or("");
-    let path = component_path(session, &result.component);
+    let path = result.path.clone();
     let comp = match &result.backup {
         Ok(r) => Component {
             path: Some(path),
@@ -764,15 +762,16 @@ pub fn session_time(bs: &BackupSession) -> Option<Timestamp> {
 /// of `current`'s invoker and session remain (spec §4 step 9). Ordered newest first by
 /// [`session_time`] (then name); `current`, sessions not completed (Pending/Running) and
 /// sessions whose retry is still due at `now` are never deleted. Names, oldest last.
-pub fn sessions_to_delete(
+pub fn sessions_to_delete<O: Borrow<BackupSession>>(
     current: &BackupSession,
-    all: &[BackupSession],
+    all: &[O],
     limit: Option<i32>,
     now: Timestamp,
 ) -> Vec<String> {
     let limit = limit.unwrap_or(1).max(0) as usize;
     let mut same: Vec<&BackupSession> = all
         .iter()
+        .map(Borrow::borrow)
         .filter(|b| b.metadata.name != current.metadata.name && same_key(b, current))
         .chain(std::iter::once(current))
         .collect();
@@ -1051,6 +1050,8 @@ pub fn recover_orphan(
         snapshots: out,
     }
 }
+
+pub mod step;
 
 #[cfg(test)]
 mod tests;

@@ -242,7 +242,9 @@ pub fn backups_of_target(
                 (
                     TypedObjectReference {
                         api_group: Some(kstash_api::constants::GROUP_CORE.to_string()),
-                        kind: Some(crate::backup_config::KIND_BACKUP_CONFIGURATION.to_string()),
+                        kind: Some(
+                            crate::backup_configuration::KIND_BACKUP_CONFIGURATION.to_string(),
+                        ),
                         namespace: Some(ns),
                         name: bc.metadata.name.clone().unwrap_or_default(),
                     },
@@ -637,6 +639,8 @@ pub fn component_phases(status: &RestoreSessionStatus) -> BTreeMap<String, Optio
         .map(|(k, v)| (k.clone(), v.phase))
         .collect()
 }
+
+pub mod step;
 
 #[cfg(test)]
 mod tests;

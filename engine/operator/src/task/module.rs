@@ -16,7 +16,7 @@ use kstash_api::addons::{Addon as AddonCr, Function, Task};
 use kstash_runtime::{Addon, Digest, Runtime};
 use kube::Api;
 
-use super::error::not_found_none;
+use super::not_found_none;
 
 /// Why the module of a task cannot be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -40,7 +40,7 @@ mod tests {
         let a = super::new(1_726_722_361_000, "x");
         let b = super::new(1_726_722_361_000, "x");
         let c = super::new(1_726_722_362_000, "x");
-        assert!(kstash_controllers::backup_session::is_ulid(&a), "{a}");
+        assert!(kstash_rules::backup_session::is_ulid(&a), "{a}");
         assert_ne!(a, b);
         assert_eq!(a[..10], b[..10]);
         assert!(c > a);

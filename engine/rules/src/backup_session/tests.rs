@@ -369,6 +369,7 @@ fn snapshot_inputs_are_checked() {
 fn tutorial_result() -> SnapshotResult {
     SnapshotResult {
         component: "dump".into(),
+        path: "repository/v1/frequent-backup/dump".into(),
         backup: Ok(ComponentResult {
             size: "7.791 KiB".into(),
             duration: Duration::from_nanos(1_933_950_652),

@@ -17,7 +17,7 @@ use kstash_api::shared::TypedObjectReference;
 use kstash_runtime::{Credentials, Target};
 use kube::Api;
 
-use super::error::not_found_none;
+use super::not_found_none;
 
 /// Why a target connection cannot be resolved.
 #[derive(Debug, thiserror::Error)]
