@@ -691,7 +691,17 @@ impl Addon {
                     target_bytes_out: state.tcp.bytes_out.load(Ordering::Relaxed),
                     parts: std::mem::take(&mut state.parts),
                     notices: std::mem::take(&mut state.notices),
-                    denied: std::mem::take(&mut state.egress.denied),
+                    denied: {
+                        let mut d = std::mem::take(&mut state.egress.denied);
+                        d.extend(
+                            state
+                                .sockets_denied
+                                .lock()
+                                .expect("sockets denied lock")
+                                .drain(..),
+                        );
+                        d
+                    },
                     duration,
                 })
             }
