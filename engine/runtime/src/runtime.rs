@@ -431,11 +431,22 @@ impl Addon {
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
+            // TCP "allowed" only so that every address reaches the check below, which refuses it
+            // and records the attempt; UDP stays off.
+            .allow_tcp(true)
+            .allow_udp(false)
             .socket_addr_check(move |addr, use_| {
-                seen.lock()
-                    .expect("sockets denied lock")
-                    .push(format!("socket {addr} ({use_:?})"));
-                Box::pin(async { false })
+                // The implicit bind of a connect (unspecified address, port 0) is let through so
+                // that the connect's own check sees, records and refuses the destination.
+                let implicit_bind = matches!(use_, wasmtime_wasi::sockets::SocketAddrUse::TcpBind)
+                    && addr.ip().is_unspecified()
+                    && addr.port() == 0;
+                if !implicit_bind {
+                    seen.lock()
+                        .expect("sockets denied lock")
+                        .push(format!("socket {addr} ({use_:?})"));
+                }
+                Box::pin(async move { implicit_bind })
             })
             .build();
         let tcp = Arc::new(TcpMeter::new(

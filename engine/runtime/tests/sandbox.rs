@@ -535,7 +535,18 @@ async fn invalid_tasks_are_refused_before_running() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, TaskError::Invalid(m) if m.contains("http://")),
+        matches!(&err, TaskError::Invalid(m) if m.contains("target URL") && m.contains("no default port")),
+        "{err}"
+    );
+    let err = addon
+        .run(
+            spec("127.0.0.1:80", "noop", &[], Limits::default()),
+            memory_io().1,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TaskError::Invalid(m) if m.contains("no scheme")),
         "{err}"
     );
 }

@@ -173,6 +173,7 @@ fn tcp(p: &Params) -> Result<TaskSummary, TaskError> {
         c.write_all(b"STARTTLS\n")?;
         if p.boolean_or("early", false)? {
             // Let the reply arrive on the host unread, then try the upgrade: must be refused.
+            c.flush()?;
             c.input_pollable().block();
             std::thread::sleep(std::time::Duration::from_millis(200));
             c.start_tls()?;
