@@ -34,12 +34,14 @@
 //!   (write it into a connection, SCRAM-SHA-256, PostgreSQL md5);
 //! - [`params`]: typed access to task parameters with errors that name the parameter;
 //! - [`log`] and [`progress`]: the task log and the progress display;
+//! - [`poll`]: wait on several pollables (TCP streams, HTTP) at once;
 //! - [`report`]: per-part counts and warnings/skipped items for the Snapshot status.
 
 pub mod credentials;
 pub mod http;
 pub mod log;
 pub mod params;
+pub mod poll;
 pub mod progress;
 pub mod report;
 pub mod streams;
@@ -93,8 +95,7 @@ pub mod prelude {
     pub use crate::tcp::{TcpError, TcpStream};
     pub use crate::{credentials, export_addon, log, progress, report};
     pub use crate::{
-        Description, ParamDef, ParamKind, TaskComponents, TaskDef, TaskError, TaskKind,
-        TaskSummary,
+        Description, ParamDef, ParamKind, TaskComponents, TaskDef, TaskError, TaskKind, TaskSummary,
     };
 }
 

@@ -107,7 +107,9 @@ impl Addon for Redis {
         let (mut commands, mut bytes) = (0u64, 0u64);
         let names = input_names();
         if names.is_empty() {
-            return Err(TaskError::Io("the snapshot has no stream to restore".to_string()));
+            return Err(TaskError::Io(
+                "the snapshot has no stream to restore".to_string(),
+            ));
         }
         for name in &names {
             let input = InputStream::open(name)?;
@@ -189,8 +191,18 @@ fn databases(c: &mut TcpStream) -> Result<Vec<u32>, TaskError> {
 
 fn server_time_ms(c: &mut TcpStream) -> Result<i64, TaskError> {
     let r = ok_or_remote("TIME", call(c, &[b"TIME"])?)?.into_array();
-    let secs: i64 = r.first().map(|r| r.text()).unwrap_or_default().parse().unwrap_or(0);
-    let micros: i64 = r.get(1).map(|r| r.text()).unwrap_or_default().parse().unwrap_or(0);
+    let secs: i64 = r
+        .first()
+        .map(|r| r.text())
+        .unwrap_or_default()
+        .parse()
+        .unwrap_or(0);
+    let micros: i64 = r
+        .get(1)
+        .map(|r| r.text())
+        .unwrap_or_default()
+        .parse()
+        .unwrap_or(0);
     if secs == 0 {
         return Err(TaskError::Remote("TIME: unexpected reply".to_string()));
     }
@@ -210,7 +222,10 @@ fn backup_db(c: &mut TcpStream, db: u32, out: &mut OutputStream) -> Result<(u64,
     loop {
         let r = ok_or_remote("SCAN", call(c, &[b"SCAN", &cursor, b"COUNT", b"1000"])?)?;
         let mut parts = r.into_array().into_iter();
-        cursor = parts.next().and_then(|r| r.bytes().map(<[u8]>::to_vec)).unwrap_or_default();
+        cursor = parts
+            .next()
+            .and_then(|r| r.bytes().map(<[u8]>::to_vec))
+            .unwrap_or_default();
         let batch: Vec<Vec<u8>> = parts
             .next()
             .map(Reply::into_array)
@@ -254,7 +269,12 @@ fn bulk_items(r: Reply) -> Vec<Vec<u8>> {
 }
 
 /// Emits `cmd key items...` for one chunk.
-fn emit(out: &mut OutputStream, cmd: &[u8], key: &[u8], items: &[Vec<u8>]) -> Result<(), TaskError> {
+fn emit(
+    out: &mut OutputStream,
+    cmd: &[u8],
+    key: &[u8],
+    items: &[Vec<u8>],
+) -> Result<(), TaskError> {
     if items.is_empty() {
         return Ok(());
     }
@@ -281,7 +301,10 @@ fn scan_key(
     loop {
         let r = ok_or_remote("SCAN", call(c, &[scan, key, &cursor, b"COUNT", b"1000"])?)?;
         let mut parts = r.into_array().into_iter();
-        cursor = parts.next().and_then(|r| r.bytes().map(<[u8]>::to_vec)).unwrap_or_default();
+        cursor = parts
+            .next()
+            .and_then(|r| r.bytes().map(<[u8]>::to_vec))
+            .unwrap_or_default();
         let mut items = parts.next().map(bulk_items).unwrap_or_default();
         if score_first {
             for pair in items.chunks_mut(2) {
@@ -296,7 +319,12 @@ fn scan_key(
 }
 
 /// Writes one key (data, then TTL); false if it vanished meanwhile.
-fn dump_key(c: &mut TcpStream, key: &[u8], now_ms: i64, out: &mut OutputStream) -> Result<bool, TaskError> {
+fn dump_key(
+    c: &mut TcpStream,
+    key: &[u8],
+    now_ms: i64,
+    out: &mut OutputStream,
+) -> Result<bool, TaskError> {
     let (ty, ttl) = type_and_ttl(c, key)?;
     match ty.as_str() {
         "none" => return Ok(false),
@@ -350,12 +378,18 @@ fn dump_stream(c: &mut TcpStream, key: &[u8], out: &mut OutputStream) -> Result<
     let mut last_id: Option<Vec<u8>> = None;
     loop {
         let n = CHUNK.to_string();
-        let r = ok_or_remote("XRANGE", call(c, &[b"XRANGE", key, &start, b"+", b"COUNT", n.as_bytes()])?)?;
+        let r = ok_or_remote(
+            "XRANGE",
+            call(c, &[b"XRANGE", key, &start, b"+", b"COUNT", n.as_bytes()])?,
+        )?;
         let entries = r.into_array();
         let count = entries.len();
         for e in entries {
             let mut e = e.into_array().into_iter();
-            let id = e.next().and_then(|r| r.bytes().map(<[u8]>::to_vec)).unwrap_or_default();
+            let id = e
+                .next()
+                .and_then(|r| r.bytes().map(<[u8]>::to_vec))
+                .unwrap_or_default();
             let fields = e.next().map(bulk_items).unwrap_or_default();
             let mut args: Vec<&[u8]> = vec![b"XADD", key, &id];
             args.extend(fields.iter().map(Vec::as_slice));
@@ -406,7 +440,11 @@ fn dump_stream(c: &mut TcpStream, key: &[u8], out: &mut OutputStream) -> Result<
 
 /// Sends every command of one stream, `PIPELINE` at a time; fails on the first error reply
 /// naming the stream and the command's position. Returns (commands, bytes).
-fn restore_stream(c: &mut TcpStream, name: &str, input: InputStream) -> Result<(u64, u64), TaskError> {
+fn restore_stream(
+    c: &mut TcpStream,
+    name: &str,
+    input: InputStream,
+) -> Result<(u64, u64), TaskError> {
     let mut r = BufReader::with_capacity(256 * 1024, input);
     let mut raw = Vec::new();
     let (mut sent, mut bytes) = (0u64, 0u64);

@@ -77,7 +77,12 @@ fn number(b: &[u8]) -> io::Result<i64> {
     std::str::from_utf8(b)
         .ok()
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad(format!("RESP: not a number: {:?}", String::from_utf8_lossy(b))))
+        .ok_or_else(|| {
+            bad(format!(
+                "RESP: not a number: {:?}",
+                String::from_utf8_lossy(b)
+            ))
+        })
 }
 
 /// Reads one reply.

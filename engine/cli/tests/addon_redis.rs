@@ -57,7 +57,14 @@ impl Redis {
         let port = free_port();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--requirepass", PASSWORD, "--save", "", "--appendonly", "no"])
+            .args([
+                "--requirepass",
+                PASSWORD,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -70,7 +77,10 @@ impl Redis {
         };
         let start = Instant::now();
         while r.cli(0, &["PING"]) != "PONG" {
-            assert!(start.elapsed() < Duration::from_secs(20), "redis-server did not start");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "redis-server did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         r
@@ -93,12 +103,24 @@ impl Redis {
     fn contents(&self) -> BTreeMap<(u32, String), (String, i64, String)> {
         let mut all = BTreeMap::new();
         for db in 0..16 {
-            let keys = self.base(db).arg("--raw").args(["--scan"]).output().unwrap();
+            let keys = self
+                .base(db)
+                .arg("--raw")
+                .args(["--scan"])
+                .output()
+                .unwrap();
             for key in String::from_utf8_lossy(&keys.stdout).lines() {
                 let ty = self.cli(db, &["TYPE", key]);
-                let pttl: i64 = self.cli(db, &["PTTL", key]).trim_matches(|c: char| !c.is_ascii_digit() && c != '-').parse().unwrap();
+                let pttl: i64 = self
+                    .cli(db, &["PTTL", key])
+                    .trim_matches(|c: char| !c.is_ascii_digit() && c != '-')
+                    .parse()
+                    .unwrap();
                 let sorted = |s: String| {
-                    let mut l: Vec<String> = s.lines().map(|l| l.split_once(") ").map_or(l, |x| x.1).to_string()).collect();
+                    let mut l: Vec<String> = s
+                        .lines()
+                        .map(|l| l.split_once(") ").map_or(l, |x| x.1).to_string())
+                        .collect();
                     l.sort();
                     l.join("\n")
                 };
@@ -107,12 +129,18 @@ impl Redis {
                     "list" => self.cli(db, &["LRANGE", key, "0", "-1"]),
                     "hash" => {
                         // Pairs, sorted by field.
-                        let flat = self.base(db).arg("--no-raw").args(["HGETALL", key]).output().unwrap();
+                        let flat = self
+                            .base(db)
+                            .arg("--no-raw")
+                            .args(["HGETALL", key])
+                            .output()
+                            .unwrap();
                         let lines: Vec<String> = String::from_utf8_lossy(&flat.stdout)
                             .lines()
                             .map(|l| l.split_once(") ").map_or(l, |x| x.1).to_string())
                             .collect();
-                        let mut pairs: Vec<String> = lines.chunks(2).map(|p| p.join(" => ")).collect();
+                        let mut pairs: Vec<String> =
+                            lines.chunks(2).map(|p| p.join(" => ")).collect();
                         pairs.sort();
                         pairs.join("\n")
                     }
@@ -121,8 +149,17 @@ impl Redis {
                     "stream" => format!(
                         "{}\n{}\n{}",
                         self.cli(db, &["XRANGE", key, "-", "+"]),
-                        self.cli(db, &["XINFO", "GROUPS", key]).lines().filter(|l| !l.contains("lag") && !l.contains("entries-read")).collect::<Vec<_>>().join("\n"),
-                        self.cli(db, &["XINFO", "STREAM", key]).lines().skip_while(|l| !l.contains("last-generated-id")).take(2).collect::<Vec<_>>().join("\n"),
+                        self.cli(db, &["XINFO", "GROUPS", key])
+                            .lines()
+                            .filter(|l| !l.contains("lag") && !l.contains("entries-read"))
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                        self.cli(db, &["XINFO", "STREAM", key])
+                            .lines()
+                            .skip_while(|l| !l.contains("last-generated-id"))
+                            .take(2)
+                            .collect::<Vec<_>>()
+                            .join("\n"),
                     ),
                     other => panic!("unexpected type {other}"),
                 };
@@ -149,7 +186,9 @@ fn populate(r: &Redis) {
     let mut args = vec!["RPUSH", "biglist"];
     args.extend(items.iter().map(String::as_str));
     ok(r.cli(0, &args));
-    let fields: Vec<String> = (0..1500).flat_map(|i| [format!("f{i}"), format!("v{i}")]).collect();
+    let fields: Vec<String> = (0..1500)
+        .flat_map(|i| [format!("f{i}"), format!("v{i}")])
+        .collect();
     let mut args = vec!["HSET", "bighash"];
     args.extend(fields.iter().map(String::as_str));
     ok(r.cli(0, &args));
@@ -158,7 +197,12 @@ fn populate(r: &Redis) {
     let mut args = vec!["SADD", "bigset"];
     args.extend(members.iter().map(String::as_str));
     ok(r.cli(0, &args));
-    ok(r.cli(3, &["ZADD", "scores", "1.5", "alice", "-2", "bob", "1e10", "carol"]));
+    ok(r.cli(
+        3,
+        &[
+            "ZADD", "scores", "1.5", "alice", "-2", "bob", "1e10", "carol",
+        ],
+    ));
     ok(r.cli(3, &["XADD", "events", "1-1", "type", "a", "n", "1"]));
     ok(r.cli(3, &["XADD", "events", "2-0", "type", "b"]));
     ok(r.cli(3, &["XGROUP", "CREATE", "events", "readers", "1-1"]));
@@ -180,32 +224,73 @@ fn backup_restore_and_redis_cli_pipe_give_the_same_keys() {
     let url = |r: &Redis| format!("redis://127.0.0.1:{}", r.port);
 
     let o = kstash(&[
-        "addon", "run", "--module", wasm, "--task", "logical-backup", "--target-url", &url(&src),
-        "--username", "default", "--password-file", pw, "--out-dir", dump_s,
+        "addon",
+        "run",
+        "--module",
+        wasm,
+        "--task",
+        "logical-backup",
+        "--target-url",
+        &url(&src),
+        "--username",
+        "default",
+        "--password-file",
+        pw,
+        "--out-dir",
+        dump_s,
     ]);
-    assert!(o.status.success(), "backup failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "backup failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let text = std::fs::read(dump.join("dump.resp")).unwrap();
-    assert!(!String::from_utf8_lossy(&text).contains(PASSWORD), "the dump holds the password");
+    assert!(
+        !String::from_utf8_lossy(&text).contains(PASSWORD),
+        "the dump holds the password"
+    );
 
     let restore = |r: &Redis| {
         kstash(&[
-            "addon", "run", "--module", wasm, "--task", "logical-backup-restore", "--target-url",
-            &url(r), "--username", "default", "--password-file", pw, "--in-dir", dump_s,
+            "addon",
+            "run",
+            "--module",
+            wasm,
+            "--task",
+            "logical-backup-restore",
+            "--target-url",
+            &url(r),
+            "--username",
+            "default",
+            "--password-file",
+            pw,
+            "--in-dir",
+            dump_s,
         ])
     };
     let o = restore(&dst);
-    assert!(o.status.success(), "restore failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "restore failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
     // A second restore into the now non-empty server is refused, naming the way out.
     let o = restore(&dst);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("not empty") && err.contains("allow-non-empty"), "{err}");
+    assert!(
+        err.contains("not empty") && err.contains("allow-non-empty"),
+        "{err}"
+    );
 
     let file = std::fs::File::open(dump.join("dump.resp")).unwrap();
     let o = piped.base(0).arg("--pipe").stdin(file).output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success() && out.contains("errors: 0"), "redis-cli --pipe: {out}");
+    assert!(
+        o.status.success() && out.contains("errors: 0"),
+        "redis-cli --pipe: {out}"
+    );
 
     let want = src.contents();
     assert_eq!(want.len(), 9, "{want:#?}");
@@ -221,7 +306,10 @@ fn backup_restore_and_redis_cli_pipe_give_the_same_keys() {
             if *ttl < 0 {
                 assert_eq!(ttl, gttl, "{name}: key {k:?} has no TTL");
             } else {
-                assert!((ttl - gttl).abs() <= 1000, "{name}: key {k:?}: TTL {ttl} vs {gttl}");
+                assert!(
+                    (ttl - gttl).abs() <= 1000,
+                    "{name}: key {k:?}: TTL {ttl} vs {gttl}"
+                );
             }
         }
     }
@@ -235,11 +323,25 @@ fn a_wrong_password_fails_as_a_connection_error() {
     let pw = work.path().join("password");
     std::fs::write(&pw, "wrong").unwrap();
     let o = kstash(&[
-        "addon", "run", "--module", wasm.to_str().unwrap(), "--task", "logical-backup",
-        "--target-url", &format!("redis://127.0.0.1:{}", r.port), "--username", "default",
-        "--password-file", pw.to_str().unwrap(), "--out-dir", work.path().join("d").to_str().unwrap(),
+        "addon",
+        "run",
+        "--module",
+        wasm.to_str().unwrap(),
+        "--task",
+        "logical-backup",
+        "--target-url",
+        &format!("redis://127.0.0.1:{}", r.port),
+        "--username",
+        "default",
+        "--password-file",
+        pw.to_str().unwrap(),
+        "--out-dir",
+        work.path().join("d").to_str().unwrap(),
     ]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("AUTH failed") && !err.contains("wrong\""), "{err}");
+    assert!(
+        err.contains("AUTH failed") && !err.contains("wrong\""),
+        "{err}"
+    );
 }
