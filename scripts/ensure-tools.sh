@@ -45,11 +45,13 @@ ensure_restic() {
 
 ensure_redis() {
   # The Redis addon's tests start their own servers on loopback; the package's service is not used.
-  if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
-    log "installing redis-server and redis-tools from Debian"
+  # openssl makes the certificates of the Redis TLS test.
+  if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1 \
+     || ! command -v openssl >/dev/null 2>&1; then
+    log "installing redis-server, redis-tools and openssl from Debian"
     export DEBIAN_FRONTEND=noninteractive
-    (apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server redis-tools >/dev/null) \
-      || die "apt-get install redis-server redis-tools failed"
+    (apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server redis-tools openssl >/dev/null) \
+      || die "apt-get install redis-server redis-tools openssl failed"
   fi
   redis-server --version >/dev/null || die "redis-server does not run"
   redis-cli --version >/dev/null || die "redis-cli does not run"

@@ -33,6 +33,8 @@ fn module() -> PathBuf {
 struct Redis {
     port: u16,
     child: Child,
+    /// CA certificate file when the server speaks TLS only.
+    tls_ca: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -51,12 +53,119 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A CA and a server certificate for 127.0.0.1, made with `openssl` in `dir`: (ca, cert, key).
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=kstash test CA",
+    ]);
+    ca.extend([
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=keyCertSign",
+    ]);
+    run(&ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&csr);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (
+        dir.join("ca.crt"),
+        dir.join("server.crt"),
+        dir.join("server.key"),
+    )
+}
+
 impl Redis {
     fn start() -> Self {
+        Self::spawn(false)
+    }
+
+    /// A server that speaks TLS only (`--port 0 --tls-port P`); clients need no certificate.
+    fn start_tls() -> Self {
+        Self::spawn(true)
+    }
+
+    fn spawn(tls: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        let mut cmd = Command::new("redis-server");
+        let mut tls_ca = None;
+        if tls {
+            let (ca, cert, key) = certificates(dir.path());
+            cmd.args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--tls-auth-clients",
+                "no",
+            ])
+            .arg("--tls-cert-file")
+            .arg(&cert)
+            .arg("--tls-key-file")
+            .arg(&key)
+            .arg("--tls-ca-cert-file")
+            .arg(&ca);
+            tls_ca = Some(ca);
+        } else {
+            cmd.args(["--port", &port.to_string()]);
+        }
+        let child = cmd
+            .args(["--bind", "127.0.0.1"])
             .args([
                 "--requirepass",
                 PASSWORD,
@@ -73,6 +182,7 @@ impl Redis {
         let r = Self {
             port,
             child,
+            tls_ca,
             _dir: dir,
         };
         let start = Instant::now();
@@ -90,6 +200,9 @@ impl Redis {
         let mut c = Command::new("redis-cli");
         c.args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-a", PASSWORD, "--no-auth-warning", "-n", &db.to_string()]);
+        if let Some(ca) = &self.tls_ca {
+            c.arg("--tls").arg("--cacert").arg(ca);
+        }
         c
     }
 
@@ -344,4 +457,77 @@ fn a_wrong_password_fails_as_a_connection_error() {
         err.contains("AUTH failed") && !err.contains("wrong\""),
         "{err}"
     );
+}
+
+#[test]
+fn backup_over_tls_verified_with_the_ca_restores_into_a_plain_server() {
+    let wasm = module();
+    let wasm = wasm.to_str().unwrap();
+    let (src, dst) = (Redis::start_tls(), Redis::start());
+    populate(&src);
+    let work = tempfile::tempdir().unwrap();
+    let pw = work.path().join("password");
+    std::fs::write(&pw, PASSWORD).unwrap();
+    let pw = pw.to_str().unwrap();
+    let dump = work.path().join("dump");
+    let ca = src.tls_ca.clone().unwrap();
+    let tls_url = format!("rediss://127.0.0.1:{}", src.port);
+    let backup = |extra: &[&str]| {
+        let mut args = vec![
+            "addon",
+            "run",
+            "--module",
+            wasm,
+            "--task",
+            "logical-backup",
+            "--target-url",
+            &tls_url,
+            "--username",
+            "default",
+            "--password-file",
+            pw,
+            "--out-dir",
+            dump.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        kstash(&args)
+    };
+    // Without the CA the host does not trust the server.
+    let o = backup(&[]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("TLS"), "{err}");
+    let o = backup(&["--ca-file", ca.to_str().unwrap()]);
+    assert!(
+        o.status.success(),
+        "TLS backup failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = kstash(&[
+        "addon",
+        "run",
+        "--module",
+        wasm,
+        "--task",
+        "logical-backup-restore",
+        "--target-url",
+        &format!("redis://127.0.0.1:{}", dst.port),
+        "--username",
+        "default",
+        "--password-file",
+        pw,
+        "--in-dir",
+        dump.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success(),
+        "restore failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (want, got) = (src.contents(), dst.contents());
+    assert_eq!(want.len(), 9);
+    for (k, (ty, _, value)) in &want {
+        let (gty, _, gvalue) = &got[k];
+        assert_eq!((ty, value), (gty, gvalue), "key {k:?}");
+    }
 }
