@@ -85,7 +85,9 @@ impl PgStream for HostStream {
 
     fn send_password(&mut self, method: PasswordMethod) -> Result<(), String> {
         if !credentials::has_secret() {
-            return Err("the server asks for a password and none is configured for the target".into());
+            return Err(
+                "the server asks for a password and none is configured for the target".into(),
+            );
         }
         self.tcp.write_all(b"p").map_err(|e| e.to_string())?;
         match method {
