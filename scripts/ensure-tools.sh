@@ -2,10 +2,11 @@
 # Installs the tools the test suite and the quickstart need, idempotently, into .tools/ (and apt
 # for restic). Fails loudly: a tool that cannot be installed stops the run, no test is skipped.
 #
-#   scripts/ensure-tools.sh [all | wasm restic moto pyes elasticdump azurite gcs kubectl helm postgres]...
+#   scripts/ensure-tools.sh [all | wasm restic redis moto pyes elasticdump azurite gcs kubectl helm postgres]...
 #
 # After it ran, the tools are at:
 #   restic          /usr/bin/restic (Debian package)
+#   redis           /usr/bin/redis-server, /usr/bin/redis-cli (Debian redis-server, redis-tools; TLS built in)
 #   moto_server     .tools/venv/bin/moto_server   (S3-compatible server, PyPI moto[s3])
 #   python client   .tools/venv/bin/python -c 'import elasticsearch'  (official ES client)
 #   elasticdump     .tools/node/node_modules/.bin/{elasticdump,multielasticdump}
@@ -41,6 +42,24 @@ ensure_restic() {
     (apt-get update -qq && apt-get install -y -qq restic >/dev/null) || die "apt-get install restic failed"
   fi
   restic version >/dev/null || die "restic does not run"
+}
+
+ensure_redis() {
+  # The Redis addon's tests start their own servers on loopback; the package's service is not used.
+  # openssl makes the certificates of the Redis TLS test.
+  if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1 \
+     || ! command -v openssl >/dev/null 2>&1; then
+    log "installing redis-server, redis-tools and openssl from Debian"
+    export DEBIAN_FRONTEND=noninteractive
+    (apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server redis-tools openssl >/dev/null) \
+      || die "apt-get install redis-server redis-tools openssl failed"
+  fi
+  redis-server --version >/dev/null || die "redis-server does not run"
+  redis-cli --version >/dev/null || die "redis-cli does not run"
+  # The TLS tests need a server built with TLS (Debian's is).
+  if ! grep -aq 'tls-cert-file' "$(command -v redis-server)"; then
+    die "redis-server is built without TLS support"
+  fi
 }
 
 ensure_venv() {
@@ -157,9 +176,10 @@ want=("$@")
 [ ${#want[@]} -eq 0 ] && want=(all)
 for w in "${want[@]}"; do
   case "$w" in
-    all) ensure_wasm; ensure_restic; ensure_moto; ensure_pyes; ensure_elasticdump; ensure_azurite; ensure_gcs; ensure_kubectl; ensure_helm; ensure_postgres ;;
+    all) ensure_wasm; ensure_restic; ensure_redis; ensure_moto; ensure_pyes; ensure_elasticdump; ensure_azurite; ensure_gcs; ensure_kubectl; ensure_helm; ensure_postgres ;;
     wasm) ensure_wasm ;;
     restic) ensure_restic ;;
+    redis) ensure_redis ;;
     moto) ensure_moto ;;
     pyes) ensure_pyes ;;
     elasticdump) ensure_elasticdump ;;
@@ -168,7 +188,7 @@ for w in "${want[@]}"; do
     kubectl) ensure_kubectl ;;
     helm) ensure_helm ;;
     postgres) ensure_postgres ;;
-    *) die "unknown tool '$w' (known: all wasm restic moto pyes elasticdump azurite gcs kubectl helm postgres)" ;;
+    *) die "unknown tool '$w' (known: all wasm restic redis moto pyes elasticdump azurite gcs kubectl helm postgres)" ;;
   esac
 done
 log "ok: ${want[*]}"

@@ -100,6 +100,11 @@ impl Client {
                 "{base_url:?}: must start with http:// or https://"
             )));
         };
+        if rest.contains(['?', '#']) {
+            return Err(HttpError::InvalidUrl(format!(
+                "target URL {base_url:?}: must not contain `?` or `#` (the base path is joined with every request path)"
+            )));
+        }
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),

@@ -23,22 +23,32 @@
 //! ```
 //!
 //! What is inside:
-//! - [`bindings`]: the raw bindings of the `kstash:addon@0.1.0` world (`sdk/wit/addon.wit`);
+//! - [`bindings`]: the raw bindings of the `kstash:addon@0.2.0` world (`sdk/wit/addon.wit`);
 //! - [`http`]: a blocking, streaming HTTP client on raw `wasi:http` (no credentials needed: the
 //!   host attaches them to requests for the target);
 //! - [`streams`]: [`OutputStream`] (`std::io::Write`) and [`InputStream`] (`std::io::Read`)
 //!   over the host's named streams;
+//! - [`tcp`]: [`TcpStream`], a blocking TCP stream to the target (`Read`, `BufRead`, `Write`)
+//!   with TLS (also as an upgrade) done by the host;
+//! - [`credentials`]: the target's user name, and the host using its secret for the guest
+//!   (write it into a connection, SCRAM-SHA-256, PostgreSQL md5);
 //! - [`params`]: typed access to task parameters with errors that name the parameter;
-//! - [`log`] and [`progress`]: the task log and the progress display.
+//! - [`log`] and [`progress`]: the task log and the progress display;
+//! - [`poll`]: wait on several pollables (TCP streams, HTTP) at once;
+//! - [`report`]: per-part counts and warnings/skipped items for the Snapshot status.
 
+pub mod credentials;
 pub mod http;
 pub mod log;
 pub mod params;
+pub mod poll;
 pub mod progress;
+pub mod report;
 pub mod streams;
 mod task;
+pub mod tcp;
 
-/// Raw bindings of the `kstash:addon@0.1.0` world. Most addons need only the re-exports at the
+/// Raw bindings of the `kstash:addon@0.2.0` world. Most addons need only the re-exports at the
 /// crate root.
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
@@ -61,12 +71,14 @@ pub mod bindings {
 }
 
 pub use bindings::kstash::addon::types::{
-    Description, ParamDef, ParamKind, TaskContext, TaskDef, TaskError, TaskKind, TaskSummary,
+    Description, ParamDef, ParamKind, TaskComponents, TaskContext, TaskDef, TaskError, TaskKind,
+    TaskSummary,
 };
 pub use http::{Client, HttpError, Response};
 pub use params::Params;
 pub use streams::{input_names, InputStream, OutputStream};
 pub use task::{Addon, Task};
+pub use tcp::{TcpError, TcpStream};
 
 #[doc(hidden)]
 pub use task::{__run_backup, __run_restore};
@@ -80,8 +92,11 @@ pub mod prelude {
     pub use crate::params::Params;
     pub use crate::streams::{input_names, InputStream, OutputStream};
     pub use crate::task::{Addon, Task};
-    pub use crate::{export_addon, log, progress};
-    pub use crate::{Description, ParamDef, ParamKind, TaskDef, TaskError, TaskKind, TaskSummary};
+    pub use crate::tcp::{TcpError, TcpStream};
+    pub use crate::{credentials, export_addon, log, progress, report};
+    pub use crate::{
+        Description, ParamDef, ParamKind, TaskComponents, TaskDef, TaskError, TaskKind, TaskSummary,
+    };
 }
 
 /// Exports a type implementing [`Addon`] as the component's `kstash:addon/tasks` export.
@@ -94,6 +109,9 @@ macro_rules! export_addon {
             impl $crate::bindings::exports::kstash::addon::tasks::Guest for __KstashAddonExport {
                 fn describe() -> $crate::Description {
                     <$addon as $crate::Addon>::describe()
+                }
+                fn components() -> ::std::vec::Vec<$crate::TaskComponents> {
+                    <$addon as $crate::Addon>::components()
                 }
                 fn backup(
                     ctx: $crate::TaskContext,

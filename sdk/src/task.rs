@@ -2,13 +2,20 @@
 
 use crate::http::{Client, HttpError};
 use crate::params::Params;
-use crate::{Description, TaskContext, TaskError, TaskSummary};
+use crate::{Description, TaskComponents, TaskContext, TaskError, TaskSummary};
 
 /// A kstash addon. Implement it on a unit struct and export it with [`crate::export_addon!`].
 pub trait Addon {
     /// Describes the addon: name, version, tasks with their parameters, components produced.
     /// Must not do I/O.
     fn describe() -> Description;
+    /// The components each backup task produces (KubeStash snapshot components). The default,
+    /// an empty list, means every backup task produces `describe().components`. When a task has
+    /// several, the first segment of each output stream's name names its component. Must not do
+    /// I/O.
+    fn components() -> Vec<TaskComponents> {
+        Vec::new()
+    }
     /// Runs a task of kind `backup`: read from the target, write [`crate::OutputStream`]s.
     fn backup(task: &Task) -> Result<TaskSummary, TaskError>;
     /// Runs a task of kind `restore`: read [`crate::InputStream`]s, write to the target.

@@ -15,4 +15,8 @@ pub mod options;
 pub mod restore;
 pub mod script;
 pub mod sql;
+pub mod stream_names;
 pub mod wire;
+
+#[cfg(target_arch = "wasm32")]
+mod guest;

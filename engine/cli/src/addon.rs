@@ -275,8 +275,27 @@ async fn run_task(args: RunArgs) -> anyhow::Result<()> {
     for (name, size) in &report.streams {
         println!("  stream {name}: {size} bytes");
     }
+    if report.connections > 0 {
+        println!(
+            "  tcp: {} connection(s), {} bytes in, {} bytes out",
+            report.connections, report.target_bytes_in, report.target_bytes_out
+        );
+    }
+    for p in &report.parts {
+        println!("  part {}: {} items, {} bytes", p.name, p.items, p.bytes);
+    }
     for w in &report.warnings {
         println!("  warning: {w}");
+    }
+    for n in &report.notices {
+        let kind = match n.kind {
+            kstash_runtime::NoticeKind::Warning => "warning",
+            kstash_runtime::NoticeKind::Skipped => "skipped",
+        };
+        match &n.item {
+            Some(item) => println!("  {kind} {item}: {}", n.message),
+            None => println!("  {kind}: {}", n.message),
+        }
     }
     for d in &report.denied {
         println!("  denied request to {d}");
@@ -300,6 +319,7 @@ async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
                     "name": t.name,
                     "kind": kind_name(t.kind),
                     "description": t.description,
+                    "components": t.components,
                     "params": t.params.iter().map(|p| serde_json::json!({
                         "name": p.name,
                         "description": p.description,

@@ -50,6 +50,10 @@ pub struct TaskDef {
     pub description: String,
     /// Its parameters.
     pub params: Vec<ParamDef>,
+    /// The snapshot components a backup task produces (from `tasks.components`, else the
+    /// addon's `components`); empty for restore tasks. With several, the first segment of each
+    /// stream name is its component.
+    pub components: Vec<String>,
 }
 
 /// What an addon says about itself (`describe()`).
@@ -73,10 +77,60 @@ impl AddonDescription {
         self.tasks.iter().find(|t| t.name == name)
     }
 
-    /// Checks what the host relies on: a name, unique task names, unique param names per task.
+    /// Applies `tasks.components`: each listed backup task gets its components, the others
+    /// the addon's. Refuses unknown or restore tasks.
+    pub(crate) fn apply_components(
+        &mut self,
+        per_task: Vec<wit::TaskComponents>,
+    ) -> Result<(), String> {
+        for t in &mut self.tasks {
+            if t.kind == TaskKind::Backup {
+                t.components = self.components.clone();
+            }
+        }
+        for tc in per_task {
+            let t = self
+                .tasks
+                .iter_mut()
+                .find(|t| t.name == tc.task)
+                .ok_or_else(|| format!("components(): task {:?} is not described", tc.task))?;
+            if t.kind != TaskKind::Backup {
+                return Err(format!(
+                    "components(): task {:?} is not a backup task",
+                    tc.task
+                ));
+            }
+            t.components = tc.components;
+        }
+        Ok(())
+    }
+
+    /// Checks what the host relies on: a name, unique task names, unique param names per task,
+    /// valid unique component names, at least one per backup task.
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.name.trim().is_empty() {
             return Err("empty addon name".to_string());
+        }
+        for t in &self.tasks {
+            if t.kind == TaskKind::Backup && t.components.is_empty() {
+                return Err(format!("backup task {:?} produces no component", t.name));
+            }
+            let mut cs = std::collections::HashSet::new();
+            for c in &t.components {
+                let valid = !c.is_empty()
+                    && c.len() <= 63
+                    && c.chars()
+                        .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
+                if !valid {
+                    return Err(format!(
+                        "task {:?}: component name {c:?} must be 1 to 63 of [a-z0-9-]",
+                        t.name
+                    ));
+                }
+                if !cs.insert(c.as_str()) {
+                    return Err(format!("task {:?}: component {c:?} twice", t.name));
+                }
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for t in &self.tasks {
@@ -127,6 +181,7 @@ impl From<wit::Description> for AddonDescription {
                             default_value: p.default_value,
                         })
                         .collect(),
+                    components: Vec::new(),
                 })
                 .collect(),
         }

@@ -68,12 +68,12 @@ impl WasiHttpHooks for EgressPolicy {
                 return Box::new(async { Err(HttpError::HttpRequestDenied) });
             }
         };
-        if origin != self.target.origin {
+        if self.target.origin.as_ref() != Some(&origin) {
             let what = origin.to_string();
             tracing::warn!(
                 target: "kstash_runtime::egress",
-                "denied request to {what} (allowed: {})",
-                self.target.origin
+                "denied request to {what} (the target is {})",
+                self.target.endpoint
             );
             self.denied.push(what);
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
@@ -126,11 +126,8 @@ async fn send(
     let tcp = connect(&target, connect_timeout).await?;
     let stream: Box<dyn Io> = match &target.tls {
         Some(cfg) => {
-            let name = match target.origin.host.parse::<std::net::IpAddr>() {
-                Ok(ip) => rustls::pki_types::ServerName::from(ip),
-                Err(_) => rustls::pki_types::ServerName::try_from(target.origin.host.clone())
-                    .map_err(|_| HttpError::HttpRequestUriInvalid)?,
-            };
+            let name = crate::target::server_name(&target.endpoint.host)
+                .map_err(|_| HttpError::HttpRequestUriInvalid)?;
             let tls = tokio::time::timeout(
                 connect_timeout,
                 tokio_rustls::TlsConnector::from(cfg.clone()).connect(name, tcp),
@@ -138,7 +135,7 @@ async fn send(
             .await
             .map_err(|_| HttpError::ConnectionTimeout)?
             .map_err(|e| {
-                tracing::warn!(target: "kstash_runtime::egress", "TLS to {} failed: {e}", target.origin);
+                tracing::warn!(target: "kstash_runtime::egress", "TLS to {} failed: {e}", target.endpoint);
                 HttpError::Tls(e)
             })?;
             Box::new(tls)

@@ -23,7 +23,7 @@ pub enum LoadError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The bytes are not a valid component, or do not target the `kstash:addon@0.1.0` world.
+    /// The bytes are not a valid component, or do not target the `kstash:addon@0.2.0` world.
     #[error("module {digest} is not a valid kstash addon component: {message}")]
     Invalid {
         /// Digest of the module.
@@ -57,6 +57,8 @@ pub enum Limit {
     BytesWritten,
     /// Number of output streams open at once or in total.
     Streams,
+    /// Bytes exchanged with the target over TCP (in and out together).
+    TargetBytes,
 }
 
 impl fmt::Display for Limit {
@@ -67,6 +69,7 @@ impl fmt::Display for Limit {
             Limit::WallClock => "wall clock",
             Limit::BytesWritten => "bytes written",
             Limit::Streams => "streams",
+            Limit::TargetBytes => "target bytes",
         })
     }
 }
@@ -99,7 +102,7 @@ impl fmt::Display for GuestErrorKind {
 }
 
 /// Why a task failed. `Trap`, `LimitExceeded`, `Denied` and `Guest` are the four kinds a running
-/// guest can end in; `Invalid` is refused before the guest runs.
+/// guest can end in; `Invalid` and `EgressDenied` are refused before the guest runs.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TaskError {
     /// The guest trapped (panic, unreachable, out-of-bounds...). `message` carries the trap and
@@ -117,13 +120,25 @@ pub enum TaskError {
         /// The limit's value and what was attempted.
         detail: String,
     },
-    /// The guest asked for something the sandbox forbids (HTTP to another origin) and failed.
+    /// The guest asked for something the sandbox forbids (HTTP to another origin, a raw socket
+    /// to any address) and failed.
     #[error("addon request denied: {target} is not the task's target {allowed}")]
     Denied {
-        /// The origin the guest tried to reach (`scheme://host:port`).
+        /// What the guest tried to reach (`scheme://host:port`, or `socket <addr>`).
         target: String,
-        /// The only origin allowed.
+        /// The only endpoint allowed.
         allowed: String,
+    },
+    /// The target resolved to an address the runtime's egress policy refuses (link-local, cloud
+    /// metadata, outside the allowed ranges). Nothing was connected to; the guest did not run.
+    #[error("target {target} refused by the egress policy: {reason}")]
+    EgressDenied {
+        /// The target URL's endpoint (`scheme://host:port`).
+        target: String,
+        /// The refused address.
+        address: std::net::SocketAddr,
+        /// Which rule refused it.
+        reason: String,
     },
     /// The addon returned an error of its own.
     #[error("addon failed ({kind}): {message}")]
@@ -140,12 +155,13 @@ pub enum TaskError {
 }
 
 impl TaskError {
-    /// Short name of the kind: `trap`, `limit`, `denied`, `guest` or `invalid`.
+    /// Short name of the kind: `trap`, `limit`, `denied`, `egress`, `guest` or `invalid`.
     pub fn kind(&self) -> &'static str {
         match self {
             TaskError::Trap { .. } => "trap",
             TaskError::LimitExceeded { .. } => "limit",
             TaskError::Denied { .. } => "denied",
+            TaskError::EgressDenied { .. } => "egress",
             TaskError::Guest { .. } => "guest",
             TaskError::Invalid(_) => "invalid",
         }

@@ -28,12 +28,48 @@ pub struct ProgressUpdate {
     pub stage: String,
 }
 
-/// Receives a task's log lines and progress. Called from the task's thread: keep it cheap.
+/// Counts of one part of a task's result (an index, a database...), from the guest's `report`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartCount {
+    /// Part name, e.g. `db0` or `index logs`.
+    pub name: String,
+    /// Items of the part.
+    pub items: u64,
+    /// Payload bytes of the part.
+    pub bytes: u64,
+}
+
+/// What a [`Notice`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// Unexpected, did not stop the task.
+    Warning,
+    /// An item left out on purpose: the result is partial.
+    Skipped,
+}
+
+/// A structured warning or skipped item from the guest's `report`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Warning or skipped.
+    pub kind: NoticeKind,
+    /// The item concerned, if any.
+    pub item: Option<String>,
+    /// What happened.
+    pub message: String,
+}
+
+/// Receives a task's log lines, progress and structured results as they happen. Called from
+/// the task's thread: keep it cheap.
 pub trait TaskEvents: Send + Sync {
     /// A log line (from the guest's `log` import, or its stdout/stderr).
     fn log(&self, level: LogLevel, message: &str);
     /// A progress report.
     fn progress(&self, update: &ProgressUpdate);
+    /// The guest set the counts of a part (also in [`crate::TaskReport::parts`] at the end).
+    fn part(&self, _count: &PartCount) {}
+    /// The guest reported a notice (also in [`crate::TaskReport::notices`] at the end).
+    fn notice(&self, _notice: &Notice) {}
 }
 
 /// Forwards log lines to `tracing` (target `kstash_runtime::guest`) and ignores progress.

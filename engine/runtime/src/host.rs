@@ -27,11 +27,21 @@ pub(crate) mod bindings {
             "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
             "kstash:addon/output.writer": super::WriterHandle,
             "kstash:addon/input.reader": super::ReaderHandle,
+            "kstash:addon/tcp.connection": crate::tcp::TcpConnection,
+            "kstash:addon/credentials.scram-client": crate::credentials::ScramState,
         },
     });
 }
 
-use bindings::kstash::addon::{input, log, output, progress};
+use bindings::kstash::addon::{credentials, input, log, output, progress, report, tcp};
+
+use crate::credentials::{ScramHash, ScramState, SecretEncoding};
+use crate::events::{Notice, NoticeKind, PartCount};
+use crate::target::{Credentials, ResolvedTarget};
+use crate::tcp::{TcpConnection, TcpFailure, TcpMeter};
+
+/// Parts and notices kept per task (more are dropped with one warning).
+const MAX_REPORT_ENTRIES: usize = 10_000;
 
 /// Largest single read a guest may ask for.
 const MAX_READ: u32 = 4 << 20;
@@ -71,6 +81,14 @@ pub(crate) struct HostState {
     pub limit_hit: Option<(Limit, String)>,
     /// Epoch ticks seen while the guest was running.
     pub cpu_ticks: u64,
+    /// TCP accounting and limits of the task.
+    pub tcp: Arc<TcpMeter>,
+    /// Per-part counts from `report.part`, in first-report order.
+    pub parts: Vec<PartCount>,
+    /// Notices from `report.add-notice`.
+    pub notices: Vec<Notice>,
+    /// Raw socket addresses the guest tried (all refused by `wasi:sockets`).
+    pub sockets_denied: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl WasiView for HostState {
@@ -302,3 +320,232 @@ impl progress::Host for HostState {
 }
 
 impl bindings::kstash::addon::types::Host for HostState {}
+
+fn tcp_error(e: TcpFailure) -> tcp::TcpError {
+    match e {
+        TcpFailure::Denied(m) => tcp::TcpError::Denied(m),
+        TcpFailure::Connect(m) => tcp::TcpError::Connect(m),
+        TcpFailure::Tls(m) => tcp::TcpError::Tls(m),
+        TcpFailure::InvalidState(m) => tcp::TcpError::InvalidState(m),
+    }
+}
+
+impl HostState {
+    fn target(&self) -> &ResolvedTarget {
+        &self.egress.target
+    }
+
+    /// User name and password of the target, for the credential calls.
+    fn secret(&self) -> Result<(&str, &[u8]), String> {
+        match &self.target().credentials {
+            Credentials::Basic { username, password } => Ok((username, password.as_bytes())),
+            Credentials::Bearer(t) | Credentials::ApiKey(t) => Ok(("", t.as_bytes())),
+            Credentials::None => Err("no secret is configured for the target".to_string()),
+        }
+    }
+}
+
+impl tcp::Host for HostState {
+    async fn connect(
+        &mut self,
+    ) -> wasmtime::Result<Result<Resource<TcpConnection>, tcp::TcpError>> {
+        let target = self.egress.target.clone();
+        match crate::tcp::connect(&target, &self.tcp).await {
+            Ok(c) => Ok(Ok(self.table.push(c)?)),
+            Err(e) => {
+                self.events
+                    .log(LogLevel::Warn, &format!("tcp connect: {e:?}"));
+                Ok(Err(tcp_error(e)))
+            }
+        }
+    }
+}
+
+impl tcp::HostConnection for HostState {
+    async fn streams(
+        &mut self,
+        h: Resource<TcpConnection>,
+    ) -> wasmtime::Result<
+        Result<
+            (
+                Resource<wasmtime_wasi::p2::DynInputStream>,
+                Resource<wasmtime_wasi::p2::DynOutputStream>,
+            ),
+            tcp::TcpError,
+        >,
+    > {
+        let conn = self.table.get_mut(&h)?;
+        match conn.take_streams() {
+            Ok((i, o)) => {
+                let i: wasmtime_wasi::p2::DynInputStream = Box::new(i);
+                let o: wasmtime_wasi::p2::DynOutputStream = Box::new(o);
+                let i = self.table.push(i)?;
+                let o = self.table.push(o)?;
+                Ok(Ok((i, o)))
+            }
+            Err(e) => Ok(Err(tcp_error(e))),
+        }
+    }
+
+    async fn start_tls(
+        &mut self,
+        h: Resource<TcpConnection>,
+    ) -> wasmtime::Result<Result<(), tcp::TcpError>> {
+        let target = self.egress.target.clone();
+        let conn = self.table.get_mut(&h)?;
+        Ok(conn.start_tls(&target).await.map_err(tcp_error))
+    }
+
+    async fn is_tls(&mut self, h: Resource<TcpConnection>) -> wasmtime::Result<bool> {
+        Ok(self.table.get(&h)?.is_tls())
+    }
+
+    async fn byte_counts(&mut self, h: Resource<TcpConnection>) -> wasmtime::Result<(u64, u64)> {
+        Ok(self.table.get(&h)?.byte_counts())
+    }
+
+    async fn drop(&mut self, h: Resource<TcpConnection>) -> wasmtime::Result<()> {
+        self.table.delete(h)?;
+        Ok(())
+    }
+}
+
+impl credentials::Host for HostState {
+    async fn username(&mut self) -> wasmtime::Result<Option<String>> {
+        Ok(match &self.target().credentials {
+            Credentials::Basic { username, .. } => Some(username.clone()),
+            _ => None,
+        })
+    }
+
+    async fn has_secret(&mut self) -> wasmtime::Result<bool> {
+        Ok(self.secret().is_ok())
+    }
+
+    async fn write_secret(
+        &mut self,
+        conn: Resource<TcpConnection>,
+        encoding: credentials::SecretEncoding,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let encoding = match encoding {
+            credentials::SecretEncoding::Raw => SecretEncoding::Raw,
+            credentials::SecretEncoding::NulTerminated => SecretEncoding::NulTerminated,
+            credentials::SecretEncoding::LengthPrefixedNulTerminated => {
+                SecretEncoding::LengthPrefixedNulTerminated
+            }
+            credentials::SecretEncoding::RespBulkString => SecretEncoding::RespBulkString,
+        };
+        let framed = match self
+            .secret()
+            .and_then(|(_, pw)| crate::credentials::frame_secret(pw, encoding))
+        {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
+        };
+        let c = self.table.get(&conn)?;
+        let res = c.write_host_bytes(&framed).await;
+        drop(zeroize(framed));
+        Ok(res)
+    }
+
+    async fn write_md5_response(
+        &mut self,
+        conn: Resource<TcpConnection>,
+        salt: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let answer = match self.secret() {
+            Ok((user, pw)) => crate::credentials::md5_response(pw, user, &salt),
+            Err(e) => return Ok(Err(e)),
+        };
+        let c = self.table.get(&conn)?;
+        Ok(c.write_host_bytes(&answer).await)
+    }
+
+    async fn scram_start(
+        &mut self,
+        mechanism: credentials::ScramMechanism,
+    ) -> wasmtime::Result<Result<Resource<ScramState>, String>> {
+        let hash = match mechanism {
+            credentials::ScramMechanism::ScramSha256 => ScramHash::Sha256,
+            credentials::ScramMechanism::ScramSha1 => ScramHash::Sha1,
+        };
+        let state = match self
+            .secret()
+            .and_then(|(user, pw)| ScramState::new(hash, user, pw))
+        {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(Ok(self.table.push(state)?))
+    }
+}
+
+fn zeroize(mut v: Vec<u8>) -> Vec<u8> {
+    v.iter_mut().for_each(|b| *b = 0);
+    v
+}
+
+impl credentials::HostScramClient for HostState {
+    async fn client_first(&mut self, h: Resource<ScramState>) -> wasmtime::Result<Vec<u8>> {
+        Ok(self.table.get_mut(&h)?.client_first())
+    }
+
+    async fn client_final(
+        &mut self,
+        h: Resource<ScramState>,
+        server_first: Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, String>> {
+        Ok(self.table.get_mut(&h)?.client_final(&server_first))
+    }
+
+    async fn verify_server_final(
+        &mut self,
+        h: Resource<ScramState>,
+        server_final: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        Ok(self.table.get_mut(&h)?.verify_server_final(&server_final))
+    }
+
+    async fn drop(&mut self, h: Resource<ScramState>) -> wasmtime::Result<()> {
+        self.table.delete(h)?;
+        Ok(())
+    }
+}
+
+impl report::Host for HostState {
+    async fn part(&mut self, count: report::PartCount) -> wasmtime::Result<()> {
+        let count = PartCount {
+            name: cut(&count.name, 256).to_string(),
+            items: count.items,
+            bytes: count.bytes,
+        };
+        self.events.part(&count);
+        if let Some(p) = self.parts.iter_mut().find(|p| p.name == count.name) {
+            *p = count;
+        } else if self.parts.len() < MAX_REPORT_ENTRIES {
+            self.parts.push(count);
+        } else if self.parts.len() == MAX_REPORT_ENTRIES {
+            self.events.log(
+                LogLevel::Warn,
+                &format!("more than {MAX_REPORT_ENTRIES} parts reported: the rest is not kept"),
+            );
+        }
+        Ok(())
+    }
+
+    async fn add_notice(&mut self, notice: report::Notice) -> wasmtime::Result<()> {
+        let notice = Notice {
+            kind: match notice.kind {
+                report::NoticeKind::Warning => NoticeKind::Warning,
+                report::NoticeKind::Skipped => NoticeKind::Skipped,
+            },
+            item: notice.item.map(|i| cut(&i, 256).to_string()),
+            message: cut(&notice.message, 4096).to_string(),
+        };
+        self.events.notice(&notice);
+        if self.notices.len() < MAX_REPORT_ENTRIES {
+            self.notices.push(notice);
+        }
+        Ok(())
+    }
+}

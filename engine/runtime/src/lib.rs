@@ -1,4 +1,4 @@
-//! The addon host: runs WASM addon components (`kstash:addon@0.1.0`, see `sdk/wit`) in a sandbox.
+//! The addon host: runs WASM addon components (`kstash:addon@0.2.0`, see `sdk/wit`) in a sandbox.
 //!
 //! ```text
 //! let rt = Runtime::new(RuntimeConfig { cache_dir: Some(dir), ..Default::default() })?;
@@ -12,6 +12,7 @@
 //!
 //! See `docs/runtime.md` for the sandbox model and the decisions behind it.
 
+mod credentials;
 mod describe;
 mod digest;
 mod egress;
@@ -19,15 +20,20 @@ mod error;
 mod events;
 mod host;
 mod limits;
+mod netpolicy;
 mod runtime;
 mod streams;
 mod target;
+mod tcp;
 
 pub use describe::{AddonDescription, ParamDef, ParamKind, TaskDef, TaskKind};
 pub use digest::{Digest, DigestParseError};
 pub use error::{GuestErrorKind, Limit, LoadError, TaskError};
-pub use events::{LogLevel, ProgressUpdate, TaskEvents, TracingEvents};
+pub use events::{
+    LogLevel, Notice, NoticeKind, PartCount, ProgressUpdate, TaskEvents, TracingEvents,
+};
 pub use limits::Limits;
+pub use netpolicy::{EgressRules, IpRange, IpRangeParseError, METADATA_AND_LINK_LOCAL};
 pub use runtime::{Addon, LoadSource, Runtime, RuntimeConfig, TaskIo, TaskReport, TaskSpec};
 pub use streams::{
     validate_stream_name, DirInput, DirOutput, DiscardOutput, InputSource, MemoryStreams,

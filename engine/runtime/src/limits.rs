@@ -17,6 +17,12 @@ pub struct Limits {
     pub max_streams: u32,
     /// Output streams open at once (default 64).
     pub max_open_streams: u32,
+    /// Bytes exchanged with the target over TCP, in and out together (default 1 TiB).
+    pub max_target_bytes: u64,
+    /// Longest a TCP read or write may wait for the target to make progress (default 10 min).
+    pub target_idle: Duration,
+    /// TCP connections to the target per task (default 64).
+    pub max_connections: u32,
 }
 
 impl Default for Limits {
@@ -28,6 +34,9 @@ impl Default for Limits {
             max_bytes_written: 1 << 40,
             max_streams: 100_000,
             max_open_streams: 64,
+            max_target_bytes: 1 << 40,
+            target_idle: Duration::from_secs(600),
+            max_connections: 64,
         }
     }
 }

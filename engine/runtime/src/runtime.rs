@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,11 +20,14 @@ use crate::digest::Digest;
 use crate::egress::EgressPolicy;
 use crate::error::{GuestErrorKind, Limit, LoadError, TaskError};
 use crate::events::{LogLevel, TaskEvents, TracingEvents};
+use crate::events::{Notice, PartCount};
 use crate::host::bindings::{self, AddonPre};
 use crate::host::HostState;
 use crate::limits::{Limits, TaskLimiter};
+use crate::netpolicy::EgressRules;
 use crate::streams::{InputSource, OutputSink};
-use crate::target::{ResolvedTarget, Target};
+use crate::target::{ResolveError, ResolvedTarget, Target};
+use crate::tcp::TcpMeter;
 
 /// Bytes of guest stdout and stderr kept per task (each).
 const STDIO_CAPTURE: usize = 1 << 20;
@@ -42,6 +46,9 @@ pub struct RuntimeConfig {
     pub max_task_memory: u64,
     /// Epoch tick: the granularity of CPU and wall-clock checks. Default 10 ms.
     pub epoch_tick: Duration,
+    /// Which addresses a task's target may resolve to (checked before the guest runs, for HTTP
+    /// and TCP). Default: link-local and cloud metadata refused, the rest allowed.
+    pub egress: EgressRules,
 }
 
 impl Default for RuntimeConfig {
@@ -51,6 +58,7 @@ impl Default for RuntimeConfig {
             max_concurrent_tasks: 16,
             max_task_memory: 1 << 30,
             epoch_tick: Duration::from_millis(10),
+            egress: EgressRules::default(),
         }
     }
 }
@@ -123,13 +131,18 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(setup)?;
         // The addon's own interfaces, one by one (the wasi ones are linked above).
         {
-            use bindings::kstash::addon::{input, log, output, progress, types};
+            use bindings::kstash::addon::{credentials, input, log, output, progress, report};
+            use bindings::kstash::addon::{tcp, types};
             use wasmtime::component::HasSelf;
             types::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s).map_err(setup)?;
             output::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s).map_err(setup)?;
             input::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s).map_err(setup)?;
             log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s).map_err(setup)?;
             progress::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s).map_err(setup)?;
+            tcp::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s).map_err(setup)?;
+            credentials::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
+                .map_err(setup)?;
+            report::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s).map_err(setup)?;
         }
         let engine_hash = {
             let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -344,6 +357,16 @@ pub struct TaskReport {
     pub streams: Vec<(String, u64)>,
     /// Requests the host sent to the target.
     pub requests: u64,
+    /// TCP connections opened to the target.
+    pub connections: u32,
+    /// Bytes received from the target over TCP (delivered to the guest).
+    pub target_bytes_in: u64,
+    /// Bytes sent to the target over TCP by the guest (secrets written by the host excluded).
+    pub target_bytes_out: u64,
+    /// Per-part counts the guest reported (`report.part`), in first-report order.
+    pub parts: Vec<PartCount>,
+    /// Warnings and skipped items the guest reported (`report.add-notice`).
+    pub notices: Vec<Notice>,
     /// Origins the guest tried and was denied (the task still succeeded).
     pub denied: Vec<String>,
     /// Wall-clock duration of instantiate + call.
@@ -401,11 +424,36 @@ impl Addon {
     ) -> Prepared {
         let stdout = MemoryOutputPipe::new(STDIO_CAPTURE);
         let stderr = MemoryOutputPipe::new(STDIO_CAPTURE);
-        // No args, env, preopened dirs or stdin; sockets and name lookup stay denied.
+        // No args, env, preopened dirs or stdin; name lookup stays denied, and every raw socket
+        // address is refused (and recorded, so the task ends as `Denied`).
+        let sockets_denied: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen = sockets_denied.clone();
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
+            // TCP "allowed" only so that every address reaches the check below, which refuses it
+            // and records the attempt; UDP stays off.
+            .allow_tcp(true)
+            .allow_udp(false)
+            .socket_addr_check(move |addr, use_| {
+                // The implicit bind of a connect (unspecified address, port 0) is let through so
+                // that the connect's own check sees, records and refuses the destination.
+                let implicit_bind = matches!(use_, wasmtime_wasi::sockets::SocketAddrUse::TcpBind)
+                    && addr.ip().is_unspecified()
+                    && addr.port() == 0;
+                if !implicit_bind {
+                    seen.lock()
+                        .expect("sockets denied lock")
+                        .push(format!("socket {addr} ({use_:?})"));
+                }
+                Box::pin(async move { implicit_bind })
+            })
             .build();
+        let tcp = Arc::new(TcpMeter::new(
+            limits.max_target_bytes,
+            limits.target_idle,
+            limits.max_connections,
+        ));
         let state = HostState {
             table: ResourceTable::new(),
             wasi,
@@ -425,6 +473,10 @@ impl Addon {
             open_now: 0,
             limit_hit: None,
             cpu_ticks: 0,
+            tcp,
+            parts: Vec::new(),
+            notices: Vec::new(),
+            sockets_denied,
         };
         let mut store = Store::new(&self.shared.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -463,11 +515,16 @@ impl Addon {
             message,
         };
         let target = ResolvedTarget {
-            origin: crate::target::Origin::parse("http://describe.invalid")
+            endpoint: crate::target::Endpoint::parse("http://describe.invalid")
                 .map_err(describe_err)?,
+            origin: Some(
+                crate::target::Origin::parse("http://describe.invalid").map_err(describe_err)?,
+            ),
             addrs: Vec::new(),
             auth: None,
             tls: None,
+            tcp_tls: None,
+            credentials: crate::target::Credentials::None,
         };
         let limits = Limits {
             wall_clock: Duration::from_secs(10),
@@ -479,11 +536,20 @@ impl Addon {
         let store = &mut p.store;
         let res = tokio::time::timeout(limits.wall_clock + WALL_GRACE, async {
             let inst = self.pre.instantiate_async(&mut *store).await?;
-            inst.kstash_addon_tasks().call_describe(&mut *store).await
+            let d = inst.kstash_addon_tasks().call_describe(&mut *store).await?;
+            let c = inst
+                .kstash_addon_tasks()
+                .call_components(&mut *store)
+                .await?;
+            Ok::<_, wasmtime::Error>((d, c))
         })
         .await;
         match res {
-            Ok(Ok(d)) => Ok(d.into()),
+            Ok(Ok((d, c))) => {
+                let mut d: AddonDescription = d.into();
+                d.apply_components(c).map_err(describe_err)?;
+                Ok(d)
+            }
             Ok(Err(e)) => Err(describe_err(format!("{e:#}{}", stderr_tail(&p.stderr)))),
             Err(_) => Err(describe_err("timed out".to_string())),
         }
@@ -527,10 +593,19 @@ impl Addon {
                 spec.limits.memory_bytes, self.shared.config.max_task_memory
             )));
         }
-        let target = ResolvedTarget::resolve(&spec.target)
+        let target = ResolvedTarget::resolve(&spec.target, &self.shared.config.egress)
             .await
-            .map_err(TaskError::Invalid)?;
-        let allowed = target.origin.to_string();
+            .map_err(|e| match e {
+                ResolveError::Invalid(m) => TaskError::Invalid(m),
+                ResolveError::Egress { address, reason } => TaskError::EgressDenied {
+                    target: crate::target::Endpoint::parse(&spec.target.url)
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|_| spec.target.url.clone()),
+                    address,
+                    reason,
+                },
+            })?;
+        let allowed = target.endpoint.to_string();
         let _slot = self
             .shared
             .slots
@@ -564,7 +639,16 @@ impl Addon {
         let limit_hit = state
             .limit_hit
             .take()
-            .or_else(|| state.limiter.hit.take().map(|d| (Limit::Memory, d)));
+            .or_else(|| state.limiter.hit.take().map(|d| (Limit::Memory, d)))
+            .or_else(|| state.tcp.limit_hit.lock().expect("tcp meter lock").take());
+        let first_denied = state.egress.denied.first().cloned().or_else(|| {
+            state
+                .sockets_denied
+                .lock()
+                .expect("sockets denied lock")
+                .first()
+                .cloned()
+        });
         match outcome {
             Err(_elapsed) => Err(TaskError::LimitExceeded {
                 limit: Limit::WallClock,
@@ -580,9 +664,9 @@ impl Addon {
                 }),
             },
             Ok(Ok(Err(guest))) => {
-                if let Some(first) = state.egress.denied.first() {
+                if let Some(first) = first_denied {
                     return Err(TaskError::Denied {
-                        target: first.clone(),
+                        target: first,
                         allowed,
                     });
                 }
@@ -613,7 +697,22 @@ impl Addon {
                     bytes_written: state.written,
                     streams: std::mem::take(&mut state.finished),
                     requests: state.egress.requests,
-                    denied: std::mem::take(&mut state.egress.denied),
+                    connections: state.tcp.connections.load(Ordering::Relaxed),
+                    target_bytes_in: state.tcp.bytes_in.load(Ordering::Relaxed),
+                    target_bytes_out: state.tcp.bytes_out.load(Ordering::Relaxed),
+                    parts: std::mem::take(&mut state.parts),
+                    notices: std::mem::take(&mut state.notices),
+                    denied: {
+                        let mut d = std::mem::take(&mut state.egress.denied);
+                        d.extend(
+                            state
+                                .sockets_denied
+                                .lock()
+                                .expect("sockets denied lock")
+                                .drain(..),
+                        );
+                        d
+                    },
                     duration,
                 })
             }

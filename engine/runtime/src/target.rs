@@ -6,6 +6,8 @@ use std::sync::Arc;
 use base64::Engine as _;
 use http::HeaderValue;
 
+use crate::netpolicy::EgressRules;
+
 /// Credentials the host attaches to every request bound for the target. The guest never sees them.
 #[derive(Clone, Default)]
 pub enum Credentials {
@@ -95,6 +97,99 @@ impl Target {
     }
 }
 
+/// The port a scheme uses when the URL names none.
+fn default_port(scheme: &str) -> Option<u16> {
+    Some(match scheme {
+        "http" => 80,
+        "https" => 443,
+        "redis" | "rediss" => 6379,
+        "postgres" | "postgresql" => 5432,
+        "mysql" | "mariadb" => 3306,
+        "mongodb" => 27017,
+        _ => return None,
+    })
+}
+
+/// `scheme://host:port` of any target URL (HTTP or TCP), normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    /// Lowercase scheme, e.g. `redis`.
+    pub scheme: String,
+    /// Lowercase; IPv6 without brackets.
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "{}://[{}]:{}", self.scheme, self.host, self.port)
+        } else {
+            write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+        }
+    }
+}
+
+impl Endpoint {
+    /// Parses `scheme://host[:port][/path][?query]`. HTTP(S) URLs must not carry a query or
+    /// fragment (the base path is joined with request paths).
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let field = "target URL";
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("{field} {url:?} has no scheme (e.g. https:// or redis://)"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        let valid_scheme = scheme.starts_with(|c: char| c.is_ascii_lowercase())
+            && scheme.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.')
+            });
+        if !valid_scheme {
+            return Err(format!("{field} {url:?}: invalid scheme {scheme:?}"));
+        }
+        if (scheme == "http" || scheme == "https") && rest.contains(['?', '#']) {
+            return Err(format!(
+                "{field} {url:?}: an http(s) target must not contain `?` or `#` (its path is a base path joined with every request path)"
+            ));
+        }
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let https = scheme == "https";
+        let port_default = default_port(&scheme);
+        let o = Origin::from_authority(https, authority)
+            .map_err(|e| format!("{field} {url:?}: {e}"))?;
+        let explicit_port = authority.rsplit_once(':').is_some_and(|(h, p)| {
+            !h.is_empty() && !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())
+        });
+        let port = match (explicit_port, port_default) {
+            (true, _) => o.port,
+            (false, Some(p)) => p,
+            (false, None) => {
+                return Err(format!(
+                    "{field} {url:?}: no port, and scheme {scheme:?} has no default port"
+                ))
+            }
+        };
+        Ok(Self {
+            scheme,
+            host: o.host,
+            port,
+        })
+    }
+
+    /// Whether the target speaks HTTP (then the guest uses `wasi:http`, otherwise `tcp`).
+    pub fn is_http(&self) -> bool {
+        self.scheme == "http" || self.scheme == "https"
+    }
+
+    /// The HTTP origin, for `http(s)` targets.
+    pub fn origin(&self) -> Option<Origin> {
+        self.is_http().then(|| Origin {
+            https: self.scheme == "https",
+            host: self.host.clone(),
+            port: self.port,
+        })
+    }
+}
+
 /// `scheme://host:port` of a URL, normalised (lowercase host, explicit port).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Origin {
@@ -168,51 +263,106 @@ impl Origin {
     }
 }
 
-/// A target ready for one task: origin, pinned addresses, auth header, TLS config.
+/// A target ready for one task: endpoint, pinned addresses, credentials, TLS configs.
 #[derive(Clone)]
 pub(crate) struct ResolvedTarget {
-    pub origin: Origin,
+    pub endpoint: Endpoint,
+    /// The HTTP origin (`None` for a TCP target: every HTTP request is denied).
+    pub origin: Option<Origin>,
     pub addrs: Vec<SocketAddr>,
     pub auth: Option<HeaderValue>,
+    /// TLS for HTTPS requests (ALPN `http/1.1`).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// TLS for `tcp.start-tls` (no ALPN), for TCP targets.
+    pub tcp_tls: Option<Arc<rustls::ClientConfig>>,
+    /// The target's credentials, for `credentials` (TCP targets).
+    pub credentials: Credentials,
+}
+
+/// Why a target was refused before the task ran.
+#[derive(Debug, Clone)]
+pub(crate) enum ResolveError {
+    /// The URL, credentials or TLS files are unusable.
+    Invalid(String),
+    /// A resolved address is outside the egress policy (nothing was connected to).
+    Egress { address: SocketAddr, reason: String },
 }
 
 impl ResolvedTarget {
-    /// Validates the target, builds its TLS config and resolves (or takes) its addresses.
-    pub async fn resolve(target: &Target) -> Result<Self, String> {
-        let origin = Origin::parse(&target.url)?;
-        let auth = target.credentials.header()?;
-        let tls = if origin.https {
-            Some(Arc::new(tls_config(target)?))
+    /// Validates the target, builds its TLS configs, resolves (or takes) its addresses and
+    /// checks every address against the egress policy.
+    pub async fn resolve(target: &Target, rules: &EgressRules) -> Result<Self, ResolveError> {
+        use ResolveError::Invalid;
+        let endpoint = Endpoint::parse(&target.url).map_err(Invalid)?;
+        let origin = endpoint.origin();
+        let auth = if endpoint.is_http() {
+            target.credentials.header().map_err(Invalid)?
         } else {
-            if target.client_cert.is_some() {
-                return Err("a client certificate needs an https:// target".to_string());
-            }
             None
+        };
+        let (tls, tcp_tls) = match &origin {
+            Some(o) if o.https => (
+                Some(Arc::new(tls_config(target, true).map_err(Invalid)?)),
+                None,
+            ),
+            Some(_) => {
+                if target.client_cert.is_some() {
+                    return Err(Invalid(
+                        "a client certificate needs an https:// target".to_string(),
+                    ));
+                }
+                (None, None)
+            }
+            None => (
+                None,
+                Some(Arc::new(tls_config(target, false).map_err(Invalid)?)),
+            ),
         };
         let addrs = if target.pinned_addrs.is_empty() {
             let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((origin.host.as_str(), origin.port))
+                tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port))
                     .await
-                    .map_err(|e| format!("resolving {}: {e}", origin.host))?
+                    .map_err(|e| Invalid(format!("resolving {}: {e}", endpoint.host)))?
                     .collect();
             if found.is_empty() {
-                return Err(format!("resolving {}: no addresses", origin.host));
+                return Err(Invalid(format!(
+                    "resolving {}: no addresses",
+                    endpoint.host
+                )));
             }
             found
         } else {
             target.pinned_addrs.clone()
         };
+        for a in &addrs {
+            rules.check(a.ip()).map_err(|reason| ResolveError::Egress {
+                address: *a,
+                reason,
+            })?;
+        }
         Ok(Self {
+            endpoint,
             origin,
             addrs,
             auth,
             tls,
+            tcp_tls,
+            credentials: target.credentials.clone(),
         })
     }
 }
 
-fn tls_config(target: &Target) -> Result<rustls::ClientConfig, String> {
+/// The TLS server name for `host` (a DNS name or an IP address).
+pub(crate) fn server_name(
+    host: &str,
+) -> Result<rustls::pki_types::ServerName<'static>, rustls::pki_types::InvalidDnsNameError> {
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => Ok(rustls::pki_types::ServerName::from(ip)),
+        Err(_) => rustls::pki_types::ServerName::try_from(host.to_string()),
+    }
+}
+
+fn tls_config(target: &Target, http: bool) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     match &target.ca_bundle_pem {
         Some(pem) => {
@@ -253,7 +403,9 @@ fn tls_config(target: &Target) -> Result<rustls::ClientConfig, String> {
                 .map_err(|e| format!("client certificate: {e}"))?
         }
     };
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if http {
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    }
     Ok(cfg)
 }
 
@@ -274,6 +426,38 @@ mod tests {
             .unwrap_err()
             .contains("user info"));
         assert!(Origin::parse("http://host:99999").is_err());
+    }
+
+    #[test]
+    fn endpoints_take_any_scheme_with_default_ports() {
+        let e = Endpoint::parse("redis://Cache.demo.svc").unwrap();
+        assert_eq!(e.to_string(), "redis://cache.demo.svc:6379");
+        assert!(!e.is_http() && e.origin().is_none());
+        let e = Endpoint::parse("postgres://db:6000/app?sslmode=require").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("db", 6000));
+        assert!(Endpoint::parse("foo://host")
+            .unwrap_err()
+            .contains("no default port"));
+        assert!(Endpoint::parse("host:80")
+            .unwrap_err()
+            .contains("no scheme"));
+        let e = Endpoint::parse("https://es:9200/base").unwrap();
+        assert_eq!(e.origin().unwrap().to_string(), "https://es:9200");
+    }
+
+    #[test]
+    fn http_targets_with_a_query_or_fragment_are_refused() {
+        for bad in [
+            "http://es:9200/base?x=1",
+            "https://es/base#frag",
+            "http://es?",
+        ] {
+            let e = Endpoint::parse(bad).unwrap_err();
+            assert!(
+                e.contains("target URL") && e.contains("`?` or `#`"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -535,7 +535,18 @@ async fn invalid_tasks_are_refused_before_running() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, TaskError::Invalid(m) if m.contains("http://")),
+        matches!(&err, TaskError::Invalid(m) if m.contains("target URL") && m.contains("no default port")),
+        "{err}"
+    );
+    let err = addon
+        .run(
+            spec("127.0.0.1:80", "noop", &[], Limits::default()),
+            memory_io().1,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TaskError::Invalid(m) if m.contains("no scheme")),
         "{err}"
     );
 }
@@ -658,4 +669,365 @@ async fn https_target_is_verified_by_the_host_with_the_ca_bundle() {
         "{err}"
     );
     task.abort();
+}
+
+/// A server certificate for `localhost` from a fresh CA: (acceptor, CA PEM).
+fn localhost_tls() -> (tokio_rustls::TlsAcceptor, String) {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from(leaf.der().to_vec())],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+    )
+    .unwrap();
+    (
+        tokio_rustls::TlsAcceptor::from(Arc::new(cfg)),
+        ca_cert.pem(),
+    )
+}
+
+/// A line-protocol TCP server on 127.0.0.1: `STARTTLS` → `OK` then TLS; `AUTH <user> ` followed
+/// by a RESP bulk string records `user:secret`; any other line is answered `ECHO <line>`.
+struct LineServer {
+    port: u16,
+    ca_pem: String,
+    auths: Arc<Mutex<Vec<String>>>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LineServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_lines<S>(s: S, auths: Arc<Mutex<Vec<String>>>) -> Option<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut r = tokio::io::BufReader::new(s);
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        if line == "STARTTLS" {
+            r.get_mut().write_all(b"OK\n").await.ok()?;
+            assert!(r.buffer().is_empty(), "client sent bytes before TLS");
+            return Some(r.into_inner());
+        } else if let Some(rest) = line.strip_prefix("AUTH ") {
+            // `AUTH <user> $<len>` then the secret line.
+            let user = rest.split(' ').next().unwrap_or("").to_string();
+            let mut secret = String::new();
+            r.read_line(&mut secret).await.ok()?;
+            auths
+                .lock()
+                .unwrap()
+                .push(format!("{user}:{}", secret.trim_end()));
+        } else {
+            r.get_mut()
+                .write_all(format!("ECHO {line}\n").as_bytes())
+                .await
+                .ok()?;
+        }
+    }
+}
+
+async fn line_server(direct_tls: bool) -> LineServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (acceptor, ca_pem) = localhost_tls();
+    let auths: Arc<Mutex<Vec<String>>> = Arc::default();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (a2, n2) = (auths.clone(), accepted.clone());
+    let task = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            n2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (acceptor, auths) = (acceptor.clone(), a2.clone());
+            tokio::spawn(async move {
+                if direct_tls {
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        serve_lines(tls, auths).await;
+                    }
+                } else if let Some(tcp) = serve_lines(tcp, auths.clone()).await {
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        serve_lines(tls, auths).await;
+                    }
+                }
+            });
+        }
+    });
+    LineServer {
+        port,
+        ca_pem,
+        auths,
+        accepted,
+        task,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_target_with_starttls_and_a_secret_written_by_the_host() {
+    let s = line_server(false).await;
+    let addon = hostile().await;
+    let (out, io) = memory_io();
+    let mut sp = spec(
+        &format!("tcp://localhost:{}", s.port),
+        "tcp",
+        &[("starttls", "true"), ("secret", "true"), ("send", "hello")],
+        Limits::default(),
+    );
+    sp.target.ca_bundle_pem = Some(s.ca_pem.clone().into_bytes());
+    sp.target.credentials = Credentials::Basic {
+        username: "alice".into(),
+        password: "s3cret".into(),
+    };
+    let r = addon.run(sp, io).await.unwrap();
+    assert_eq!(&out.get("reply").unwrap()[..], b"ECHO hello\ntls=true\n");
+    assert_eq!(*s.auths.lock().unwrap(), vec!["alice:s3cret".to_string()]);
+    assert_eq!(r.connections, 1);
+    // The guest sent "STARTTLS\n", "AUTH alice ", "hello\n" (the secret is not counted) and
+    // received "OK\n" and "ECHO hello\n".
+    assert_eq!(r.target_bytes_out, 9 + 11 + 6);
+    assert_eq!(r.target_bytes_in, 3 + 11);
+    assert_eq!(
+        r.parts,
+        vec![kstash_runtime::PartCount {
+            name: "tcp".into(),
+            items: 14,
+            bytes: 26
+        }]
+    );
+    assert_eq!(r.notices.len(), 1);
+    assert_eq!(r.notices[0].kind, kstash_runtime::NoticeKind::Warning);
+    assert_eq!(r.notices[0].item.as_deref(), Some("tcp"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_tls_on_a_tcp_target_is_verified_with_the_ca_bundle() {
+    let s = line_server(true).await;
+    let addon = hostile().await;
+    let url = format!("tcp://localhost:{}", s.port);
+    let (out, io) = memory_io();
+    let mut sp = spec(
+        &url,
+        "tcp",
+        &[("tls", "true"), ("send", "hi")],
+        Limits::default(),
+    );
+    sp.target.ca_bundle_pem = Some(s.ca_pem.clone().into_bytes());
+    addon.run(sp, io).await.unwrap();
+    assert_eq!(&out.get("reply").unwrap()[..], b"ECHO hi\ntls=true\n");
+    // Without the CA bundle the handshake fails: a connection error of the guest.
+    let err = addon
+        .run(
+            spec(
+                &url,
+                "tcp",
+                &[("tls", "true"), ("send", "hi")],
+                Limits::default(),
+            ),
+            memory_io().1,
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        TaskError::Guest {
+            kind: GuestErrorKind::Connect,
+            message,
+        } => assert!(message.contains("TLS failed"), "{message}"),
+        other => panic!("expected a TLS connect error, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_tls_with_unread_plaintext_is_refused() {
+    let s = line_server(false).await;
+    let mut sp = spec(
+        &format!("tcp://localhost:{}", s.port),
+        "tcp",
+        &[("starttls", "true"), ("early", "true"), ("send", "x")],
+        Limits::default(),
+    );
+    sp.target.ca_bundle_pem = Some(s.ca_pem.clone().into_bytes());
+    let err = hostile().await.run(sp, memory_io().1).await.unwrap_err();
+    match &err {
+        TaskError::Guest { message, .. } => {
+            assert!(message.contains("not read"), "{message}")
+        }
+        other => panic!("expected the guest's invalid-state error, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_sockets_to_other_ports_and_hosts_are_denied() {
+    let target = line_server(false).await;
+    let other = line_server(false).await; // reachable, listening, but not the target
+    let url = format!("tcp://127.0.0.1:{}", target.port);
+    for addr in [
+        format!("127.0.0.1:{}", other.port),
+        format!("127.0.0.1:{}", target.port), // even the target's own address: only via `tcp`
+        "10.0.0.1:6379".to_string(),
+    ] {
+        let err = hostile()
+            .await
+            .run(
+                spec(&url, "socket", &[("addr", &addr)], Limits::default()),
+                memory_io().1,
+            )
+            .await
+            .unwrap_err();
+        match &err {
+            TaskError::Denied { target: t, allowed } => {
+                assert!(t.contains(&addr), "{t}");
+                assert_eq!(allowed, &url);
+            }
+            other => panic!("{addr}: expected a denial, got {other}"),
+        }
+    }
+    // By name: the sandbox has no name lookup, so nothing is resolved nor connected.
+    let err = hostile()
+        .await
+        .run(
+            spec(
+                &url,
+                "dns",
+                &[("addr", &format!("localhost:{}", other.port))],
+                Limits::default(),
+            ),
+            memory_io().1,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            TaskError::Guest {
+                kind: GuestErrorKind::Connect,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(other.accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(target.accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_by_another_name_of_the_target_is_denied() {
+    let s = server().await;
+    let port = s.url.rsplit(':').next().unwrap().to_string();
+    let err = hostile()
+        .await
+        .run(
+            spec(
+                &s.url,
+                "egress",
+                &[("url", &format!("http://localhost:{port}"))],
+                Limits::default(),
+            ),
+            memory_io().1,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TaskError::Denied { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_and_disallowed_addresses_are_refused_before_any_connection() {
+    // Cloud metadata, by default, for HTTP and TCP alike: refused before the guest runs.
+    for url in [
+        "http://169.254.169.254/latest/meta-data",
+        "tcp://169.254.169.254:80",
+        "http://[fd00:ec2::254]",
+    ] {
+        let err = hostile()
+            .await
+            .run(
+                spec(url, "fetch", &[("path", "/")], Limits::default()),
+                memory_io().1,
+            )
+            .await
+            .unwrap_err();
+        match &err {
+            TaskError::EgressDenied { reason, .. } => {
+                assert!(reason.contains("denied range"), "{url}: {reason}")
+            }
+            other => panic!("{url}: expected an egress denial, got {other}"),
+        }
+        assert_eq!(err.kind(), "egress");
+    }
+    // An admin policy allowing only 10.0.0.0/8: a live server on loopback is never connected to.
+    let s = line_server(false).await;
+    let rt = Runtime::new(RuntimeConfig {
+        egress: kstash_runtime::EgressRules {
+            allow: vec!["10.0.0.0/8".parse().unwrap()],
+            ..Default::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let wasm = std::fs::read(module("kstash_addon_hostile")).unwrap();
+    let addon = rt.load(&wasm, &Digest::of(&wasm)).await.unwrap();
+    let err = addon
+        .run(
+            spec(
+                &format!("tcp://127.0.0.1:{}", s.port),
+                "tcp",
+                &[("send", "x")],
+                Limits::default(),
+            ),
+            memory_io().1,
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        TaskError::EgressDenied {
+            address, reason, ..
+        } => {
+            assert_eq!(address.port(), s.port);
+            assert!(reason.contains("outside the allowed ranges"), "{reason}");
+        }
+        other => panic!("expected an egress denial, got {other}"),
+    }
+    assert_eq!(s.accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_target_with_a_query_is_refused_naming_the_field() {
+    let err = hostile()
+        .await
+        .run(
+            spec(
+                "http://127.0.0.1:9/base?x=1",
+                "fetch",
+                &[("path", "/")],
+                Limits::default(),
+            ),
+            memory_io().1,
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        TaskError::Invalid(m) => assert!(m.contains("target URL") && m.contains("`?`"), "{m}"),
+        other => panic!("expected an invalid task, got {other}"),
+    }
 }

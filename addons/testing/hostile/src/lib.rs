@@ -13,6 +13,9 @@
 //! | `probe`  | tries files, environment, args and raw sockets; reports into `probe`     |
 //! | `panic`  | panics                                                                   |
 //! | `fail`   | returns a guest error                                                    |
+//! | `tcp`    | TCP to the target: `tls`/`starttls`, `secret` (RESP `AUTH`), sends `send`, stream `reply` |
+//! | `socket` | raw `wasi:sockets` connect to `addr` (must be denied)                    |
+//! | `dns`    | raw connect to `host:port` by name (must be denied)                      |
 
 use std::io::{Read, Write};
 
@@ -120,6 +123,14 @@ impl Addon for Hostile {
                 Ok(summary(resp.status() as u64, 0))
             }
             "probe" => probe(),
+            "tcp" => tcp(p),
+            "socket" | "dns" => {
+                let addr = p.required("addr")?;
+                match std::net::TcpStream::connect(addr) {
+                    Ok(_) => Ok(summary(1, 0)),
+                    Err(e) => Err(TaskError::Connect(format!("connect {addr}: {e}"))),
+                }
+            }
             "panic" => panic!("hostile guest panics on purpose"),
             "fail" => Err(TaskError::Remote(
                 "the target said no (on purpose)".to_string(),
@@ -148,6 +159,51 @@ impl Addon for Hostile {
             warnings: out,
         })
     }
+}
+
+/// A line protocol against the test server: optional TLS, optional host-written secret, one
+/// request line, one reply line into stream `reply`.
+fn tcp(p: &Params) -> Result<TaskSummary, TaskError> {
+    use std::io::BufRead;
+    let mut c = TcpStream::connect()?;
+    if p.boolean_or("tls", false)? {
+        c.start_tls()?;
+    }
+    if p.boolean_or("starttls", false)? {
+        c.write_all(b"STARTTLS\n")?;
+        if p.boolean_or("early", false)? {
+            // Let the reply arrive on the host unread, then try the upgrade: must be refused.
+            c.flush()?;
+            c.input_pollable().block();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            c.start_tls()?;
+        }
+        let mut ok = String::new();
+        c.read_line(&mut ok)?;
+        if ok != "OK\n" {
+            return Err(TaskError::Remote(format!("STARTTLS answered {ok:?}")));
+        }
+        c.start_tls()?;
+    }
+    if p.boolean_or("secret", false)? {
+        if !credentials::has_secret() {
+            return Err(TaskError::Other("no secret configured".into()));
+        }
+        let user = credentials::username().unwrap_or_default();
+        c.write_all(format!("AUTH {user} ").as_bytes())?;
+        c.write_secret(credentials::SecretEncoding::RespBulkString)?;
+    }
+    c.write_all(p.required("send")?.as_bytes())?;
+    c.write_all(b"\n")?;
+    let mut reply = String::new();
+    c.read_line(&mut reply)?;
+    let mut out = OutputStream::open("reply")?;
+    out.write_all(format!("{reply}tls={}\n", c.is_tls()).as_bytes())?;
+    let n = out.finish()?;
+    let (inb, outb) = c.byte_counts();
+    report::part("tcp", inb, outb);
+    report::warning(Some("tcp"), "reported on purpose");
+    Ok(summary(1, n))
 }
 
 fn summary(items: u64, bytes: u64) -> TaskSummary {

@@ -1,0 +1,533 @@
+//! The Redis addon (`addons/redis`) through `kstash addon run` against real `redis-server`s on
+//! loopback with a password: backup, restore into a second empty server, `redis-cli --pipe` of
+//! the same dump into a third; every key of every database compared with `redis-cli`.
+#![cfg(feature = "addon")]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "p@ss word";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The Redis addon, built by `scripts/build-addons.sh` (run here once).
+fn module() -> PathBuf {
+    let root = repo_root();
+    let ok = Command::new("bash")
+        .arg(root.join("scripts/build-addons.sh"))
+        .arg("-q")
+        .status()
+        .expect("run scripts/build-addons.sh")
+        .success();
+    assert!(ok, "scripts/build-addons.sh failed");
+    let path = root.join("addons/target/wasm32-wasip2/release/redis_addon.wasm");
+    assert!(path.is_file(), "{} missing", path.display());
+    path
+}
+
+/// A `redis-server` on 127.0.0.1 with `requirepass`, no persistence; killed on drop.
+struct Redis {
+    port: u16,
+    child: Child,
+    /// CA certificate file when the server speaks TLS only.
+    tls_ca: Option<PathBuf>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A CA and a server certificate for 127.0.0.1, made with `openssl` in `dir`: (ca, cert, key).
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=kstash test CA",
+    ]);
+    ca.extend([
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=keyCertSign",
+    ]);
+    run(&ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&csr);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (
+        dir.join("ca.crt"),
+        dir.join("server.crt"),
+        dir.join("server.key"),
+    )
+}
+
+impl Redis {
+    fn start() -> Self {
+        Self::spawn(false)
+    }
+
+    /// A server that speaks TLS only (`--port 0 --tls-port P`); clients need no certificate.
+    fn start_tls() -> Self {
+        Self::spawn(true)
+    }
+
+    fn spawn(tls: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut cmd = Command::new("redis-server");
+        let mut tls_ca = None;
+        if tls {
+            let (ca, cert, key) = certificates(dir.path());
+            cmd.args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--tls-auth-clients",
+                "no",
+            ])
+            .arg("--tls-cert-file")
+            .arg(&cert)
+            .arg("--tls-key-file")
+            .arg(&key)
+            .arg("--tls-ca-cert-file")
+            .arg(&ca);
+            tls_ca = Some(ca);
+        } else {
+            cmd.args(["--port", &port.to_string()]);
+        }
+        let child = cmd
+            .args(["--bind", "127.0.0.1"])
+            .args([
+                "--requirepass",
+                PASSWORD,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/ensure-tools.sh redis)");
+        let r = Self {
+            port,
+            child,
+            tls_ca,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        while r.cli(0, &["PING"]) != "PONG" {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    fn base(&self, db: u32) -> Command {
+        let mut c = Command::new("redis-cli");
+        c.args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-a", PASSWORD, "--no-auth-warning", "-n", &db.to_string()]);
+        if let Some(ca) = &self.tls_ca {
+            c.arg("--tls").arg("--cacert").arg(ca);
+        }
+        c
+    }
+
+    /// Runs one command with `redis-cli --no-raw` (quoted, escaped output); returns stdout.
+    fn cli(&self, db: u32, args: &[&str]) -> String {
+        let o = self.base(db).arg("--no-raw").args(args).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim_end().to_string()
+    }
+
+    /// Every key of every database: (db, key) → (type, pttl, value text).
+    fn contents(&self) -> BTreeMap<(u32, String), (String, i64, String)> {
+        let mut all = BTreeMap::new();
+        for db in 0..16 {
+            let keys = self
+                .base(db)
+                .arg("--raw")
+                .args(["--scan"])
+                .output()
+                .unwrap();
+            for key in String::from_utf8_lossy(&keys.stdout).lines() {
+                let ty = self.cli(db, &["TYPE", key]);
+                let pttl: i64 = self
+                    .cli(db, &["PTTL", key])
+                    .trim_matches(|c: char| !c.is_ascii_digit() && c != '-')
+                    .parse()
+                    .unwrap();
+                let sorted = |s: String| {
+                    let mut l: Vec<String> = s
+                        .lines()
+                        .map(|l| l.split_once(") ").map_or(l, |x| x.1).to_string())
+                        .collect();
+                    l.sort();
+                    l.join("\n")
+                };
+                let value = match ty.as_str() {
+                    "string" => self.cli(db, &["GET", key]),
+                    "list" => self.cli(db, &["LRANGE", key, "0", "-1"]),
+                    "hash" => {
+                        // Pairs, sorted by field.
+                        let flat = self
+                            .base(db)
+                            .arg("--no-raw")
+                            .args(["HGETALL", key])
+                            .output()
+                            .unwrap();
+                        let lines: Vec<String> = String::from_utf8_lossy(&flat.stdout)
+                            .lines()
+                            .map(|l| l.split_once(") ").map_or(l, |x| x.1).to_string())
+                            .collect();
+                        let mut pairs: Vec<String> =
+                            lines.chunks(2).map(|p| p.join(" => ")).collect();
+                        pairs.sort();
+                        pairs.join("\n")
+                    }
+                    "set" => sorted(self.cli(db, &["SMEMBERS", key])),
+                    "zset" => self.cli(db, &["ZRANGE", key, "0", "-1", "WITHSCORES"]),
+                    "stream" => format!(
+                        "{}\n{}\n{}",
+                        self.cli(db, &["XRANGE", key, "-", "+"]),
+                        self.cli(db, &["XINFO", "GROUPS", key])
+                            .lines()
+                            .filter(|l| !l.contains("lag") && !l.contains("entries-read"))
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                        self.cli(db, &["XINFO", "STREAM", key])
+                            .lines()
+                            .skip_while(|l| !l.contains("last-generated-id"))
+                            .take(2)
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    ),
+                    other => panic!("unexpected type {other}"),
+                };
+                all.insert((db, key.to_string()), (ty, pttl, value));
+            }
+        }
+        all
+    }
+}
+
+fn kstash(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kstash"))
+        .args(args)
+        .output()
+        .expect("run kstash")
+}
+
+fn populate(r: &Redis) {
+    let ok = |out: String| assert!(!out.contains("ERR"), "{out}");
+    ok(r.cli(0, &["SET", "greeting", "hello world"]));
+    ok(r.cli(0, &["SET", "binary", "line1\nline2\r\n\ttail"]));
+    ok(r.cli(0, &["SET", "expiring", "soon", "PX", "86400000"]));
+    let items: Vec<String> = (0..2500).map(|i| format!("item-{i}")).collect();
+    let mut args = vec!["RPUSH", "biglist"];
+    args.extend(items.iter().map(String::as_str));
+    ok(r.cli(0, &args));
+    let fields: Vec<String> = (0..1500)
+        .flat_map(|i| [format!("f{i}"), format!("v{i}")])
+        .collect();
+    let mut args = vec!["HSET", "bighash"];
+    args.extend(fields.iter().map(String::as_str));
+    ok(r.cli(0, &args));
+    ok(r.cli(0, &["EXPIRE", "bighash", "3600"]));
+    let members: Vec<String> = (0..1200).map(|i| format!("m{i}")).collect();
+    let mut args = vec!["SADD", "bigset"];
+    args.extend(members.iter().map(String::as_str));
+    ok(r.cli(0, &args));
+    ok(r.cli(
+        3,
+        &[
+            "ZADD", "scores", "1.5", "alice", "-2", "bob", "1e10", "carol",
+        ],
+    ));
+    ok(r.cli(3, &["XADD", "events", "1-1", "type", "a", "n", "1"]));
+    ok(r.cli(3, &["XADD", "events", "2-0", "type", "b"]));
+    ok(r.cli(3, &["XGROUP", "CREATE", "events", "readers", "1-1"]));
+    ok(r.cli(15, &["SET", "last db", "value with spaces"]));
+}
+
+#[test]
+fn backup_restore_and_redis_cli_pipe_give_the_same_keys() {
+    let wasm = module();
+    let wasm = wasm.to_str().unwrap();
+    let (src, dst, piped) = (Redis::start(), Redis::start(), Redis::start());
+    populate(&src);
+    let work = tempfile::tempdir().unwrap();
+    let pw = work.path().join("password");
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    let pw = pw.to_str().unwrap();
+    let dump = work.path().join("dump");
+    let dump_s = dump.to_str().unwrap();
+    let url = |r: &Redis| format!("redis://127.0.0.1:{}", r.port);
+
+    let o = kstash(&[
+        "addon",
+        "run",
+        "--module",
+        wasm,
+        "--task",
+        "logical-backup",
+        "--target-url",
+        &url(&src),
+        "--username",
+        "default",
+        "--password-file",
+        pw,
+        "--out-dir",
+        dump_s,
+    ]);
+    assert!(
+        o.status.success(),
+        "backup failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = std::fs::read(dump.join("dump.resp")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&text).contains(PASSWORD),
+        "the dump holds the password"
+    );
+
+    let restore = |r: &Redis| {
+        kstash(&[
+            "addon",
+            "run",
+            "--module",
+            wasm,
+            "--task",
+            "logical-backup-restore",
+            "--target-url",
+            &url(r),
+            "--username",
+            "default",
+            "--password-file",
+            pw,
+            "--in-dir",
+            dump_s,
+        ])
+    };
+    let o = restore(&dst);
+    assert!(
+        o.status.success(),
+        "restore failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // A second restore into the now non-empty server is refused, naming the way out.
+    let o = restore(&dst);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("not empty") && err.contains("allow-non-empty"),
+        "{err}"
+    );
+
+    let file = std::fs::File::open(dump.join("dump.resp")).unwrap();
+    let o = piped.base(0).arg("--pipe").stdin(file).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.contains("errors: 0"),
+        "redis-cli --pipe: {out}"
+    );
+
+    let want = src.contents();
+    assert_eq!(want.len(), 9, "{want:#?}");
+    for (name, got) in [("restored", dst.contents()), ("piped", piped.contents())] {
+        assert_eq!(
+            want.keys().collect::<Vec<_>>(),
+            got.keys().collect::<Vec<_>>(),
+            "{name}: keys differ"
+        );
+        for (k, (ty, ttl, value)) in &want {
+            let (gty, gttl, gvalue) = &got[k];
+            assert_eq!((ty, value), (gty, gvalue), "{name}: key {k:?}");
+            if *ttl < 0 {
+                assert_eq!(ttl, gttl, "{name}: key {k:?} has no TTL");
+            } else {
+                assert!(
+                    (ttl - gttl).abs() <= 1000,
+                    "{name}: key {k:?}: TTL {ttl} vs {gttl}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_wrong_password_fails_as_a_connection_error() {
+    let wasm = module();
+    let r = Redis::start();
+    let work = tempfile::tempdir().unwrap();
+    let pw = work.path().join("password");
+    std::fs::write(&pw, "wrong").unwrap();
+    let o = kstash(&[
+        "addon",
+        "run",
+        "--module",
+        wasm.to_str().unwrap(),
+        "--task",
+        "logical-backup",
+        "--target-url",
+        &format!("redis://127.0.0.1:{}", r.port),
+        "--username",
+        "default",
+        "--password-file",
+        pw.to_str().unwrap(),
+        "--out-dir",
+        work.path().join("d").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("AUTH failed") && !err.contains("wrong\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn backup_over_tls_verified_with_the_ca_restores_into_a_plain_server() {
+    let wasm = module();
+    let wasm = wasm.to_str().unwrap();
+    let (src, dst) = (Redis::start_tls(), Redis::start());
+    populate(&src);
+    let work = tempfile::tempdir().unwrap();
+    let pw = work.path().join("password");
+    std::fs::write(&pw, PASSWORD).unwrap();
+    let pw = pw.to_str().unwrap();
+    let dump = work.path().join("dump");
+    let ca = src.tls_ca.clone().unwrap();
+    let tls_url = format!("rediss://127.0.0.1:{}", src.port);
+    let backup = |extra: &[&str]| {
+        let mut args = vec![
+            "addon",
+            "run",
+            "--module",
+            wasm,
+            "--task",
+            "logical-backup",
+            "--target-url",
+            &tls_url,
+            "--username",
+            "default",
+            "--password-file",
+            pw,
+            "--out-dir",
+            dump.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        kstash(&args)
+    };
+    // Without the CA the host does not trust the server.
+    let o = backup(&[]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("TLS"), "{err}");
+    let o = backup(&["--ca-file", ca.to_str().unwrap()]);
+    assert!(
+        o.status.success(),
+        "TLS backup failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = kstash(&[
+        "addon",
+        "run",
+        "--module",
+        wasm,
+        "--task",
+        "logical-backup-restore",
+        "--target-url",
+        &format!("redis://127.0.0.1:{}", dst.port),
+        "--username",
+        "default",
+        "--password-file",
+        pw,
+        "--in-dir",
+        dump.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success(),
+        "restore failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (want, got) = (src.contents(), dst.contents());
+    assert_eq!(want.len(), 9);
+    for (k, (ty, _, value)) in &want {
+        let (gty, _, gvalue) = &got[k];
+        assert_eq!((ty, value), (gty, gvalue), "key {k:?}");
+    }
+}
