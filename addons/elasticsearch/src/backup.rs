@@ -128,8 +128,17 @@ fn backing_indices(answer: &Value) -> BTreeSet<String> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .flat_map(|d| d.get("indices").and_then(Value::as_array).into_iter().flatten())
-        .filter_map(|i| i.get("index_name").and_then(Value::as_str).map(String::from))
+        .flat_map(|d| {
+            d.get("indices")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(|i| {
+            i.get("index_name")
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
         .collect()
 }
 
@@ -236,11 +245,9 @@ pub fn run(es: &mut Es, o: &Options) -> Result<Summary> {
         manifest
             .objects
             .insert(family.file_what().to_string(), entries.len() as u64);
-        summary.parts.push(PartCount::new(
-            family.file_what(),
-            "",
-            entries.len() as u64,
-        ));
+        summary
+            .parts
+            .push(PartCount::new(family.file_what(), "", entries.len() as u64));
         es.log(
             Level::Info,
             format!("{} {}(s) backed up", entries.len(), family.label()),
@@ -281,7 +288,9 @@ pub fn run(es: &mut Es, o: &Options) -> Result<Summary> {
         for st in &streams {
             match backup_stream(es, &info, o, st, &mut summary) {
                 Ok((docs, def)) => {
-                    summary.parts.push(PartCount::new("data_stream", &st.name, docs));
+                    summary
+                        .parts
+                        .push(PartCount::new("data_stream", &st.name, docs));
                     manifest
                         .data_streams
                         .insert(st.name.clone(), StreamEntry { documents: docs });
@@ -340,7 +349,11 @@ fn shard_count(settings: &Value) -> u32 {
         .as_object()
         .and_then(|m| m.values().next())
         .and_then(|e| e.pointer("/settings/index/number_of_shards"))
-        .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_u64().map(|n| n as u32)))
+        .and_then(|v| {
+            v.as_str()
+                .and_then(|s| s.parse().ok())
+                .or(v.as_u64().map(|n| n as u32))
+        })
         .unwrap_or(1)
 }
 
@@ -375,10 +388,20 @@ fn backup_index(
         filter_dump_settings(&mut settings);
         let line = encode_double(&settings);
         if o.parts.has(Part::Settings) {
-            write_file(es, &file_name(index, DumpType::Settings), line.as_bytes(), summary)?;
+            write_file(
+                es,
+                &file_name(index, DumpType::Settings),
+                line.as_bytes(),
+                summary,
+            )?;
         }
         if o.parts.has(Part::Analyzer) {
-            write_file(es, &file_name(index, DumpType::Analyzer), line.as_bytes(), summary)?;
+            write_file(
+                es,
+                &file_name(index, DumpType::Analyzer),
+                line.as_bytes(),
+                summary,
+            )?;
         }
     }
     if o.parts.has(Part::Mapping) {
@@ -505,7 +528,10 @@ fn read_into(
     if reader.shard_retries > 0 {
         es.log(
             Level::Warn,
-            format!("index {index}: {} pages asked again after shard failures", reader.shard_retries),
+            format!(
+                "index {index}: {} pages asked again after shard failures",
+                reader.shard_retries
+            ),
         );
     }
     reader.close(es);
@@ -623,7 +649,14 @@ mod tests {
         assert_eq!(names(&opts("--match=^current$")), ["alpha"]);
         assert_eq!(
             names(&opts("--match=^.*$ --order=desc")),
-            ["zeta", "shut", "kubedb-system", "apm-agent-configuration", "alpha", ".kibana_1"]
+            [
+                "zeta",
+                "shut",
+                "kubedb-system",
+                "apm-agent-configuration",
+                "alpha",
+                ".kibana_1"
+            ]
         );
         let sel = select_indices(&answer, &opts(""), &backing, &closed).unwrap();
         assert!(sel.iter().any(|s| s.index == "shut" && s.closed));

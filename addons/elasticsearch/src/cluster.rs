@@ -101,10 +101,19 @@ mod tests {
 
     #[test]
     fn detects_elasticsearch_and_opensearch() {
-        let es = ClusterInfo::from_answer(&json!({"version": {"number": "8.19.2", "build_flavor": "default"}})).unwrap();
-        assert_eq!((es.flavor, es.major_minor), (Flavor::Elasticsearch, (8, 19)));
+        let es = ClusterInfo::from_answer(
+            &json!({"version": {"number": "8.19.2", "build_flavor": "default"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            (es.flavor, es.major_minor),
+            (Flavor::Elasticsearch, (8, 19))
+        );
         assert!(es.has_pit() && es.has_ilm() && es.has_xpack_security());
-        let os = ClusterInfo::from_answer(&json!({"version": {"distribution": "opensearch", "number": "2.19.1"}})).unwrap();
+        let os = ClusterInfo::from_answer(
+            &json!({"version": {"distribution": "opensearch", "number": "2.19.1"}}),
+        )
+        .unwrap();
         assert_eq!(os.flavor, Flavor::OpenSearch);
         assert!(os.has_pit() && !os.has_ilm() && !os.has_xpack_security());
         let old = ClusterInfo::from_answer(&json!({"version": {"number": "7.9.3"}})).unwrap();

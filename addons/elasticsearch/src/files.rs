@@ -214,7 +214,10 @@ mod tests {
             ParsedName::Unsupported(_)
         ));
         assert_eq!(parse_file_name("metadata.yaml"), ParsedName::Other);
-        assert_eq!(parse_file_name(".kstash.manifest.json"), ParsedName::Manifest);
+        assert_eq!(
+            parse_file_name(".kstash.manifest.json"),
+            ParsedName::Manifest
+        );
         assert_eq!(
             parse_file_name(".cluster.ilm_policies.json"),
             ParsedName::Cluster("ilm_policies".into())

@@ -360,7 +360,13 @@ mod tests {
             json!({"index":{"number_of_shards":"2","number_of_replicas":"0",
             "analysis":{"analyzer":{"a":{"type":"standard"}}}}})
         );
-        assert_eq!(r.deferred, json!({"blocks": {"write":"true"}}).as_object().unwrap().clone());
+        assert_eq!(
+            r.deferred,
+            json!({"blocks": {"write":"true"}})
+                .as_object()
+                .unwrap()
+                .clone()
+        );
         for p in [
             "index.uuid",
             "index.version",

@@ -106,7 +106,11 @@ pub fn fetch(es: &mut Es, family: Family) -> Result<Option<Vec<(String, Value)>>
             let (path, list, item) = if family == Family::IndexTemplates {
                 ("/_index_template", "index_templates", "index_template")
             } else {
-                ("/_component_template", "component_templates", "component_template")
+                (
+                    "/_component_template",
+                    "component_templates",
+                    "component_template",
+                )
             };
             let v = es.ok_json(&get(path))?;
             let entries = v
@@ -117,9 +121,7 @@ pub fn fetch(es: &mut Es, family: Family) -> Result<Option<Vec<(String, Value)>>
                     reason: format!("no {list:?} array"),
                 })?
                 .iter()
-                .filter_map(|e| {
-                    Some((e.get("name")?.as_str()?.to_string(), e.get(item)?.clone()))
-                })
+                .filter_map(|e| Some((e.get("name")?.as_str()?.to_string(), e.get(item)?.clone())))
                 .collect();
             Ok(Some(filtered(entries, is_managed)))
         }
@@ -127,7 +129,12 @@ pub fn fetch(es: &mut Es, family: Family) -> Result<Option<Vec<(String, Value)>>
             let v = es.ok_json(&get("/_ilm/policy"))?;
             let entries = object_entries(&v)
                 .into_iter()
-                .map(|(n, e)| (n, json!({"policy": e.get("policy").cloned().unwrap_or(Value::Null)})))
+                .map(|(n, e)| {
+                    (
+                        n,
+                        json!({"policy": e.get("policy").cloned().unwrap_or(Value::Null)}),
+                    )
+                })
                 .collect();
             Ok(Some(filtered(entries, is_managed)))
         }
@@ -146,7 +153,10 @@ pub fn fetch(es: &mut Es, family: Family) -> Result<Option<Vec<(String, Value)>>
         }
         Family::Security => {
             let mut out = Vec::new();
-            for (kind, path) in [("role", "/_security/role"), ("role_mapping", "/_security/role_mapping")] {
+            for (kind, path) in [
+                ("role", "/_security/role"),
+                ("role_mapping", "/_security/role_mapping"),
+            ] {
                 let req = get(path);
                 let r = es.send(&req)?;
                 if r.status == 404 {
@@ -283,8 +293,14 @@ mod tests {
     fn managed_objects_are_left_to_the_stack() {
         assert!(is_managed(".monitoring", &json!({})));
         assert!(is_managed("logs", &json!({"_meta": {"managed": true}})));
-        assert!(is_managed("7-days", &json!({"policy": {"_meta": {"managed": true}}})));
-        assert!(is_managed("superuser", &json!({"metadata": {"_reserved": true}})));
+        assert!(is_managed(
+            "7-days",
+            &json!({"policy": {"_meta": {"managed": true}}})
+        ));
+        assert!(is_managed(
+            "superuser",
+            &json!({"metadata": {"_reserved": true}})
+        ));
         assert!(!is_managed("mine", &json!({"_meta": {"owner": "me"}})));
     }
 
@@ -292,7 +308,10 @@ mod tests {
     fn files_round_trip_and_names_are_checked() {
         let e = vec![
             ("role/reader".to_string(), json!({"cluster": ["monitor"]})),
-            ("role_mapping/ldap".to_string(), json!({"roles": ["reader"], "rules": {}})),
+            (
+                "role_mapping/ldap".to_string(),
+                json!({"roles": ["reader"], "rules": {}}),
+            ),
         ];
         let v = encode(Family::Security, &e);
         assert_eq!(decode(Family::Security, "f", &v).unwrap(), e);

@@ -6,8 +6,8 @@
 //! parameters (`interimDataDir`, `enableCache`, `scratchDir`, …) as no-ops.
 
 use crate::error::{AddonError, Result};
-use crate::parts::{Part, PartSet};
 use crate::matcher::{IndexMatcher, KUBESTASH_DEFAULT_MATCH};
+use crate::parts::{Part, PartSet};
 
 /// Which task runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -551,17 +551,17 @@ mod tests {
             err_name(p("--includeType=index").unwrap_err()),
             "--includeType"
         );
-        assert_eq!(
-            err_name(p("--matchType=index").unwrap_err()),
-            "--matchType"
-        );
+        assert_eq!(err_name(p("--matchType=index").unwrap_err()), "--matchType");
         let o = p("--matchType=datastream").unwrap();
         assert!(o.match_kinds.data_streams && !o.match_kinds.indices);
         assert_eq!(
             err_name(p("--ignoreType=ilm,bogus").unwrap_err()),
             "--ignoreType"
         );
-        assert!(!p("--ignoreType=ilm,pipeline,security").unwrap().parts.has(Part::Ilm));
+        assert!(!p("--ignoreType=ilm,pipeline,security")
+            .unwrap()
+            .parts
+            .has(Part::Ilm));
         assert_eq!(
             err_name(p("--fsCompress=true").unwrap_err()),
             "--fsCompress"

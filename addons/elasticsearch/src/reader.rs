@@ -96,7 +96,9 @@ impl IndexRead {
         };
         let slices: Vec<Option<(u32, u32)>> = match mode {
             Mode::OpenSearchPit if shards > 1 => (0..shards).map(|i| Some((i, shards))).collect(),
-            Mode::ElasticPit if parallel > 1 => (0..parallel).map(|i| Some((i, parallel))).collect(),
+            Mode::ElasticPit if parallel > 1 => {
+                (0..parallel).map(|i| Some((i, parallel))).collect()
+            }
             _ => vec![None],
         };
         let mut r = IndexRead {
@@ -165,12 +167,13 @@ impl IndexRead {
             } else {
                 "id"
             };
-            let id = v.get(key).and_then(Value::as_str).ok_or_else(|| {
-                AddonError::Protocol {
+            let id = v
+                .get(key)
+                .and_then(Value::as_str)
+                .ok_or_else(|| AddonError::Protocol {
                     what: format!("POST {}", req.path),
                     reason: format!("no {key:?} in the point-in-time answer"),
-                }
-            })?;
+                })?;
             self.pit_id = Some(id.to_string());
             return Ok(true);
         }
@@ -248,7 +251,10 @@ impl IndexRead {
                 }
                 es.log(
                     Level::Warn,
-                    format!("{}: the point in time expired before the first page; opening a new one", self.name),
+                    format!(
+                        "{}: the point in time expired before the first page; opening a new one",
+                        self.name
+                    ),
                 );
                 self.pit_id = None;
                 failures += 1;
@@ -282,7 +288,10 @@ impl IndexRead {
                 let d = es.backoff.delay(failures, r);
                 es.log(
                     Level::Warn,
-                    format!("{}: {problem}; asking for the same page again in {d:?}", self.name),
+                    format!(
+                        "{}: {problem}; asking for the same page again in {d:?}",
+                        self.name
+                    ),
                 );
                 es.host().sleep(d);
                 continue;
@@ -438,7 +447,10 @@ pub fn check_shards(index: &str, req: &Request, v: &Value) -> Result<()> {
     let shards: Option<Shards> = v
         .get("_shards")
         .and_then(|s| serde_json::from_value(s.clone()).ok());
-    let problem = problem_of(v.get("timed_out").and_then(Value::as_bool).unwrap_or(false), shards.as_ref());
+    let problem = problem_of(
+        v.get("timed_out").and_then(Value::as_bool).unwrap_or(false),
+        shards.as_ref(),
+    );
     match problem {
         Some(p) => Err(AddonError::incomplete(
             index,
@@ -570,7 +582,11 @@ mod tests {
         let s: Shards = serde_json::from_value(json!({"total": 3, "successful": 2, "failed": 1,
             "failures": [{"shard": 1, "index": "i", "reason": {"type": "node_disconnected_exception", "reason": "gone"}}]})).unwrap();
         let p = problem_of(false, Some(&s)).unwrap();
-        assert!(p.contains("1 of 3 shards failed") && p.contains("[i][1] node_disconnected_exception: gone"), "{p}");
+        assert!(
+            p.contains("1 of 3 shards failed")
+                && p.contains("[i][1] node_disconnected_exception: gone"),
+            "{p}"
+        );
         assert!(problem_of(true, None).unwrap().contains("timed out"));
         let ok: Shards = serde_json::from_value(json!({"total": 3, "failed": 0})).unwrap();
         assert_eq!(problem_of(false, Some(&ok)), None);

@@ -113,11 +113,15 @@ pub fn plan(names: &[String], o: &Options) -> Result<Plan> {
     Ok(p)
 }
 
+/// The objects of one cluster family read from the dump: the family, its file and the
+/// `(name, body)` pairs.
+type FamilyObjects = (Family, String, Vec<(String, Value)>);
+
 /// Everything read from the dump before the first request.
 struct Loaded {
     plan: Plan,
     manifest: Option<Manifest>,
-    objects: Vec<(Family, String, Vec<(String, Value)>)>,
+    objects: Vec<FamilyObjects>,
     streams: Vec<Value>,
 }
 
@@ -130,10 +134,12 @@ fn load(es: &mut Es, o: &Options) -> Result<Loaded> {
     let manifest = match &plan.manifest {
         Some(f) => {
             let v = read_meta(es, f)?;
-            Some(serde_json::from_value::<Manifest>(v).map_err(|e| AddonError::Data {
-                file: f.clone(),
-                reason: format!("not a kstash manifest: {e}"),
-            })?)
+            Some(
+                serde_json::from_value::<Manifest>(v).map_err(|e| AddonError::Data {
+                    file: f.clone(),
+                    reason: format!("not a kstash manifest: {e}"),
+                })?,
+            )
         }
         None => None,
     };
@@ -168,7 +174,11 @@ fn load(es: &mut Es, o: &Options) -> Result<Loaded> {
             }
         }
         if !entries.is_empty() {
-            let file = plan.cluster.get(family.file_what()).cloned().unwrap_or_default();
+            let file = plan
+                .cluster
+                .get(family.file_what())
+                .cloned()
+                .unwrap_or_default();
             objects.push((family, file, entries));
         }
     }
@@ -258,7 +268,15 @@ pub fn run(es: &mut Es, o: &Options) -> Result<Summary> {
             .as_ref()
             .and_then(|m| m.indices.get(index))
             .and_then(|e| e.documents);
-        let job = restore_index(es, o, index, files, expected, closed.contains(index), &mut summary);
+        let job = restore_index(
+            es,
+            o,
+            index,
+            files,
+            expected,
+            closed.contains(index),
+            &mut summary,
+        );
         match job {
             Ok(docs) => {
                 summary.indices += 1;
@@ -283,7 +301,9 @@ pub fn run(es: &mut Es, o: &Options) -> Result<Summary> {
             .map(|e| e.documents);
         let file = plan.stream_docs.get(&name).cloned();
         match restore_stream(es, o, def, file.as_deref(), expected, &mut summary) {
-            Ok(docs) => summary.parts.push(PartCount::new("data_stream", &name, docs)),
+            Ok(docs) => summary
+                .parts
+                .push(PartCount::new("data_stream", &name, docs)),
             Err(e) if o.ignore_child_error => {
                 let msg = format!("data stream {name}: {e} (skipped: --ignoreChildError=true)");
                 es.log(Level::Error, &msg);
@@ -307,7 +327,11 @@ pub fn run(es: &mut Es, o: &Options) -> Result<Summary> {
 }
 
 fn delete_targets(es: &mut Es, o: &Options, plan: &Plan, streams: &[Value]) -> Result<()> {
-    let targets: Vec<String> = plan.indices.iter().map(|(i, _)| o.target_index(i)).collect();
+    let targets: Vec<String> = plan
+        .indices
+        .iter()
+        .map(|(i, _)| o.target_index(i))
+        .collect();
     for chunk in targets.chunks(50) {
         let list: Vec<String> = chunk.iter().map(|t| encode_segment(t)).collect();
         es.ok(&Request::new(
@@ -381,11 +405,9 @@ fn restore_objects(
         Level::Info,
         format!("{} {}(s) restored", entries.len(), family.label()),
     );
-    summary.parts.push(PartCount::new(
-        family.file_what(),
-        "",
-        entries.len() as u64,
-    ));
+    summary
+        .parts
+        .push(PartCount::new(family.file_what(), "", entries.len() as u64));
     Ok(())
 }
 
@@ -435,13 +457,7 @@ fn restore_index(
 ) -> Result<u64> {
     let target = o.target_index(index);
     let seg = encode_segment(&target);
-    let file = |t: DumpType| {
-        files
-            .files
-            .get(&t)
-            .filter(|_| o.parts.has_type(t))
-            .cloned()
-    };
+    let file = |t: DumpType| files.files.get(&t).filter(|_| o.parts.has_type(t)).cloned();
 
     let settings = match file(DumpType::Settings) {
         Some(n) => {
@@ -576,7 +592,10 @@ fn restore_index(
     }
     if closed && o.parts.has(Part::Closed) {
         es.ok(&Request::new(Method::Post, format!("/{seg}/_close")))?;
-        es.log(Level::Info, format!("index {target}: closed again, as in the dump"));
+        es.log(
+            Level::Info,
+            format!("index {target}: closed again, as in the dump"),
+        );
     }
     Ok(docs)
 }
@@ -667,11 +686,16 @@ fn restore_stream(
             )));
         }
         if n > 0 {
-            es.ok(&Request::new(Method::Delete, format!("/_data_stream/{seg}")))?;
+            es.ok(&Request::new(
+                Method::Delete,
+                format!("/_data_stream/{seg}"),
+            ))?;
             es.ok(&req)?;
             es.log(
                 Level::Warn,
-                format!("data stream {name}: existed with {n} documents; deleted (--overwrite=true)"),
+                format!(
+                    "data stream {name}: existed with {n} documents; deleted (--overwrite=true)"
+                ),
             );
         }
     }
@@ -737,7 +761,12 @@ fn load_data(es: &mut Es, o: &Options, target: &str, name: &str, op: Op) -> Resu
 /// Send one batch; resend items rejected with 429 (with backoff) until they succeed; fail on
 /// any other item error. Default pipelines are skipped (`pipeline=_none`): the documents were
 /// processed when they were first indexed.
-fn send_batch(es: &mut Es, target: &str, mut batch: Vec<BulkItem>, out: &mut LoadStats) -> Result<()> {
+fn send_batch(
+    es: &mut Es,
+    target: &str,
+    mut batch: Vec<BulkItem>,
+    out: &mut LoadStats,
+) -> Result<()> {
     let path = format!("/{}/_bulk?pipeline=_none", encode_segment(target));
     let mut attempt = 1;
     loop {
@@ -838,7 +867,10 @@ mod tests {
         assert_eq!(idx, ["a", "b"]);
         assert_eq!(p.indices[0].1.files.len(), 4);
         assert_eq!(p.notes.len(), 2);
-        assert_eq!(p.cluster.get("ilm_policies").map(String::as_str), Some(".cluster.ilm_policies.json"));
+        assert_eq!(
+            p.cluster.get("ilm_policies").map(String::as_str),
+            Some(".cluster.ilm_policies.json")
+        );
         assert!(p.streams_file.is_some() && p.manifest.is_some());
         assert_eq!(p.stream_docs.keys().collect::<Vec<_>>(), ["logs-app"]);
         assert!(matches!(
@@ -850,7 +882,15 @@ mod tests {
     #[test]
     fn crafted_file_names_are_refused_before_any_request() {
         let o = Options::parse_args(Task::Restore, "--match=^.*$").unwrap();
-        for bad in ["_all.json", "*.json", "-x.json", "+x.mapping.json", "a,b.json", "A.json", ".datastream.*.json"] {
+        for bad in [
+            "_all.json",
+            "*.json",
+            "-x.json",
+            "+x.mapping.json",
+            "a,b.json",
+            "A.json",
+            ".datastream.*.json",
+        ] {
             let e = plan(&names(&[bad]), &o).unwrap_err().to_string();
             assert!(e.contains("is refused"), "{bad}: {e}");
         }

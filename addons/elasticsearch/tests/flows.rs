@@ -101,11 +101,23 @@ fn default_backup_writes_multielasticdump_layout() {
     // .alias.json; no dot indices; one file per cluster family and the manifest.
     let mut expected = Vec::new();
     for i in ["empty", "large-docs", "products", "routed"] {
-        for suffix in [".json", ".mapping.json", ".settings.json", ".template.json", ".alias.json"] {
+        for suffix in [
+            ".json",
+            ".mapping.json",
+            ".settings.json",
+            ".template.json",
+            ".alias.json",
+        ] {
             expected.push(format!("{i}{suffix}"));
         }
     }
-    for f in ["legacy_templates", "component_templates", "index_templates", "ilm_policies", "ingest_pipelines"] {
+    for f in [
+        "legacy_templates",
+        "component_templates",
+        "index_templates",
+        "ilm_policies",
+        "ingest_pipelines",
+    ] {
         expected.push(format!(".cluster.{f}.json"));
     }
     expected.push(".kstash.manifest.json".into());
@@ -114,7 +126,10 @@ fn default_backup_writes_multielasticdump_layout() {
     let manifest: Value = serde_json::from_str(&file(&es, ".kstash.manifest.json")).unwrap();
     assert_eq!(manifest["indices"]["products"]["documents"], 2500);
     assert_eq!(manifest["source"]["product"], "elasticsearch");
-    assert!(s.parts.iter().any(|p| p.kind == "index" && p.name == "routed" && p.items == 30));
+    assert!(s
+        .parts
+        .iter()
+        .any(|p| p.kind == "index" && p.name == "routed" && p.items == 30));
     // Data line shape (es-backup-format.md §2).
     let first = file(&es, "routed.json").lines().next().unwrap().to_string();
     assert_eq!(
