@@ -42,7 +42,12 @@ pub fn index_doc(
     if parsed.is_null() {
         return Err(EsError::validation("source is missing"));
     }
-    let action = match (create, req.param("op_type")) {
+    // As Elasticsearch's REST layer (RestIndexAction.AutoIdHandler): a document without an id
+    // defaults to op_type=create, so `POST /<data-stream>/_doc` is accepted.
+    let op_type = req
+        .param("op_type")
+        .or(if id.is_none() { Some("create") } else { None });
+    let action = match (create, op_type) {
         (true, _) | (_, Some("create")) => "create",
         (_, None) | (_, Some("index")) => "index",
         (_, Some(other)) => {
