@@ -769,11 +769,20 @@ fn send_batch(
 ) -> Result<()> {
     let path = format!("/{}/_bulk?pipeline=_none", encode_segment(target));
     let mut attempt = 1;
+    let mut resent = false;
     loop {
         let payload = body(&batch);
         out.bytes += payload.len() as u64;
         let req = Request::ndjson(Method::Post, path.clone(), payload);
+        let retries_before = es.retries;
         let r = es.send(&req)?;
+        // A request sent again after a lost answer or a 5xx may have been applied the first
+        // time: its `updated` items are then our own earlier writes, not ids repeated in the
+        // file. Only answers to a request sent once count as repeated ids (so a real repeat in a
+        // resent request makes the final `_count` check fail rather than pass wrongly).
+        // Sticky for the batch: an item answered 429 in a resent request may have been written
+        // by the lost first one, so its later `updated` is ours too.
+        resent |= es.retries != retries_before;
         if r.status == 413 {
             return Err(AddonError::Remote {
                 method: "POST".into(),
@@ -790,7 +799,9 @@ fn send_batch(
             reason,
         })?;
         out.acked += ex.ok as u64;
-        out.replaced += (ex.ok - ex.created) as u64;
+        if !resent {
+            out.replaced += (ex.ok - ex.created) as u64;
+        }
         if let Some(f) = ex.failed.first() {
             return Err(AddonError::BulkItem {
                 index: target.to_string(),
