@@ -504,9 +504,7 @@ fn term_matches(doc: &DocView<'_>, field: &str, want: &Value, ci: bool) -> bool 
     doc.values(field).iter().any(|v| {
         if text {
             let w = scalar_text(want);
-            return v
-                .as_str()
-                .is_some_and(|s| tokens(s).iter().any(|t| *t == w));
+            return v.as_str().is_some_and(|s| tokens(s).contains(&w));
         }
         if ci {
             if let (Some(a), Some(b)) = (v.as_str(), want.as_str()) {

@@ -295,7 +295,7 @@ impl Api {
             return false;
         }
         let n = self.pit_searches.fetch_add(1, Ordering::Relaxed) + 1;
-        let hit = n % every == 0;
+        let hit = n.is_multiple_of(every);
         if hit {
             self.pit_expiries.fetch_add(1, Ordering::Relaxed);
         }
