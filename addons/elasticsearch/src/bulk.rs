@@ -25,13 +25,30 @@ struct ActionMeta<'a> {
 }
 
 #[derive(Serialize)]
-struct Action<'a> {
-    index: ActionMeta<'a>,
+enum Action<'a> {
+    #[serde(rename = "index")]
+    Index(ActionMeta<'a>),
+    #[serde(rename = "create")]
+    Create(ActionMeta<'a>),
+}
+
+/// The bulk action used for a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `index`: create or replace (indices).
+    Index,
+    /// `create`: create only (data streams accept nothing else).
+    Create,
 }
 
 impl BulkItem {
     /// Build the `index` action for `line` into `target`. `Err` if the line has no `_source`.
     pub fn from_line(target: &str, line: &DataLine) -> Result<BulkItem, String> {
+        Self::with_op(target, line, Op::Index)
+    }
+
+    /// Build the `op` action for `line` into `target`.
+    pub fn with_op(target: &str, line: &DataLine, op: Op) -> Result<BulkItem, String> {
         let source = line.source.as_ref().ok_or_else(|| {
             format!(
                 "document {} has no _source (indices with _source disabled cannot be restored from a logical dump)",
@@ -40,12 +57,14 @@ impl BulkItem {
         })?;
         let id = line.id_string();
         let routing = line.routing_string();
-        let action = Action {
-            index: ActionMeta {
-                index: target,
-                id: id.as_deref(),
-                routing: routing.as_deref(),
-            },
+        let meta = ActionMeta {
+            index: target,
+            id: id.as_deref(),
+            routing: routing.as_deref(),
+        };
+        let action = match op {
+            Op::Index => Action::Index(meta),
+            Op::Create => Action::Create(meta),
         };
         let mut lines = serde_json::to_vec(&action).expect("serializable");
         lines.push(b'\n');
@@ -128,6 +147,8 @@ pub struct ItemFailure {
 pub struct Examined {
     /// Items indexed.
     pub ok: usize,
+    /// Of those, items that created a document (the others replaced one with the same id).
+    pub created: usize,
     /// Positions (in the batch) of items rejected with 429, to resend.
     pub retry: Vec<usize>,
     /// Items that failed for good.
@@ -161,6 +182,9 @@ pub fn examine(answer: &[u8], sent: &[BulkItem]) -> Result<Examined, String> {
             .ok_or_else(|| format!("bulk item {pos} has no status"))? as u16;
         if status < 300 {
             out.ok += 1;
+            if result.get("result").and_then(Value::as_str) != Some("updated") {
+                out.created += 1;
+            }
         } else if status == 429 {
             out.retry.push(pos);
         } else {
@@ -247,7 +271,7 @@ mod tests {
           {"index":{"_index":"t","_id":"2","status":429,"error":{"type":"es_rejected_execution_exception","reason":"rejected execution of coordinating operation"}}},
           {"index":{"_index":"t","_id":"3","status":400,"error":{"type":"document_parsing_exception","reason":"failed to parse field [n]"}}}]}"#;
         let e = examine(answer, &sent).unwrap();
-        assert_eq!(e.ok, 1);
+        assert_eq!((e.ok, e.created), (1, 1));
         assert_eq!(e.retry, vec![1]);
         assert_eq!(
             e.failed,

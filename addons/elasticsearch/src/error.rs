@@ -55,6 +55,15 @@ pub enum AddonError {
         /// Elasticsearch's error type and reason.
         reason: String,
     },
+    /// Reading or loading an index could not be made exact (shard failures, an expired point in
+    /// time, a lost scroll page, a count mismatch): the task fails rather than miss documents.
+    #[error("index {index}: {reason}")]
+    Incomplete {
+        /// Index or data stream.
+        index: String,
+        /// What went wrong and what to do.
+        reason: String,
+    },
     /// A file of the dump could not be parsed.
     #[error("dump file {file}: {reason}")]
     Data {
@@ -89,6 +98,14 @@ impl AddonError {
     pub fn param(name: impl Into<String>, reason: impl Into<String>) -> Self {
         AddonError::InvalidParam {
             name: name.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`AddonError::Incomplete`].
+    pub fn incomplete(index: &str, reason: impl Into<String>) -> Self {
+        AddonError::Incomplete {
+            index: index.to_string(),
             reason: reason.into(),
         }
     }

@@ -68,6 +68,12 @@ pub enum ParsedName {
     IndexFile(String),
     /// A compressed (`--fsCompress`) or split (`--fileSize`) file, which kstash cannot load.
     Unsupported(String),
+    /// A cluster-level file of kstash (`.cluster.<what>.json`).
+    Cluster(String),
+    /// A data stream's documents (`.datastream.<name>.json`).
+    DataStream(String),
+    /// kstash's manifest (`.kstash.manifest.json`).
+    Manifest,
     /// Not a dump file (e.g. a metadata file some plugin left next to the dump).
     Other,
 }
@@ -76,6 +82,22 @@ pub enum ParsedName {
 pub fn parse_file_name(name: &str) -> ParsedName {
     // Only the base name counts; hosts may present names with a directory prefix.
     let base = name.rsplit('/').next().unwrap_or(name);
+    if base == crate::names::MANIFEST {
+        return ParsedName::Manifest;
+    }
+    if let Some(what) = base
+        .strip_prefix(".cluster.")
+        .and_then(|r| r.strip_suffix(".json"))
+        .filter(|w| crate::names::CLUSTER_FILES.contains(w))
+    {
+        return ParsedName::Cluster(what.to_string());
+    }
+    if let Some(ds) = base
+        .strip_prefix(".datastream.")
+        .and_then(|r| r.strip_suffix(".json"))
+    {
+        return ParsedName::DataStream(ds.to_string());
+    }
     if base.ends_with(".json.gz") || base.contains(".split-") {
         return ParsedName::Unsupported(base.to_string());
     }
@@ -192,6 +214,18 @@ mod tests {
             ParsedName::Unsupported(_)
         ));
         assert_eq!(parse_file_name("metadata.yaml"), ParsedName::Other);
+        assert_eq!(
+            parse_file_name(".kstash.manifest.json"),
+            ParsedName::Manifest
+        );
+        assert_eq!(
+            parse_file_name(".cluster.ilm_policies.json"),
+            ParsedName::Cluster("ilm_policies".into())
+        );
+        assert_eq!(
+            parse_file_name(".datastream.logs-app.json"),
+            ParsedName::DataStream("logs-app".into())
+        );
         assert_eq!(parse_file_name(".json"), ParsedName::Other);
     }
 

@@ -35,6 +35,10 @@ pub const RESTORE_EXCLUDE: &[&str] = &[
     "frozen",
 ];
 
+/// Settings (relative to `index`) applied after the documents are loaded; see
+/// [`RestoreSettings::deferred`].
+pub const DEFERRED: &[&str] = &["blocks", "default_pipeline", "final_pipeline", "lifecycle"];
+
 /// Encode a metadata line as multielasticdump does for `.settings`, `.template`, `.alias`,
 /// `.analyzer`: the JSON text of `v` as a JSON string.
 pub fn encode_double(v: &Value) -> String {
@@ -158,8 +162,11 @@ pub fn filter_dump_settings(resp: &mut Value) {
 pub struct RestoreSettings {
     /// `{"index":{…}}` to send at creation.
     pub create: Value,
-    /// `index.blocks` from the dump, re-applied after the documents are loaded.
-    pub blocks: Option<Value>,
+    /// Settings applied only after the documents are loaded (relative to `index`): `blocks`
+    /// (a write block would refuse the load), `default_pipeline` and `final_pipeline` (the
+    /// documents were already processed once), `lifecycle` (ILM must not act on a half-loaded
+    /// index).
+    pub deferred: Map<String, Value>,
     /// What was removed, for the log.
     pub removed: Vec<String>,
 }
@@ -191,12 +198,17 @@ pub fn restore_settings(doc: &Value) -> Result<RestoreSettings, String> {
             removed.push(format!("index.{p}"));
         }
     }
-    let blocks = index.shift_remove("blocks");
+    let mut deferred = Map::new();
+    for k in DEFERRED {
+        if let Some(v) = index.shift_remove(*k) {
+            deferred.insert(k.to_string(), v);
+        }
+    }
     let mut create = Map::new();
     create.insert("index".to_string(), Value::Object(index));
     Ok(RestoreSettings {
         create: Value::Object(create),
-        blocks,
+        deferred,
         removed,
     })
 }
@@ -348,7 +360,13 @@ mod tests {
             json!({"index":{"number_of_shards":"2","number_of_replicas":"0",
             "analysis":{"analyzer":{"a":{"type":"standard"}}}}})
         );
-        assert_eq!(r.blocks, Some(json!({"write":"true"})));
+        assert_eq!(
+            r.deferred,
+            json!({"blocks": {"write":"true"}})
+                .as_object()
+                .unwrap()
+                .clone()
+        );
         for p in [
             "index.uuid",
             "index.version",

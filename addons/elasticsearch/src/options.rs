@@ -6,8 +6,8 @@
 //! parameters (`interimDataDir`, `enableCache`, `scratchDir`, …) as no-ops.
 
 use crate::error::{AddonError, Result};
-use crate::files::DumpType;
 use crate::matcher::{IndexMatcher, KUBESTASH_DEFAULT_MATCH};
+use crate::parts::{Part, PartSet};
 
 /// Which task runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,56 +37,13 @@ pub enum Order {
     Desc,
 }
 
-/// The set of dump types that are written (backup) or applied (restore).
+/// Which kinds of objects `--match` selects (`--matchType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TypeSet {
-    /// `<i>.json`.
-    pub data: bool,
-    /// `<i>.mapping.json`.
-    pub mapping: bool,
-    /// `<i>.settings.json`.
-    pub settings: bool,
-    /// `<i>.template.json`.
-    pub template: bool,
-    /// `<i>.analyzer.json`.
-    pub analyzer: bool,
-    /// `<i>.alias.json`.
-    pub alias: bool,
-}
-
-impl TypeSet {
-    /// multielasticdump's defaults: data, mapping, settings, template on; analyzer, alias off.
-    pub const DEFAULT: TypeSet = TypeSet {
-        data: true,
-        mapping: true,
-        settings: true,
-        template: true,
-        analyzer: false,
-        alias: false,
-    };
-
-    /// Whether type `t` is enabled.
-    pub fn has(&self, t: DumpType) -> bool {
-        match t {
-            DumpType::Data => self.data,
-            DumpType::Mapping => self.mapping,
-            DumpType::Settings => self.settings,
-            DumpType::Template => self.template,
-            DumpType::Analyzer => self.analyzer,
-            DumpType::Alias => self.alias,
-        }
-    }
-
-    fn set(&mut self, t: DumpType, on: bool) {
-        match t {
-            DumpType::Data => self.data = on,
-            DumpType::Mapping => self.mapping = on,
-            DumpType::Settings => self.settings = on,
-            DumpType::Template => self.template = on,
-            DumpType::Analyzer => self.analyzer = on,
-            DumpType::Alias => self.alias = on,
-        }
-    }
+pub struct MatchKinds {
+    /// Indices (by name or alias): multielasticdump's `alias`.
+    pub indices: bool,
+    /// Data streams (by name): multielasticdump's `datastream`.
+    pub data_streams: bool,
 }
 
 /// Parsed options for one task.
@@ -96,8 +53,10 @@ pub struct Options {
     pub task: Task,
     /// `--match` (default: KubeStash's default expression, see the docs).
     pub matcher: IndexMatcher,
-    /// Types written/applied (`--ignoreType`, `--includeType`, `--ignore<Type>`).
-    pub types: TypeSet,
+    /// Parts written/applied (`--ignoreType`, `--includeType`, `--ignore<Type>`).
+    pub parts: PartSet,
+    /// What `--match` selects (`--matchType`; default both indices and data streams).
+    pub match_kinds: MatchKinds,
     /// `--limit`: documents per search page and per bulk request.
     pub limit: u32,
     /// `--size`: maximum documents per index (`None` = all).
@@ -187,7 +146,11 @@ impl Options {
         let mut o = Options {
             task,
             matcher: IndexMatcher::new(KUBESTASH_DEFAULT_MATCH).expect("default regex compiles"),
-            types: TypeSet::DEFAULT,
+            parts: PartSet::defaults(),
+            match_kinds: MatchKinds {
+                indices: true,
+                data_streams: true,
+            },
             limit: DEFAULT_LIMIT,
             size: None,
             offset: 0,
@@ -207,8 +170,8 @@ impl Options {
         for (name, value) in &pairs {
             if name == "includeType" {
                 let list = parse_type_list(name, value)?;
-                for t in DumpType::ALL {
-                    o.types.set(t, list.contains(&t));
+                for p in Part::ALL {
+                    o.parts.set(p, list.contains(&p));
                 }
             }
         }
@@ -220,23 +183,37 @@ impl Options {
                     o.matcher = IndexMatcher::new(value).map_err(|r| AddonError::param(&opt, r))?;
                 }
                 "matchType" => {
-                    if value != "alias" {
-                        return Err(AddonError::param(
-                            &opt,
-                            format!("{value:?} is not supported; only \"alias\" (index names and their aliases)"),
-                        ));
+                    let mut k = MatchKinds {
+                        indices: false,
+                        data_streams: false,
+                    };
+                    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        match item {
+                            "alias" => k.indices = true,
+                            "datastream" => k.data_streams = true,
+                            other => {
+                                return Err(AddonError::param(
+                                    &opt,
+                                    format!("{other:?} is not a match type; alias (indices by name or alias), datastream (data streams by name), or both comma-separated"),
+                                ))
+                            }
+                        }
                     }
+                    if !k.indices && !k.data_streams {
+                        return Err(AddonError::param(&opt, "needs alias, datastream or both"));
+                    }
+                    o.match_kinds = k;
                 }
                 "ignoreType" => {
-                    for t in parse_type_list(name, value)? {
-                        o.types.set(t, false);
+                    for p in parse_type_list(name, value)? {
+                        o.parts.set(p, false);
                     }
                 }
                 "ignoreData" | "ignoreMapping" | "ignoreSettings" | "ignoreTemplate"
                 | "ignoreAnalyzer" | "ignoreAlias" => {
-                    let t = DumpType::parse(&name["ignore".len()..].to_ascii_lowercase())
-                        .expect("listed names are types");
-                    o.types.set(t, !parse_bool(&opt, value)?);
+                    let p = Part::parse(&name["ignore".len()..].to_ascii_lowercase())
+                        .expect("listed names are parts");
+                    o.parts.set(p, !parse_bool(&opt, value)?);
                 }
                 "ignoreIndex" => {
                     if !parse_bool(&opt, value)? {
@@ -420,7 +397,7 @@ fn parse_num(opt: &str, v: &str, min: u64, max: u64) -> Result<u64> {
     Ok(n)
 }
 
-fn parse_type_list(name: &str, v: &str) -> Result<Vec<DumpType>> {
+fn parse_type_list(name: &str, v: &str) -> Result<Vec<Part>> {
     let opt = format!("--{name}");
     let mut out = Vec::new();
     for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -433,13 +410,14 @@ fn parse_type_list(name: &str, v: &str) -> Result<Vec<DumpType>> {
             }
             continue; // already not written
         }
-        match DumpType::parse(item) {
-            Some(t) => out.push(t),
+        match Part::parse(item) {
+            Some(p) => out.push(p),
             None => {
+                let names: Vec<&str> = Part::ALL.iter().map(|p| p.name()).collect();
                 return Err(AddonError::param(
                     &opt,
-                    format!("unknown type {item:?}; types: data, mapping, settings, template, analyzer, alias, index"),
-                ))
+                    format!("unknown type {item:?}; types: {}, index", names.join(", ")),
+                ));
             }
         }
     }
@@ -496,9 +474,11 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_multielasticdumps_types_with_kubestash_match() {
+    fn defaults_are_every_part_but_analyzer_with_kubestash_match() {
         let o = p("").unwrap();
-        assert_eq!(o.types, TypeSet::DEFAULT);
+        assert_eq!(o.parts, PartSet::defaults());
+        assert!(o.parts.has(Part::Alias) && o.parts.has(Part::Ilm) && !o.parts.has(Part::Analyzer));
+        assert!(o.match_kinds.indices && o.match_kinds.data_streams);
         assert_eq!(o.matcher.source(), KUBESTASH_DEFAULT_MATCH);
         assert_eq!(o.keep_alive, "10m");
         assert_eq!(o.size, None);
@@ -515,9 +495,9 @@ mod tests {
     fn tutorial_ignore_type_template_settings() {
         // seed tutorial: args: --ignoreType=template,settings
         let o = p("--ignoreType=template,settings").unwrap();
-        assert!(o.types.data && o.types.mapping);
-        assert!(!o.types.template && !o.types.settings);
-        assert!(!o.types.alias && !o.types.analyzer);
+        assert!(o.parts.has(Part::Data) && o.parts.has(Part::Mapping));
+        assert!(!o.parts.has(Part::Template) && !o.parts.has(Part::Settings));
+        assert!(o.parts.has(Part::Alias) && !o.parts.has(Part::Analyzer));
     }
 
     #[test]
@@ -525,33 +505,23 @@ mod tests {
         // KubeStash docs: --match=^(?![.])(?!searchguard).+ --ignoreType=template
         let o = p("--match=^(?![.])(?!searchguard).+ --ignoreType=template").unwrap();
         assert!(!o.matcher.is_match("searchguard"));
-        assert!(!o.types.template && o.types.settings);
+        assert!(!o.parts.has(Part::Template) && o.parts.has(Part::Settings));
     }
 
     #[test]
     fn include_type_selects_exactly_those_and_keeps_child_errors_fatal() {
         let o = p("--includeType=data,alias").unwrap();
-        assert_eq!(
-            o.types,
-            TypeSet {
-                data: true,
-                alias: true,
-                mapping: false,
-                settings: false,
-                template: false,
-                analyzer: false
-            }
-        );
+        assert_eq!(o.parts.names(), ["alias", "data"]);
         assert!(!o.ignore_child_error);
     }
 
     #[test]
     fn space_separated_values_and_bare_flags() {
-        let o = p("--limit 500 --delete --size=10 --ignoreAlias=false").unwrap();
+        let o = p("--limit 500 --delete --size=10 --ignoreAlias=true").unwrap();
         assert_eq!(o.limit, 500);
         assert!(o.delete);
         assert_eq!(o.size, Some(10));
-        assert!(o.types.alias);
+        assert!(!o.parts.has(Part::Alias));
     }
 
     #[test]
@@ -581,10 +551,17 @@ mod tests {
             err_name(p("--includeType=index").unwrap_err()),
             "--includeType"
         );
+        assert_eq!(err_name(p("--matchType=index").unwrap_err()), "--matchType");
+        let o = p("--matchType=datastream").unwrap();
+        assert!(o.match_kinds.data_streams && !o.match_kinds.indices);
         assert_eq!(
-            err_name(p("--matchType=datastream").unwrap_err()),
-            "--matchType"
+            err_name(p("--ignoreType=ilm,bogus").unwrap_err()),
+            "--ignoreType"
         );
+        assert!(!p("--ignoreType=ilm,pipeline,security")
+            .unwrap()
+            .parts
+            .has(Part::Ilm));
         assert_eq!(
             err_name(p("--fsCompress=true").unwrap_err()),
             "--fsCompress"
@@ -618,7 +595,7 @@ mod tests {
             ("scratchDir".to_string(), "/kubestash-tmp".to_string()),
         ];
         let o = Options::from_params(Task::Restore, &params).unwrap();
-        assert!(!o.types.settings);
+        assert!(!o.parts.has(Part::Settings));
         assert_eq!(o.notes.len(), 3);
         assert!(o.notes.iter().any(|n| n.contains("interimDataDir")));
         let bad = vec![("argz".to_string(), String::new())];

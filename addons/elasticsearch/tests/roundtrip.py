@@ -39,6 +39,7 @@ def fail(msg):
 class Emulator:
     def __init__(self, name, *extra):
         self.name = name
+        self.opensearch = "opensearch" in extra
         self.log = os.path.join(TMP, f"{name}.requests.jsonl")
         self.err = open(os.path.join(TMP, f"{name}.stderr"), "w")
         self.proc = subprocess.Popen(
@@ -72,30 +73,45 @@ class Emulator:
 # ---------------------------------------------------------------- spec check
 
 
-def load_spec():
+def load_spec(opensearch=False):
+    """Endpoints of Elastic's spec files (`elasticsearch/`) and of the transcribed supplement
+    (`supplement/`, several endpoints per file); in OpenSearch mode its point-in-time API replaces
+    Elasticsearch's."""
     endpoints, common = [], set()
-    for path in glob.glob(os.path.join(SPEC_DIR, "*.json")):
+    files = sorted(glob.glob(os.path.join(SPEC_DIR, "elasticsearch", "*.json")))
+    files.append(os.path.join(SPEC_DIR, "supplement", "elasticsearch-8.19.json"))
+    if opensearch:
+        files.append(os.path.join(SPEC_DIR, "supplement", "opensearch-2.x.json"))
+    seen = set()
+    for path in files:
         with open(path) as f:
             doc = json.load(f)
         if os.path.basename(path) == "_common.json":
             common |= set(doc.get("params", {}).keys())
             continue
         for name, ep in doc.items():
+            if name in seen:
+                continue
+            if opensearch and name in ("open_point_in_time", "close_point_in_time"):
+                continue
+            seen.add(name)
             params = set(ep.get("params", {}).keys())
             for p in ep["url"]["paths"]:
                 segs = [s for s in p["path"].split("/") if s]
                 endpoints.append((name, p["path"], segs, set(p["methods"]), params | set(p.get("parts", {}).keys())))
     if not endpoints:
-        fail(f"Elastic's REST API spec not found in {SPEC_DIR}")
+        fail(f"the REST API spec was not found in {SPEC_DIR}")
     return endpoints, common
 
 
 SPEC = None
+SPEC_OS = None
 
 
-def spec_check(entry):
-    """The endpoint a logged request matches, or raise naming what is wrong."""
-    endpoints, common = SPEC
+def spec_check(entry, opensearch=False):
+    """The endpoint a logged request matches, or raise naming what is wrong (against the
+    OpenSearch variant of the spec for an emulator answering as OpenSearch)."""
+    endpoints, common = SPEC_OS if opensearch else SPEC
     segs = [s for s in entry["path"].split("?")[0].split("/") if s]
     best, cands = None, []
     for ep in endpoints:
@@ -270,7 +286,9 @@ def doc_lines(directory):
     out = {}
     for path in glob.glob(os.path.join(directory, "*.json")):
         base = os.path.basename(path)
-        if base.count(".") > 1 and base.rsplit(".", 2)[1] in ("mapping", "settings", "template", "alias", "analyzer", "index"):
+        if base.startswith(".") and not base.startswith(".datastream."):
+            continue  # kstash's cluster files and manifest
+        if base.count(".") > 1 and not base.startswith(".datastream.") and base.rsplit(".", 2)[1] in ("mapping", "settings", "template", "alias", "analyzer", "index"):
             continue
         docs = {}
         with open(path) as f:
@@ -280,6 +298,168 @@ def doc_lines(directory):
                     docs[h["_id"]] = (h.get("_routing"), h["_source"])
         out[base[:-5]] = docs
     return out
+
+
+# ---------------------------------------------------------------- raw REST (both flavours)
+#
+# The complete round trips compare clusters through plain REST calls, not the Python client:
+# the official client refuses to talk to OpenSearch, and the judge must not be the addon's reader.
+
+
+def rest(url, method, path, body=None, ok=(200, 201), ndjson=False):
+    import urllib.request
+    import urllib.error
+    data = None
+    headers = {}
+    if body is not None:
+        if ndjson:
+            data = ("".join(json.dumps(l) + "\n" for l in body)).encode()
+            headers["content-type"] = "application/x-ndjson"
+        else:
+            data = json.dumps(body).encode()
+            headers["content-type"] = "application/json"
+    req = urllib.request.Request(url + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            status, text = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read()
+    v = json.loads(text) if text else None
+    if ok and status not in ok:
+        fail(f"{method} {path}: {status} {text[:600]!r}")
+    return v
+
+
+def seed_everything(url, opensearch=False):
+    """Every part a default backup must capture: open and closed indices with aliases, routing,
+    nested objects, unicode and large documents; a data stream with its composable template built
+    of a component template; an ILM policy (Elasticsearch only); an ingest pipeline."""
+    if not opensearch:
+        rest(url, "PUT", "/_ilm/policy/rollover-daily", {"policy": {
+            "_meta": {"owner": "team-a"},
+            "phases": {"hot": {"min_age": "0ms", "actions": {"rollover": {"max_age": "1d"}}},
+                       "delete": {"min_age": "30d", "actions": {"delete": {}}}}}})
+    rest(url, "PUT", "/_ingest/pipeline/stamp", {
+        "description": "adds a field", "processors": [{"set": {"field": "stamped", "value": "yes"}}]})
+    rest(url, "PUT", "/_component_template/app-mappings", {"template": {"mappings": {"properties": {
+        "@timestamp": {"type": "date"}, "msg": {"type": "text"}, "level": {"type": "keyword"}}}}})
+    ds_settings = {"index.default_pipeline": "stamp"}
+    if not opensearch:
+        ds_settings["index.lifecycle.name"] = "rollover-daily"
+    rest(url, "PUT", "/_index_template/app-logs", {
+        "index_patterns": ["app-logs*"], "data_stream": {}, "composed_of": ["app-mappings"],
+        "priority": 200, "template": {"settings": ds_settings}, "_meta": {"why": "test"}})
+    rest(url, "PUT", "/_template/legacy-web", {"index_patterns": ["web-*"], "order": 2,
+                                                "settings": {"number_of_shards": 1},
+                                                "mappings": {"properties": {"host": {"type": "keyword"}}}})
+    rest(url, "PUT", "/catalog", {"settings": {"number_of_shards": 3, "number_of_replicas": 0},
+                                  "mappings": {"properties": {
+                                      "name": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
+                                      "parts": {"type": "nested", "properties": {"sku": {"type": "keyword"}}}}}})
+    rest(url, "PUT", "/routed-x", {"mappings": {"_routing": {"required": True}, "properties": {"n": {"type": "long"}}}})
+    rest(url, "PUT", "/archive-2023", {"mappings": {"properties": {"y": {"type": "keyword"}}}})
+    rest(url, "POST", "/_aliases", {"actions": [
+        {"add": {"index": "catalog", "alias": "catalog-read"}},
+        {"add": {"index": "catalog", "alias": "catalog-cheap", "filter": {"range": {"price": {"lt": 10}}}}},
+        {"add": {"index": "archive-2023", "alias": "archives"}}]})
+    lines = []
+    for i in range(1200):
+        lines += [{"index": {"_index": "catalog", "_id": f"c{i}"}},
+                  {"name": f"Ding ü {i} 日本語 🚀", "price": i % 40,
+                   "parts": [{"sku": f"{i}-{j}"} for j in range(2)], "deep": {"a": {"b": {"c": i}}}}]
+    for i in range(3):
+        lines += [{"index": {"_index": "catalog", "_id": f"big{i}"}}, {"name": "big", "blob": "ω" * 150_000}]
+    for i in range(100):
+        lines += [{"index": {"_index": "routed-x", "_id": f"r{i}", "routing": f"u{i % 7}"}}, {"n": i}]
+    for i in range(40):
+        lines += [{"index": {"_index": "archive-2023", "_id": f"a{i}"}}, {"y": str(i)}]
+    for i in range(30):
+        lines += [{"index": {"_index": "web-1", "_id": f"w{i}"}}, {"host": f"h{i}"}]
+    for i in range(250):
+        lines += [{"create": {"_index": "app-logs"}},
+                  {"@timestamp": f"2024-01-01T00:{i // 60:02d}:{i % 60:02d}Z", "msg": f"event {i}", "level": "info"}]
+    r = rest(url, "POST", "/_bulk?refresh=true", lines, ndjson=True)
+    if r.get("errors"):
+        fail(f"seeding: {json.dumps([it for it in r['items'] if any(v.get('error') for v in it.values())][:2])}")
+    rest(url, "POST", "/archive-2023/_close")
+
+
+def scroll_docs(url, index):
+    """{_id: (_routing, _source)} of `index` via a plain scroll (works on both flavours)."""
+    docs = {}
+    r = rest(url, "POST", f"/{index}/_search?scroll=1m", {"size": 500, "sort": ["_doc"]})
+    while True:
+        hits = r["hits"]["hits"]
+        if not hits:
+            break
+        for h in hits:
+            if h["_id"] in docs:
+                fail(f"{index}: {h['_id']} seen twice")
+            docs[h["_id"]] = (h.get("_routing"), h["_source"])
+        r = rest(url, "POST", "/_search/scroll", {"scroll": "1m", "scroll_id": r["_scroll_id"]})
+    rest(url, "DELETE", "/_search/scroll", {"scroll_id": r["_scroll_id"]})
+    return docs
+
+
+def full_state(url, opensearch=False):
+    """The whole user-visible cluster through the REST API. Closed indices are opened to read
+    their documents and closed again."""
+    out = {}
+    cat = rest(url, "GET", "/_cat/indices?format=json&h=index,status&expand_wildcards=all")
+    status = {r["index"]: r["status"] for r in cat}
+    streams = rest(url, "GET", "/_data_stream?expand_wildcards=all")["data_streams"]
+    backing = {i["index_name"] for d in streams for i in d["indices"]}
+    for i in sorted(status):
+        if i.startswith(".") or i in backing:
+            continue
+        closed = status[i] == "close"
+        if closed:
+            rest(url, "POST", f"/{i}/_open")
+        s = rest(url, "GET", f"/{i}/_settings")[i]["settings"]["index"]
+        out[f"index/{i}"] = {
+            "status": status[i],
+            "mappings": rest(url, "GET", f"/{i}/_mapping")[i]["mappings"],
+            "aliases": rest(url, "GET", f"/{i}/_alias")[i]["aliases"],
+            "shards": s.get("number_of_shards"),
+            "docs": scroll_docs(url, i),
+        }
+        if closed:
+            rest(url, "POST", f"/{i}/_close")
+    for d in streams:
+        n = d["name"]
+        out[f"data_stream/{n}"] = {"template": d["template"], "backing": len(d["indices"]) > 0,
+                                  "docs": scroll_docs(url, n)}
+    out["index_templates"] = {t["name"]: t["index_template"]
+                              for t in rest(url, "GET", "/_index_template")["index_templates"]}
+    out["component_templates"] = {t["name"]: t["component_template"]
+                                  for t in rest(url, "GET", "/_component_template")["component_templates"]}
+    out["legacy_templates"] = {k: v for k, v in rest(url, "GET", "/_template").items()
+                               if k not in SYSTEM_TEMPLATE and not k.startswith(".")}
+    out["pipelines"] = rest(url, "GET", "/_ingest/pipeline", ok=(200, 404)) or {}
+    if not opensearch:
+        out["ilm"] = {k: v["policy"] for k, v in rest(url, "GET", "/_ilm/policy").items()}
+    return out
+
+
+def assert_same_state(expected, actual, what):
+    if expected == actual:
+        return
+    for k in sorted(set(expected) | set(actual)):
+        e, a = expected.get(k), actual.get(k)
+        if e == a:
+            continue
+        if isinstance(e, dict) and isinstance(a, dict):
+            for part in sorted(set(e) | set(a)):
+                if e.get(part) != a.get(part):
+                    if part == "docs":
+                        ed, ad = e["docs"], a["docs"]
+                        missing, extra = set(ed) - set(ad), set(ad) - set(ed)
+                        changed = [x for x in ed if x in ad and ed[x] != ad[x]]
+                        fail(f"{what}: {k}: documents differ: {len(missing)} missing {sorted(missing)[:3]}, "
+                             f"{len(extra)} extra {sorted(extra)[:3]}, {len(changed)} changed {changed[:2]}")
+                    fail(f"{what}: {k}: {part} differs:\n expected {json.dumps(e.get(part))[:800]}\n"
+                         f" actual   {json.dumps(a.get(part))[:800]}")
+        fail(f"{what}: {k} differs:\n expected {json.dumps(e)[:800]}\n actual   {json.dumps(a)[:800]}")
 
 
 # ---------------------------------------------------------------- tests
@@ -301,8 +481,9 @@ def test(fn):
 
 
 def main():
-    global SPEC
+    global SPEC, SPEC_OS
     SPEC = load_spec()
+    SPEC_OS = load_spec(opensearch=True)
     a = Emulator("a")
     es = a.client()
     seed(es)
@@ -342,20 +523,27 @@ def main():
     def kstash_dump_loads_with_multielasticdump():
         kstash("logical-backup", a, out_default)
         c = Emulator("c")
-        med("--direction=load", f"--input={out_default}", f"--output={c.url}", "--parallel=2", "--interval=10")
+        # As KubeStash runs it: its default --match skips kstash's `.`-prefixed extra files.
+        med("--direction=load", f"--input={out_default}", f"--output={c.url}", "--parallel=2", "--interval=10",
+            "--match=^(?![.])(?!apm-agent-configuration)(?!kubedb-system).+")
         exp = {k: {kk: vv for kk, vv in v.items() if kk != "aliases"} if k != "__templates__" else v for k, v in expected.items()}
         assert_same(exp, state(c.client(), with_aliases=False), "kstash dump -> multielasticdump load")
         c.stop()
 
     def tutorial_ignore_type_template_settings():
+        # The tutorial's `--ignoreType=template,settings` leaves out exactly those two parts
+        # (legacy templates and index settings); every other part stays in the dump.
         d = os.path.join(TMP, "kstash-ignoretype")
         kstash("logical-backup", a, d, "--ignoreType=template,settings")
         names = sorted(os.listdir(d))
-        bad = [n for n in names if not (n.endswith(".mapping.json") or n.count(".") == 1)]
-        if bad or "products.json" not in names or "products.mapping.json" not in names:
+        bad = [n for n in names if n.endswith((".settings.json", ".template.json"))
+               or n == ".cluster.legacy_templates.json" or n.startswith(".kibana")]
+        if bad or "products.json" not in names or "products.mapping.json" not in names \
+                or "products.alias.json" not in names or ".kstash.manifest.json" not in names:
             fail(f"--ignoreType=template,settings wrote {names}")
-        if any(n.startswith(".") for n in names):
-            fail(f"system index dumped: {names}")
+        manifest = json.load(open(os.path.join(d, ".kstash.manifest.json")))
+        if "template" in manifest["parts"] or "settings" in manifest["parts"] or "data" not in manifest["parts"]:
+            fail(f"manifest parts {manifest['parts']}")
 
     def bad_match_fails_with_position_before_any_request():
         d = os.path.join(TMP, "kstash-badmatch")
@@ -397,17 +585,124 @@ def main():
         for e in (clean, faulty, target):
             e.stop()
 
+    def complete_roundtrip(flavor):
+        extra = ["--builtins"] + (["--flavor", "opensearch"] if flavor == "opensearch" else [])
+        os_mode = flavor == "opensearch"
+        src = Emulator(f"all-{flavor}", *extra)
+        seed_everything(src.url, opensearch=os_mode)
+        want = full_state(src.url, opensearch=os_mode)
+        for k in ["index/catalog", "index/routed-x", "index/archive-2023", "index/web-1", "data_stream/app-logs"]:
+            if k not in want or not want[k]["docs"]:
+                fail(f"{flavor}: seeding went wrong: {k} missing or empty in {sorted(want)}")
+        if want["index/archive-2023"]["status"] != "close":
+            fail(f"{flavor}: archive-2023 is not closed")
+        d = os.path.join(TMP, f"kstash-all-{flavor}")
+        r = kstash("logical-backup", src, d)
+        names = set(os.listdir(d))
+        for f in [".kstash.manifest.json", ".cluster.data_streams.json", ".cluster.index_templates.json",
+                  ".cluster.component_templates.json", ".cluster.ingest_pipelines.json", ".datastream.app-logs.json",
+                  "archive-2023.json", "catalog.alias.json"] + ([] if os_mode else [".cluster.ilm_policies.json"]):
+            if f not in names:
+                fail(f"{flavor}: {f} missing from the default dump {sorted(names)}")
+        if any(n.startswith(".ds-") for n in names):
+            fail(f"{flavor}: backing indices dumped as indices: {sorted(names)}")
+        if want != full_state(src.url, opensearch=os_mode):
+            fail(f"{flavor}: the backup changed the source cluster")
+        dst = Emulator(f"all-{flavor}-target", *extra)
+        kstash("logical-backup-restore", dst, d)
+        got = full_state(dst.url, opensearch=os_mode)
+        assert_same_state(want, got, f"{flavor}: default backup -> fresh cluster -> default restore")
+        manifest = json.load(open(os.path.join(d, ".kstash.manifest.json")))
+        if manifest["indices"]["catalog"]["documents"] != 1203 or not manifest["indices"]["archive-2023"]["closed"]:
+            fail(f"{flavor}: manifest {json.dumps(manifest)[:600]}")
+        if "count index/catalog = 1203" not in r.stdout + r.stderr:
+            fail(f"{flavor}: no per-index count in the task's output:\n{(r.stdout + r.stderr)[-1500:]}")
+        # A second restore onto the now full target must refuse (documents exist), naming the index.
+        r2 = kstash("logical-backup-restore", dst, d, expect_ok=False)
+        if r2.returncode == 0:
+            fail(f"{flavor}: restore over existing documents succeeded")
+        src.stop()
+        dst.stop()
+        return d
+
+    def default_roundtrip_restores_everything():
+        complete_roundtrip("elasticsearch")
+
+    def opensearch_roundtrip_restores_everything():
+        complete_roundtrip("opensearch")
+
+    def crafted_file_names_are_refused_before_any_request():
+        for bad in ["_all", "*", "-x", "+x", "a,b"]:
+            d = os.path.join(TMP, f"crafted-{len(bad)}-{abs(hash(bad))}")
+            os.makedirs(d)
+            with open(os.path.join(d, f"{bad}.json"), "w") as f:
+                f.write(json.dumps({"_index": "x", "_id": "1", "_source": {}}) + "\n")
+            with open(os.path.join(d, "fine.json"), "w") as f:
+                f.write(json.dumps({"_index": "fine", "_id": "1", "_source": {}}) + "\n")
+            before = a.log_len()
+            r = kstash("logical-backup-restore", a, d, "--delete=true", expect_ok=False)
+            text = r.stdout + r.stderr
+            if r.returncode == 0 or "refused" not in text or bad not in text:
+                fail(f"crafted {bad}.json: exit {r.returncode}, output:\n{text[-1500:]}")
+            time.sleep(0.2)
+            if a.log_len() != before:
+                fail(f"crafted {bad}.json: requests were sent: {a.log_entries(before)[:3]}")
+
+    def pit_expiry_with_shuffled_shards_loses_nothing():
+        seed_args = ["--seed-docs", "12000", "--seed-indices", "3", "--seed-large-doc-bytes", "0"]
+        clean = Emulator("pit-clean", *seed_args)
+        d_clean = os.path.join(TMP, "pit-clean")
+        kstash("logical-backup", clean, d_clean, "--limit=500")
+        want = doc_lines(d_clean)
+        if sum(len(v) for v in want.values()) != 12000:
+            fail(f"clean backup has {sum(len(v) for v in want.values())} documents")
+        for flavor in ["elasticsearch", "opensearch"]:
+            faulty = Emulator(f"pit-{flavor}", *seed_args, "--flavor", flavor, "--fault-pit-expire-every", "4",
+                              "--fault-shuffle-shards")
+            d = os.path.join(TMP, f"pit-{flavor}")
+            r = kstash("logical-backup", faulty, d, "--limit=500", expect_ok=False)
+            expired = [e for e in faulty.log_entries(0) if e.get("status") == 404 and "search" in e.get("path", "")]
+            if not expired:
+                fail(f"{flavor}: no PIT expired")
+            if r.returncode == 0:
+                if doc_lines(d) != want:
+                    fail(f"{flavor}: backup after PIT expiry Succeeded with other documents than the clean one")
+            elif "index" not in (r.stdout + r.stderr) or "point in time" not in (r.stdout + r.stderr).lower():
+                fail(f"{flavor}: backup after PIT expiry failed without naming the index and the cause:\n"
+                     f"{(r.stdout + r.stderr)[-1500:]}")
+            faulty.stop()
+        clean.stop()
+
+    def shard_failures_fail_naming_the_index():
+        f = Emulator("shardfail", "--seed-docs", "3000", "--seed-indices", "2", "--seed-large-doc-bytes", "0",
+                     "--fault-shard-failure-rate", "1.0", "--fault-path", "_search")
+        d = os.path.join(TMP, "shardfail")
+        r = kstash("logical-backup", f, d, "--limit=500", expect_ok=False)
+        text = r.stdout + r.stderr
+        if r.returncode == 0:
+            fail("backup with failed shards Succeeded")
+        if "shard" not in text or "index" not in text:
+            fail(f"shard failure not named:\n{text[-1500:]}")
+        if os.path.exists(os.path.join(d, ".kstash.manifest.json")):
+            fail("a failed backup wrote its manifest")
+        f.stop()
+
     def every_kstash_request_is_in_the_spec():
         n = 0
         for emu, start, end in KSTASH_REQUESTS:
             for entry in emu.log_entries(start, end):
-                spec_check(entry)
+                spec_check(entry, emu.opensearch)
                 n += 1
         if n < 100:
             fail(f"only {n} requests checked")
         print(f"     {n} requests checked against {SPEC_DIR}")
 
     test(backup_restore_roundtrip_identical)
+    test(default_roundtrip_restores_everything)
+    test(opensearch_roundtrip_restores_everything)
+    test(crafted_file_names_are_refused_before_any_request)
+    test(pit_expiry_with_shuffled_shards_loses_nothing)
+    test(shard_failures_fail_naming_the_index)
     test(multielasticdump_dump_restores_with_kstash)
     test(kstash_dump_loads_with_multielasticdump)
     test(tutorial_ignore_type_template_settings)

@@ -15,8 +15,8 @@ die() { echo "roundtrip.sh: $*" >&2; exit 1; }
 [ -x "$PY" ] || die "missing $PY (run scripts/ensure-tools.sh)"
 [ -x "$MED" ] || die "missing $MED (run scripts/ensure-tools.sh)"
 export MULTIELASTICDUMP="$MED"
-export KSTASH_ES_SPEC_DIR="${KSTASH_ES_SPEC_DIR:-$ROOT/../shared/es-rest-api-spec}"
-[ -d "$KSTASH_ES_SPEC_DIR" ] || die "Elastic's REST spec not found at $KSTASH_ES_SPEC_DIR (set KSTASH_ES_SPEC_DIR)"
+export KSTASH_ES_SPEC_DIR="${KSTASH_ES_SPEC_DIR:-$ROOT/tests/es-emulator/rest-api-spec}"
+[ -d "$KSTASH_ES_SPEC_DIR/elasticsearch" ] || die "the REST spec is not at $KSTASH_ES_SPEC_DIR (elasticsearch/, supplement/)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 if [ -z "${ADDON_WASM:-}" ]; then
   (cd "$ROOT/addons" && CARGO_TARGET_DIR="$ROOT/addons/target" cargo build --release --target wasm32-wasip2 -p elasticsearch-addon)

@@ -9,7 +9,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::{Api, Identity};
+use crate::api::{Api, Flavor, HandlerFaults, Identity};
 use crate::seed::{self, Seed};
 use crate::server::{Faults, LoggedRequest, Server, Stats};
 use crate::store::Store;
@@ -53,6 +53,9 @@ pub struct EmulatorBuilder {
     faults: Faults,
     request_log: Option<PathBuf>,
     cluster_name: Option<String>,
+    flavor: Flavor,
+    no_pit: bool,
+    builtins: bool,
 }
 
 impl EmulatorBuilder {
@@ -104,6 +107,25 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Answer as Elasticsearch 8.19 (default) or OpenSearch 2.x.
+    pub fn flavor(mut self, flavor: Flavor) -> Self {
+        self.flavor = flavor;
+        self
+    }
+
+    /// Serve no point-in-time API (as Elasticsearch before 7.10), so clients must scroll.
+    pub fn without_pit(mut self) -> Self {
+        self.no_pit = true;
+        self
+    }
+
+    /// Start with what a fresh Elasticsearch 8 cluster has on its own: stack-managed ILM
+    /// policies, component and index templates and an ingest pipeline (`_meta.managed: true`).
+    pub fn builtins(mut self, on: bool) -> Self {
+        self.builtins = on;
+        self
+    }
+
     /// `cluster_name` reported by `GET /` (default `kstash-es-emulator`).
     pub fn cluster_name(mut self, name: impl Into<String>) -> Self {
         self.cluster_name = Some(name.into());
@@ -118,6 +140,7 @@ impl EmulatorBuilder {
             ("drop_rate", f.drop_rate),
             ("delay_rate", f.delay_rate),
             ("bulk_item_429_rate", f.bulk_item_429_rate),
+            ("shard_failure_rate", f.shard_failure_rate),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(EmulatorError::Faults(format!(
@@ -138,6 +161,21 @@ impl EmulatorBuilder {
     pub async fn start(self) -> Result<RunningEmulator, EmulatorError> {
         self.check_faults()?;
         let mut store = Store::new(self.faults.seed ^ 0x00E5);
+        if self.builtins && self.flavor == Flavor::Elasticsearch {
+            seed::builtins(&mut store);
+        }
+        if self.auth.is_some() && self.flavor == Flavor::Elasticsearch {
+            for (name, role) in crate::api::reserved_roles() {
+                store.security.roles.insert(name, role);
+            }
+            if let Some((user, _)) = &self.auth {
+                store.security.users.insert(
+                    user.clone(),
+                    serde_json::json!({"username": user, "roles": ["superuser"], "full_name": null,
+                        "email": null, "metadata": {"_reserved": true}, "enabled": true}),
+                );
+            }
+        }
         if let Some(s) = &self.seed {
             seed::seed(&mut store, s)?;
         }
@@ -147,14 +185,26 @@ impl EmulatorBuilder {
                 .clone()
                 .unwrap_or_else(|| "kstash-es-emulator".into()),
             node_name: "kstash-es-node-1".into(),
-            version: crate::ES_VERSION.into(),
+            version: match self.flavor {
+                Flavor::Elasticsearch => crate::ES_VERSION.into(),
+                Flavor::OpenSearch => crate::OPENSEARCH_VERSION.into(),
+            },
+            flavor: self.flavor,
         };
-        let api = Arc::new(Api::new(
+        let mut api = Api::new(
             store,
             identity,
-            self.faults.bulk_item_429_rate,
+            HandlerFaults {
+                bulk_item_429_rate: self.faults.bulk_item_429_rate,
+                shard_failure_rate: self.faults.shard_failure_rate,
+                pit_expire_every: self.faults.pit_expire_every,
+                shuffle_shards: self.faults.shuffle_shards,
+                no_pit: self.no_pit,
+            },
             self.faults.seed,
-        ));
+        );
+        api.security = self.auth.is_some();
+        let api = Arc::new(api);
         let log_file = match &self.request_log {
             Some(p) => Some(
                 std::fs::OpenOptions::new()

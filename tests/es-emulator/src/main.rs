@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use kstash_es_emulator::client::{pit_scan, EsClient};
-use kstash_es_emulator::{EmulatorBuilder, Faults, Seed};
+use kstash_es_emulator::{EmulatorBuilder, Faults, Flavor, Seed};
 
 /// An Elasticsearch 8 REST emulator for tests.
 #[derive(Parser, Debug)]
@@ -60,6 +60,24 @@ struct Cli {
     /// Limit request-level faults to paths containing this substring (repeatable).
     #[arg(long = "fault-path")]
     fault_paths: Vec<String>,
+    /// Share of search/scroll/count answers in which one shard fails (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    fault_shard_failure_rate: f64,
+    /// Every N-th search on a point in time finds it expired (0 = never).
+    #[arg(long, default_value_t = 0)]
+    fault_pit_expire_every: u64,
+    /// Every new point in time, scroll or search sees the shards in another order.
+    #[arg(long)]
+    fault_shuffle_shards: bool,
+    /// Answer as `elasticsearch` (8.19) or `opensearch` (2.x).
+    #[arg(long, default_value = "elasticsearch", value_parser = ["elasticsearch", "opensearch"])]
+    flavor: String,
+    /// No point-in-time API (as Elasticsearch before 7.10).
+    #[arg(long)]
+    no_pit: bool,
+    /// Start with the stack-managed templates, ILM policies and pipeline of a fresh cluster.
+    #[arg(long)]
+    builtins: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -96,9 +114,19 @@ async fn main() -> anyhow::Result<()> {
         delay_ms: cli.fault_delay_ms,
         delay_rate: cli.fault_delay_rate,
         bulk_item_429_rate: cli.fault_bulk_item_429_rate,
+        shard_failure_rate: cli.fault_shard_failure_rate,
+        pit_expire_every: cli.fault_pit_expire_every,
+        shuffle_shards: cli.fault_shuffle_shards,
         seed: cli.fault_seed,
         paths: cli.fault_paths,
     });
+    if cli.flavor == "opensearch" {
+        b = b.flavor(Flavor::OpenSearch);
+    }
+    if cli.no_pit {
+        b = b.without_pit();
+    }
+    b = b.builtins(cli.builtins);
     if let Some(d) = cli.tls_dir {
         b = b.tls_dir(d);
     }

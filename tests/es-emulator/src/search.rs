@@ -2,14 +2,14 @@
 //! `search_after`, slicing, totals, and lazy hit serialisation.
 
 use std::cmp::Ordering;
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::error::{EsError, EsResult};
-use crate::store::{Doc, Snapshot};
+use crate::query::{DocView, Query};
+use crate::store::{Doc, ShardView, Snapshot};
 use crate::util::fnv1a;
 
 /// Which part of `_source` is returned.
@@ -77,8 +77,8 @@ pub struct SearchRequest {
     pub source: SourceFilter,
     /// `scroll` keep-alive.
     pub scroll: Option<String>,
-    /// `ids` query values, when the query is an ids query.
-    pub ids: Option<HashSet<String>>,
+    /// The query (`match_all` when absent).
+    pub query: Query,
     /// `version: true`.
     pub version: bool,
     /// `seq_no_primary_term: true`.
@@ -215,39 +215,6 @@ fn parse_source(v: &Value) -> EsResult<SourceFilter> {
     })
 }
 
-fn parse_query(q: &Value) -> EsResult<Option<HashSet<String>>> {
-    let Some(m) = q.as_object() else {
-        return Err(EsError::parsing("[query] must be an object"));
-    };
-    if m.is_empty() {
-        return Ok(None);
-    }
-    if m.len() > 1 {
-        return Err(EsError::parsing(
-            "[query] malformed query, expected [END_OBJECT] but found [FIELD_NAME]",
-        ));
-    }
-    let (kind, body) = m.iter().next().expect("one key");
-    match kind.as_str() {
-        "match_all" => Ok(None),
-        "ids" => {
-            let values = body
-                .get("values")
-                .and_then(Value::as_array)
-                .ok_or_else(|| EsError::parsing("[ids] requires [values]"))?;
-            Ok(Some(
-                values
-                    .iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect(),
-            ))
-        }
-        other => Err(EsError::illegal_argument(format!(
-            "kstash-es-emulator supports only the [match_all] and [ids] queries, got [{other}]"
-        ))),
-    }
-}
-
 impl SearchRequest {
     /// Parses query-string parameters and the JSON body (body values win, like Elasticsearch).
     pub fn parse(params: &[(String, String)], body: &Value) -> EsResult<Self> {
@@ -261,7 +228,7 @@ impl SearchRequest {
             pit: None,
             source: SourceFilter::All,
             scroll: None,
-            ids: None,
+            query: Query::MatchAll,
             version: false,
             seq_no_primary_term: false,
             total_as_int: false,
@@ -300,7 +267,7 @@ impl SearchRequest {
         };
         for (k, v) in &obj {
             match k.as_str() {
-                "query" => req.ids = parse_query(v)?,
+                "query" => req.query = Query::parse(v)?,
                 "size" => req.size = int_param(v, "size")?,
                 "from" => req.from = int_param(v, "from")?,
                 "sort" => req.sort = parse_sort(v)?,
@@ -549,19 +516,48 @@ fn cmp_keys(a: &[Value], b: &[Value], sort: &[SortKey]) -> Ordering {
 pub fn key_values(sort: &[SortKey], ord: u32, slot: u32, doc: &Doc) -> Vec<Value> {
     sort.iter()
         .map(|k| match &k.field {
-            SortField::ShardDoc | SortField::Doc => Value::from(shard_doc(ord, slot)),
+            SortField::ShardDoc => Value::from(shard_doc(ord, slot)),
+            // Lucene's document number inside its shard: equal values across shards.
+            SortField::Doc => Value::from(i64::from(slot)),
             SortField::Score => Value::from(1.0),
             SortField::Field(f) => field_value(doc, f, k.desc),
         })
         .collect()
 }
 
-/// Whether the sort is plain index order, which allows a seek instead of a full sort.
-fn natural(sort: &[SortKey]) -> bool {
+/// Whether `query` matches `doc` of shard `view`.
+pub fn query_matches(query: &Query, view: &ShardView, doc: &Doc) -> bool {
+    if query.is_match_all() {
+        return true;
+    }
+    if let Some(ids) = query.only_ids() {
+        return ids.contains(&doc.id);
+    }
+    let parsed;
+    let source = if query.needs_source() {
+        parsed = serde_json::from_slice::<Value>(&doc.source).unwrap_or(Value::Null);
+        &parsed
+    } else {
+        &Value::Null
+    };
+    query.matches(&DocView {
+        id: &doc.id,
+        index: &view.index,
+        routing: doc.routing.as_deref(),
+        source,
+        mappings: &view.mappings,
+    })
+}
+
+/// Whether the sort is plain index order, which allows a seek instead of a full sort: `_shard_doc`
+/// ascending, `_score` alone (every hit scores the same), or `_doc` over a single shard (its
+/// values are per-shard document numbers, so several shards need the general merge).
+fn natural(sort: &[SortKey], shards: usize) -> bool {
     match sort {
         [] => true,
         [k] => {
-            !k.desc && matches!(k.field, SortField::ShardDoc | SortField::Doc)
+            !k.desc && k.field == SortField::ShardDoc
+                || !k.desc && k.field == SortField::Doc && shards <= 1
                 || k.field == SortField::Score
         }
         _ => false,
@@ -593,13 +589,13 @@ pub fn select(
         }
     }
     let nshards = snap.shards.len();
-    let filtered = req.slice.is_some() || req.ids.is_some();
+    let filtered = req.slice.is_some() || !req.query.is_match_all();
     let matches = |ord: u32, doc: &Doc| {
         in_slice(req.slice, nshards, ord, doc)
-            && req.ids.as_ref().is_none_or(|ids| ids.contains(&doc.id))
+            && query_matches(&req.query, &snap.shards[ord as usize], doc)
     };
     let with_values = !sort.is_empty();
-    if natural(sort) {
+    if natural(sort, nshards) {
         let start = match (&req.search_after, sort.first().map(|k| &k.field)) {
             (Some(after), Some(SortField::ShardDoc | SortField::Doc)) => {
                 let v = after[0]
@@ -839,6 +835,7 @@ mod tests {
     use super::*;
     use crate::store::{OpType, Store};
     use serde_json::json;
+    use std::collections::HashSet;
 
     fn store_with(n: usize, shards: u32) -> (Store, Snapshot) {
         let mut s = Store::new(3);
@@ -939,7 +936,7 @@ mod tests {
             .reason
             .contains("using [from] is not allowed in a scroll context"));
         assert!(SearchRequest::parse(&[], &json!({"slice": {"id": 3, "max": 3}})).is_err());
-        assert!(SearchRequest::parse(&[], &json!({"query": {"term": {"a": 1}}})).is_err());
+        assert!(SearchRequest::parse(&[], &json!({"query": {"match": {"a": 1}}})).is_err());
     }
 
     #[test]

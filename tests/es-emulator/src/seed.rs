@@ -215,3 +215,58 @@ pub fn documents(store: &Store, index: &str) -> Vec<(String, Value)> {
         })
         .unwrap_or_default()
 }
+/// What a fresh Elasticsearch 8 cluster creates on its own (a representative part): the `logs`
+/// data-stream index template with its component templates, ILM policies and an ingest pipeline,
+/// all marked `_meta.managed: true` as the stack marks them.
+pub fn builtins(store: &mut Store) {
+    let managed = |d: &str| json!({"description": d, "managed": true});
+    store.component_templates.insert(
+        "logs@mappings".into(),
+        json!({"template": {"mappings": {"dynamic_templates": [], "properties": {
+            "@timestamp": {"type": "date"},
+            "data_stream": {"properties": {"type": {"type": "constant_keyword", "value": "logs"}}}}}},
+            "_meta": managed("default mappings for the logs index template installed by x-pack"),
+            "version": 15}),
+    );
+    store.component_templates.insert(
+        "logs@settings".into(),
+        json!({"template": {"settings": {"index": {"lifecycle": {"name": "logs"}}}},
+            "_meta": managed("default settings for the logs index template installed by x-pack"),
+            "version": 15}),
+    );
+    store.index_templates.insert(
+        "logs".into(),
+        json!({"index_patterns": ["logs-*-*"], "composed_of": ["logs@mappings", "logs@settings"],
+            "priority": 100, "data_stream": {"hidden": false, "allow_custom_routing": false},
+            "allow_auto_create": true, "ignore_missing_component_templates": [],
+            "_meta": managed("default logs template installed by x-pack"), "version": 15}),
+    );
+    for (name, desc) in [
+        (
+            "logs",
+            "default policy for the logs index template installed by x-pack",
+        ),
+        (
+            "7-days-default",
+            "built-in ILM policy using the hot and warm phases with a retention of 7 days",
+        ),
+    ] {
+        store.ilm_policies.insert(
+            name.into(),
+            crate::store::IlmPolicy {
+                policy: json!({"phases": {"hot": {"min_age": "0ms", "actions": {"rollover": {
+                    "max_primary_shard_size": "50gb", "max_age": "30d"}}}},
+                    "_meta": managed(desc)}),
+                version: 1,
+                modified_ms: 0,
+            },
+        );
+    }
+    store.pipelines.insert(
+        "logs@json-pipeline".into(),
+        json!({"description": "automatic parsing of JSON log messages",
+            "processors": [{"rename": {"if": "ctx.message instanceof String", "field": "message",
+                "target_field": "_tmp_json_message", "ignore_missing": true}}],
+            "_meta": managed("automatic parsing of JSON log messages"), "version": 15}),
+    );
+}

@@ -37,6 +37,15 @@ pub struct Faults {
     pub delay_rate: f64,
     /// Share of `_bulk` items answered 429 inside a 200 response (not applied).
     pub bulk_item_429_rate: f64,
+    /// Share of search, scroll and count answers in which one shard fails: its hits are left
+    /// out and `_shards.failed` is 1 (a 503 with `allow_partial_search_results=false`).
+    pub shard_failure_rate: f64,
+    /// Every N-th search on a point in time finds it expired (404
+    /// `search_context_missing_exception`); 0 = never.
+    pub pit_expire_every: u64,
+    /// Every new point in time, scroll or search sees the shards in another order, so
+    /// `_shard_doc` values of two PITs over the same index differ.
+    pub shuffle_shards: bool,
     /// Seed: the same seed and request sequence give the same faults.
     pub seed: u64,
     /// Only requests whose path contains one of these substrings get request-level faults
@@ -53,6 +62,9 @@ impl Default for Faults {
             delay_ms: 0,
             delay_rate: 1.0,
             bulk_item_429_rate: 0.0,
+            shard_failure_rate: 0.0,
+            pit_expire_every: 0,
+            shuffle_shards: false,
             seed: 0,
             paths: Vec::new(),
         }
@@ -90,6 +102,10 @@ pub struct Stats {
     pub delayed: u64,
     /// `_bulk` items answered with an injected 429.
     pub bulk_item_429: u64,
+    /// Search, scroll or count answers with an injected shard failure.
+    pub shard_failures: u64,
+    /// Points in time expired by fault injection.
+    pub pit_expiries: u64,
 }
 
 #[derive(Default)]
@@ -160,6 +176,8 @@ impl Server {
             dropped: c.dropped.load(Ordering::Relaxed),
             delayed: c.delayed.load(Ordering::Relaxed),
             bulk_item_429: self.api.bulk_item_429s.load(Ordering::Relaxed),
+            shard_failures: self.api.shard_failures.load(Ordering::Relaxed),
+            pit_expiries: self.api.pit_expiries.load(Ordering::Relaxed),
         }
     }
 
@@ -370,10 +388,12 @@ impl Server {
         *resp.status_mut() =
             StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let h = resp.headers_mut();
-        h.insert(
-            "x-elastic-product",
-            HeaderValue::from_static("Elasticsearch"),
-        );
+        if !self.api.is_opensearch() {
+            h.insert(
+                "x-elastic-product",
+                HeaderValue::from_static("Elasticsearch"),
+            );
+        }
         h.insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_str(&content_type).expect("content type"),

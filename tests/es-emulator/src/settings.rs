@@ -133,15 +133,30 @@ pub fn validate_for_create(flat: &mut FlatSettings) -> EsResult<()> {
     Ok(())
 }
 
-/// Checks a settings update on an existing index.
-pub fn validate_for_update(flat: &FlatSettings, index: &str, uuid: &str) -> EsResult<()> {
+/// Checks a settings update on an existing index. Static settings (`analysis`, `codec`, …) can
+/// change only while the index is closed; some never change.
+pub fn validate_for_update(
+    flat: &FlatSettings,
+    index: &str,
+    uuid: &str,
+    closed: bool,
+) -> EsResult<()> {
     for key in flat.keys() {
-        if key == "index.number_of_shards"
+        let never = key == "index.number_of_shards"
             || key.starts_with("index.version.")
             || key == "index.uuid"
             || key == "index.creation_date"
-            || key == "index.provided_name"
-        {
+            || key == "index.provided_name";
+        if never && closed {
+            return Err(EsError::illegal_argument(format!(
+                "final {index} setting [{key}], not updateable"
+            )));
+        }
+        let static_ = key.starts_with("index.analysis.")
+            || key == "index.codec"
+            || key.starts_with("index.sort.")
+            || key == "index.mapping.source.mode";
+        if never || (static_ && !closed) {
             return Err(EsError::illegal_argument(format!(
                 "Can't update non dynamic settings [[{key}]] for open indices [[{index}/{uuid}]]"
             )));

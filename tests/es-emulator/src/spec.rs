@@ -115,24 +115,69 @@ pub struct SpecChecker {
 }
 
 impl SpecChecker {
-    /// `<repo>/../shared/es-rest-api-spec`, or `$KSTASH_ES_SPEC_DIR` when set.
+    /// Elastic's Elasticsearch 8.19 spec files shipped in this crate
+    /// (`rest-api-spec/elasticsearch`), or `$KSTASH_ES_SPEC_DIR` when set.
     pub fn default_dir() -> PathBuf {
         if let Some(d) = std::env::var_os("KSTASH_ES_SPEC_DIR") {
             return PathBuf::from(d);
         }
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/es-rest-api-spec")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("rest-api-spec/elasticsearch")
     }
 
-    /// Loads [`Self::default_dir`]; panics with a clear message when it is absent.
+    /// Endpoints transcribed by kstash (`rest-api-spec/supplement`, see its NOTICE).
+    pub fn supplement_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("rest-api-spec/supplement")
+    }
+
+    /// Loads [`Self::default_dir`] and the Elasticsearch part of the supplement; an endpoint
+    /// defined by Elastic's files wins over a transcribed one. Panics with a clear message when a
+    /// file is absent or malformed.
     pub fn load_default() -> Self {
         let dir = Self::default_dir();
-        match Self::load(&dir) {
-            Ok(s) => s,
-            Err(e) => panic!(
-                "Elastic's REST API spec is required at {} (a copy of shared/ beside the repository, or set KSTASH_ES_SPEC_DIR): {e}",
+        let mut s = Self::load(&dir).unwrap_or_else(|e| {
+            panic!(
+                "Elastic's REST API spec is required at {} (shipped in this crate, or set KSTASH_ES_SPEC_DIR): {e}",
                 dir.display()
-            ),
+            )
+        });
+        s.add_file(&Self::supplement_dir().join("elasticsearch-8.19.json"));
+        s
+    }
+
+    fn add_file(&mut self, f: &Path) {
+        let extra = Self::load_file(f).unwrap_or_else(|e| panic!("{e}"));
+        for ep in extra {
+            if !self.endpoints.iter().any(|e| e.name == ep.name) {
+                self.endpoints.push(ep);
+            }
         }
+    }
+
+    fn load_file(f: &Path) -> Result<Vec<Endpoint>, SpecError> {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| SpecError::Load(format!("{}: {e}", f.display())))?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| SpecError::Load(format!("{}: {e}", f.display())))?;
+        let obj = v.as_object().filter(|m| !m.is_empty()).ok_or_else(|| {
+            SpecError::Load(format!("{}: not an endpoint definition", f.display()))
+        })?;
+        obj.iter()
+            .map(|(name, body)| {
+                parse_endpoint(name, body)
+                    .map_err(|e| SpecError::Load(format!("{} ({name}): {e}", f.display())))
+            })
+            .collect()
+    }
+
+    /// The spec an OpenSearch 2.x client must follow: OpenSearch's point-in-time endpoints
+    /// instead of Elasticsearch's (`open_point_in_time`, `close_point_in_time` are removed), the
+    /// Elasticsearch 8.19 files for everything the two share. Panics when a directory is absent.
+    pub fn load_opensearch() -> Self {
+        let mut s = Self::load_default();
+        s.endpoints
+            .retain(|e| e.name != "open_point_in_time" && e.name != "close_point_in_time");
+        s.add_file(&Self::supplement_dir().join("opensearch-2.x.json"));
+        s
     }
 
     /// Loads every `*.json` in `dir` (`_common.json` gives the parameters all endpoints accept).
@@ -160,16 +205,8 @@ impl SpecChecker {
                 );
                 continue;
             }
-            let Some((name, body)) = v.as_object().and_then(|m| m.iter().next()) else {
-                return Err(SpecError::Load(format!(
-                    "{}: not an endpoint definition",
-                    f.display()
-                )));
-            };
-            endpoints.push(
-                parse_endpoint(name, body)
-                    .map_err(|e| SpecError::Load(format!("{}: {e}", f.display())))?,
-            );
+            drop(v);
+            endpoints.extend(Self::load_file(&f)?);
         }
         if endpoints.is_empty() {
             return Err(SpecError::Load(format!(

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -64,6 +63,10 @@ pub struct Index {
     pub shards: Vec<Shard>,
     /// Next `_seq_no`.
     pub next_seq_no: u64,
+    /// Closed (`POST /<index>/_close`): metadata stays readable, documents do not.
+    pub closed: bool,
+    /// The data stream this index backs, if any.
+    pub data_stream: Option<String>,
 }
 
 impl Index {
@@ -153,6 +156,8 @@ pub struct ShardView {
     pub live: usize,
     /// The index's `max_result_window`.
     pub max_result_window: i64,
+    /// The index's mappings when the view was taken (field types for queries).
+    pub mappings: Arc<Map<String, Value>>,
 }
 
 /// The set of shards a search runs over; a PIT or scroll keeps one frozen.
@@ -177,36 +182,61 @@ pub struct ScrollState {
     pub sort: Vec<crate::search::SortKey>,
 }
 
-/// An open search context.
-#[derive(Debug)]
-pub struct Context {
-    /// The frozen view.
-    pub snapshot: Arc<Snapshot>,
-    /// When it expires.
-    pub expires: Instant,
-    /// `Some` for scrolls, `None` for PITs.
-    pub scroll: Option<ScrollState>,
+/// One data stream: its backing indices, oldest first (the last is the write index).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataStream {
+    /// Name.
+    pub name: String,
+    /// The composable template it was created from.
+    pub template: String,
+    /// Backing index names, oldest first.
+    pub indices: Vec<String>,
+    /// Generation (the number of the newest backing index).
+    pub generation: u64,
+    /// `data_stream.hidden` of the template.
+    pub hidden: bool,
+    /// `data_stream.allow_custom_routing` of the template.
+    pub allow_custom_routing: bool,
+    /// `_meta` of the template, copied at creation.
+    pub meta: Option<Value>,
 }
 
-/// Which indices an expression may expand to.
-#[derive(Debug, Clone, Copy)]
-pub struct Resolve {
-    /// Missing concrete names are skipped rather than a 404.
-    pub ignore_unavailable: bool,
-    /// Wildcards also match hidden indices.
-    pub include_hidden: bool,
-    /// Alias names are expanded to their indices.
-    pub aliases: bool,
+/// One ILM policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IlmPolicy {
+    /// The `policy` object as stored.
+    pub policy: Value,
+    /// Incremented by every PUT.
+    pub version: u64,
+    /// Last PUT, milliseconds since the epoch.
+    pub modified_ms: u64,
 }
 
-impl Default for Resolve {
-    fn default() -> Self {
-        Resolve {
-            ignore_unavailable: false,
-            include_hidden: false,
-            aliases: true,
-        }
+/// Persistent and transient cluster settings (flat keys).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterSettings {
+    /// `persistent`.
+    pub persistent: FlatSettings,
+    /// `transient`.
+    pub transient: FlatSettings,
+}
+
+impl ClusterSettings {
+    /// A setting's effective value (transient wins).
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.transient.get(key).or_else(|| self.persistent.get(key))
     }
+}
+
+/// The security realm's native objects (only used when the emulator requires authentication).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Security {
+    /// Roles by name (reserved ones carry `metadata._reserved: true`).
+    pub roles: BTreeMap<String, Value>,
+    /// Role mappings by name.
+    pub role_mappings: BTreeMap<String, Value>,
+    /// Users by name, as `GET /_security/user` shows them (never a password).
+    pub users: BTreeMap<String, Value>,
 }
 
 /// The whole cluster state.
@@ -220,13 +250,20 @@ pub struct Store {
     pub index_templates: BTreeMap<String, Value>,
     /// Component templates (the body as stored).
     pub component_templates: BTreeMap<String, Value>,
-    /// Open scroll and PIT contexts by id.
-    pub contexts: HashMap<String, Context>,
+    /// Data streams by name.
+    pub data_streams: BTreeMap<String, DataStream>,
+    /// ILM policies by name.
+    pub ilm_policies: BTreeMap<String, IlmPolicy>,
+    /// Ingest pipelines by id (the body as stored).
+    pub pipelines: BTreeMap<String, Value>,
+    /// `_cluster/settings`.
+    pub cluster_settings: ClusterSettings,
+    /// Roles, role mappings and users.
+    pub security: Security,
     /// Cluster uuid.
     pub cluster_uuid: String,
     /// Random source for ids.
     pub rng: SplitMix,
-    next_context: u64,
 }
 
 impl Store {
@@ -239,10 +276,13 @@ impl Store {
             templates: BTreeMap::new(),
             index_templates: BTreeMap::new(),
             component_templates: BTreeMap::new(),
-            contexts: HashMap::new(),
+            data_streams: BTreeMap::new(),
+            ilm_policies: BTreeMap::new(),
+            pipelines: BTreeMap::new(),
+            cluster_settings: ClusterSettings::default(),
+            security: Security::default(),
             cluster_uuid,
             rng,
-            next_context: 1,
         }
     }
 
@@ -285,72 +325,56 @@ impl Store {
         Ok(())
     }
 
-    /// Which concrete indices `expr` (comma list, wildcards, aliases, `_all`) names.
-    pub fn resolve(&self, expr: &str, opts: Resolve) -> EsResult<Vec<String>> {
-        let mut out: Vec<String> = Vec::new();
-        let push = |n: &str, out: &mut Vec<String>| {
-            if !out.iter().any(|x| x == n) {
-                out.push(n.to_string());
-            }
-        };
-        for raw in expr.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            if let Some(neg) = raw.strip_prefix('-') {
-                out.retain(|n| !glob(neg, n));
-                continue;
-            }
-            if raw == "_all" || raw.contains('*') {
-                let pattern = if raw == "_all" { "*" } else { raw };
-                let explicit_dot = pattern.starts_with('.');
-                for (name, idx) in &self.indices {
-                    let visible = opts.include_hidden
-                        || !(idx.hidden() || (name.starts_with('.') && !explicit_dot));
-                    if visible && glob(pattern, name) {
-                        push(name, &mut out);
-                    }
-                }
-                if opts.aliases {
-                    for (name, idx) in &self.indices {
-                        if idx.aliases.keys().any(|a| glob(pattern, a)) {
-                            push(name, &mut out);
-                        }
-                    }
-                }
-                continue;
-            }
-            if self.indices.contains_key(raw) {
-                push(raw, &mut out);
-                continue;
-            }
-            let holders: Vec<&String> = if opts.aliases {
-                self.indices
-                    .iter()
-                    .filter(|(_, i)| i.aliases.contains_key(raw))
-                    .map(|(n, _)| n)
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            if holders.is_empty() {
-                if !opts.ignore_unavailable {
-                    return Err(EsError::index_not_found(raw));
-                }
-            } else {
-                for h in holders {
-                    push(h, &mut out);
-                }
-            }
-        }
-        Ok(out)
-    }
-
     /// Whether `name` is an alias of some index.
     pub fn is_alias(&self, name: &str) -> bool {
         self.indices.values().any(|i| i.aliases.contains_key(name))
     }
 
     /// Creates an index from a create-index body (`settings`, `mappings`, `aliases`), applying
-    /// matching templates first.
+    /// matching templates first. A name matched by a data-stream template is refused, as
+    /// Elasticsearch does.
     pub fn create_index(&mut self, name: &str, body: &Value) -> EsResult<()> {
+        Self::validate_index_name(name)?;
+        if let Some((t, tpl)) = self.best_index_template(name) {
+            if tpl.get("data_stream").is_some() {
+                return Err(EsError::illegal_argument(format!(
+                    "cannot create index with name [{name}], because it matches with template [{t}] that creates data streams only, use create data stream api instead"
+                )));
+            }
+        }
+        self.create_index_unchecked(name, body)
+    }
+
+    /// The highest-priority composable template whose patterns match `name`.
+    pub fn best_index_template(&self, name: &str) -> Option<(&String, &Value)> {
+        let mut best: Option<(&String, &Value)> = None;
+        for (tname, t) in &self.index_templates {
+            if patterns(t).iter().any(|p| glob(p, name)) {
+                let prio = t.get("priority").and_then(Value::as_i64).unwrap_or(0);
+                let better = best.is_none_or(|(_, b)| {
+                    prio > b.get("priority").and_then(Value::as_i64).unwrap_or(0)
+                });
+                if better {
+                    best = Some((tname, t));
+                }
+            }
+        }
+        best
+    }
+
+    /// [`Self::create_index`] without the data-stream template check.
+    pub fn create_index_unchecked(&mut self, name: &str, body: &Value) -> EsResult<()> {
+        self.create_index_from(name, name, body)
+    }
+
+    /// Creates `name` with the templates that match `template_name` (a backing index gets its
+    /// data stream's template).
+    pub fn create_index_from(
+        &mut self,
+        name: &str,
+        template_name: &str,
+        body: &Value,
+    ) -> EsResult<()> {
         Self::validate_index_name(name)?;
         if let Some(existing) = self.indices.get(name) {
             return Err(EsError::new(
@@ -381,7 +405,10 @@ impl Store {
                 )));
             }
         }
-        let (mut flat, mut mappings, mut aliases) = self.templates_for(name)?;
+        let (mut flat, mut mappings, mut aliases) = self.templates_for(template_name)?;
+        if template_name != name {
+            aliases.clear();
+        }
         if let Some(s) = obj.get("settings") {
             let mut user = settings::flatten(s)?;
             settings::validate_for_create(&mut user)?;
@@ -434,6 +461,8 @@ impl Store {
                 aliases,
                 shards: (0..shards).map(|_| Shard::default()).collect(),
                 next_seq_no: 0,
+                closed: false,
+                data_stream: None,
             },
         );
         Ok(())
@@ -451,18 +480,7 @@ impl Store {
         let mut mappings = Map::new();
         let mut aliases = BTreeMap::new();
         let matches = |t: &Value| patterns(t).iter().any(|p| glob(p, name));
-        let mut best: Option<(&String, &Value)> = None;
-        for (tname, t) in &self.index_templates {
-            if matches(t) {
-                let prio = t.get("priority").and_then(Value::as_i64).unwrap_or(0);
-                let better = best.is_none_or(|(_, b)| {
-                    prio > b.get("priority").and_then(Value::as_i64).unwrap_or(0)
-                });
-                if better {
-                    best = Some((tname, t));
-                }
-            }
-        }
+        let best = self.best_index_template(name);
         let apply = |tpl: &Value,
                      flat: &mut FlatSettings,
                      mappings: &mut Map<String, Value>,
@@ -594,6 +612,9 @@ impl Store {
             .indices
             .get_mut(index)
             .ok_or_else(|| EsError::index_not_found(index))?;
+        if idx.closed {
+            return Err(crate::resolve::index_closed(index, &idx.uuid));
+        }
         if let Some(block) = idx.write_blocked() {
             let status = if block.starts_with("TOO_MANY") {
                 429
@@ -692,6 +713,9 @@ impl Store {
             .indices
             .get_mut(index)
             .ok_or_else(|| EsError::index_not_found(index))?;
+        if idx.closed {
+            return Err(crate::resolve::index_closed(index, &idx.uuid));
+        }
         if let Some(block) = idx.write_blocked() {
             return Err(EsError::new(
                 403,
@@ -732,14 +756,22 @@ impl Store {
         }
     }
 
-    /// A frozen view of the named indices' shards.
+    /// A frozen view of the named indices' shards, in index-name and shard order.
     pub fn snapshot(&self, names: &[String]) -> Snapshot {
+        self.snapshot_rotated(names, 0)
+    }
+
+    /// [`Self::snapshot`] with the shard list rotated left by `rotate` places, so that shard
+    /// ordinals (and `_shard_doc` values) differ from another snapshot of the same indices, as
+    /// they may in Elasticsearch when a point in time is reopened.
+    pub fn snapshot_rotated(&self, names: &[String], rotate: usize) -> Snapshot {
         let mut sorted: Vec<&String> = names.iter().collect();
         sorted.sort();
         let mut shards = Vec::new();
         for n in sorted {
             if let Some(idx) = self.indices.get(n) {
                 let name: Arc<str> = Arc::from(n.as_str());
+                let mappings = Arc::new(idx.mappings.clone());
                 for (i, s) in idx.shards.iter().enumerate() {
                     shards.push(ShardView {
                         index: name.clone(),
@@ -747,37 +779,16 @@ impl Store {
                         docs: s.docs.clone(),
                         live: s.live,
                         max_result_window: idx.max_result_window(),
+                        mappings: mappings.clone(),
                     });
                 }
             }
         }
+        if !shards.is_empty() {
+            let n = rotate % shards.len();
+            shards.rotate_left(n);
+        }
         Snapshot { shards }
-    }
-
-    /// Registers a context and returns its id (base64 so clients treat it as opaque).
-    pub fn open_context(&mut self, ctx: Context, kind: &str) -> String {
-        use base64::Engine as _;
-        self.expire_contexts();
-        let n = self.next_context;
-        self.next_context += 1;
-        let raw = format!("{kind}:{n}:{}", self.cluster_uuid);
-        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
-        self.contexts.insert(id.clone(), ctx);
-        id
-    }
-
-    /// Drops expired contexts.
-    pub fn expire_contexts(&mut self) {
-        let now = Instant::now();
-        self.contexts.retain(|_, c| c.expires > now);
-    }
-
-    /// Number of open scroll contexts.
-    pub fn open_scrolls(&self) -> usize {
-        self.contexts
-            .values()
-            .filter(|c| c.scroll.is_some())
-            .count()
     }
 }
 

@@ -35,6 +35,8 @@ pub type Files = Rc<RefCell<BTreeMap<String, Vec<u8>>>>;
 pub struct FakeEs {
     pub indices: BTreeMap<String, Idx>,
     pub templates: Map<String, Value>,
+    pub ilm: Map<String, Value>,
+    pub closed: Vec<String>,
     pits: HashMap<String, (String, Vec<(u64, Doc)>)>,
     scrolls: HashMap<String, (Vec<Doc>, usize, usize)>,
     next_ctx: u64,
@@ -146,6 +148,29 @@ impl FakeEs {
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         use Method::*;
         match (req.method, segs.as_slice()) {
+            (Get, [""]) => ok(json!({"name": "fake", "version": {"number": "8.19.2", "build_flavor": "default"}, "tagline": "You Know, for Search"})),
+            (Get, ["_cat", "indices"]) => ok(Value::Array(
+                self.indices
+                    .keys()
+                    .map(|k| json!({"index": k, "status": if self.closed.contains(k) { "close" } else { "open" }}))
+                    .collect(),
+            )),
+            (Get, ["_data_stream"]) => ok(json!({"data_streams": []})),
+            (Get, ["_index_template"]) => ok(json!({"index_templates": []})),
+            (Get, ["_component_template"]) => ok(json!({"component_templates": []})),
+            (Get, ["_ilm", "policy"]) => ok(Value::Object(self.ilm.clone())),
+            (Put, ["_ilm", "policy", name]) => {
+                self.ilm.insert(name.to_string(), body);
+                ok(json!({"acknowledged": true}))
+            }
+            (Get, ["_ingest", "pipeline"]) => Response {
+                status: 404,
+                body: b"{}".to_vec(),
+            },
+            (Get, ["_security", ..]) => Response {
+                status: 400,
+                body: br#"{"error":"no handler found for uri [/_security/role] and method [GET]","status":400}"#.to_vec(),
+            },
             (Get, ["_alias"]) => ok(Value::Object(
                 self.indices
                     .iter()
@@ -258,7 +283,15 @@ impl FakeEs {
                     (Get, ["_settings"]) => ok(json!({ idx.clone(): {"settings": ix.settings} })),
                     (Get, ["_mapping"]) => ok(json!({ idx.clone(): {"mappings": ix.mappings} })),
                     (Get, ["_alias"]) => ok(json!({ idx.clone(): {"aliases": ix.aliases} })),
-                    (Get, ["_count"]) => ok(json!({"count": ix.docs.len()})),
+                    (Get, ["_count"]) => ok(json!({"count": ix.docs.len(), "_shards": {"total": 1, "successful": 1, "failed": 0}})),
+                    (Post, ["_open"]) => {
+                        self.closed.retain(|c| *c != idx);
+                        ok(json!({"acknowledged": true}))
+                    }
+                    (Post, ["_close"]) => {
+                        self.closed.push(idx.clone());
+                        ok(json!({"acknowledged": true}))
+                    }
                     (Put, ["_mapping"]) => {
                         ix.mappings = body;
                         ok(json!({"acknowledged":true}))

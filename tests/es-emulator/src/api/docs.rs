@@ -42,26 +42,32 @@ pub fn index_doc(
     if parsed.is_null() {
         return Err(EsError::validation("source is missing"));
     }
-    let op = match (create, req.param("op_type")) {
-        (true, _) | (_, Some("create")) => OpType::Create,
-        (_, None) | (_, Some("index")) => OpType::Index,
+    // As Elasticsearch's REST layer (RestIndexAction.AutoIdHandler): a document without an id
+    // defaults to op_type=create, so `POST /<data-stream>/_doc` is accepted.
+    let op_type = req
+        .param("op_type")
+        .or(if id.is_none() { Some("create") } else { None });
+    let action = match (create, op_type) {
+        (true, _) | (_, Some("create")) => "create",
+        (_, None) | (_, Some("index")) => "index",
         (_, Some(other)) => {
             return Err(EsError::illegal_argument(format!(
                 "opType must be 'create' or 'index', found: [{other}]"
             )))
         }
     };
-    let mut store = api.store();
-    let target = store.ensure_write_index(index, req.flag("require_alias"))?;
-    let w = store.index_doc(
-        &target,
-        id.map(String::from),
-        req.body.clone(),
-        &parsed,
-        req.param("routing").map(String::from),
-        op,
-        parse_u64(req, "if_seq_no")?,
-    )?;
+    let op = BulkOp {
+        action,
+        index: index.to_string(),
+        id: id.map(String::from),
+        routing: req.param("routing").map(String::from),
+        require_alias: req.flag("require_alias"),
+        if_seq_no: parse_u64(req, "if_seq_no")?,
+        pipeline: req.param("pipeline").map(String::from),
+        source: Some(req.body.clone()),
+    };
+    let mut store = api.store_mut();
+    let w = write(&mut store, &op, parsed, req.body.clone())?;
     Ok(Reply::status(w.status, outcome_json(&w)))
 }
 
@@ -100,7 +106,7 @@ pub fn get_doc(api: &Api, req: &Request, index: &str, id: &str) -> EsResult<Repl
 
 /// `DELETE /<index>/_doc/<id>`.
 pub fn delete_doc(api: &Api, req: &Request, index: &str, id: &str) -> EsResult<Reply> {
-    let mut store = api.store();
+    let mut store = api.store_mut();
     let target = store
         .write_target(index)?
         .ok_or_else(|| EsError::index_not_found(index))?;
@@ -117,6 +123,7 @@ struct BulkOp {
     routing: Option<String>,
     require_alias: bool,
     if_seq_no: Option<u64>,
+    pipeline: Option<String>,
     source: Option<Bytes>,
 }
 
@@ -139,7 +146,11 @@ const META_KEYS: &[&str] = &[
 
 /// Splits an NDJSON bulk body into operations, validating every action line before anything
 /// is applied (as Elasticsearch parses the whole request first).
-fn parse_bulk(body: &Bytes, default_index: Option<&str>) -> EsResult<Vec<BulkOp>> {
+fn parse_bulk(
+    body: &Bytes,
+    default_index: Option<&str>,
+    default_pipeline: Option<&str>,
+) -> EsResult<Vec<BulkOp>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(EsError::validation("no requests added"));
     }
@@ -230,6 +241,7 @@ fn parse_bulk(body: &Bytes, default_index: Option<&str>) -> EsResult<Vec<BulkOp>
             routing: string("routing"),
             require_alias: meta.get("require_alias") == Some(&Value::Bool(true)),
             if_seq_no: meta.get("if_seq_no").and_then(Value::as_u64),
+            pipeline: string("pipeline").or_else(|| default_pipeline.map(String::from)),
             source: None,
         };
         if action == "delete" {
@@ -350,22 +362,45 @@ fn apply_update(
     )
 }
 
-/// `POST|PUT /_bulk`, `/<index>/_bulk`.
+/// `POST|PUT /_bulk`, `/<index>/_bulk`. The body is split and every document parsed before the
+/// store is locked, so concurrent bulks parse in parallel (as Elasticsearch's `write` thread pool
+/// does); only applying them is serialised.
 pub fn bulk(api: &Api, req: &Request, default_index: Option<&str>) -> EsResult<Reply> {
-    let ops = parse_bulk(&req.body, default_index)?;
+    let ops = parse_bulk(&req.body, default_index, req.param("pipeline"))?;
+    let parsed: Vec<Option<Result<Value, EsError>>> = ops
+        .iter()
+        .map(|op| {
+            op.source.as_ref().map(|src| {
+                serde_json::from_slice::<Value>(src).map_err(|e| {
+                    EsError::new(
+                        400,
+                        "document_parsing_exception",
+                        format!("[{}:{}] failed to parse: {e}", e.line(), e.column()),
+                    )
+                })
+            })
+        })
+        .collect();
+    let rejected: Vec<bool> = ops.iter().map(|_| api.item_429()).collect();
+    let mut results = Vec::with_capacity(ops.len());
+    {
+        let mut store = api.store_mut();
+        for ((op, parsed), rejected) in ops.iter().zip(parsed).zip(rejected) {
+            let result = if rejected {
+                Err(EsError::new(
+                    429,
+                    "es_rejected_execution_exception",
+                    "rejected execution of primary operation [coordinating_and_primary_bytes=0, replica_bytes=0, all_bytes=0, primary_operation_bytes=0, max_coordinating_and_primary_bytes=0] (injected by kstash-es-emulator)",
+                ))
+            } else {
+                execute(&mut store, op, parsed)
+            };
+            results.push(result);
+        }
+    }
     let mut items = Vec::with_capacity(ops.len());
     let mut errors = false;
-    let mut store = api.store();
-    for op in &ops {
-        let result = if api.item_429() {
-            Err(EsError::new(
-                429,
-                "es_rejected_execution_exception",
-                "rejected execution of primary operation [coordinating_and_primary_bytes=0, replica_bytes=0, all_bytes=0, primary_operation_bytes=0, max_coordinating_and_primary_bytes=0] (injected by kstash-es-emulator)",
-            ))
-        } else {
-            execute(&mut store, op)
-        };
+    for (op, result) in ops.iter().zip(results) {
         let entry = match result {
             Ok(w) => {
                 let mut v = outcome_json(&w);
@@ -379,56 +414,144 @@ pub fn bulk(api: &Api, req: &Request, default_index: Option<&str>) -> EsResult<R
         };
         items.push(json!({ op.action: entry }));
     }
-    drop(store);
     Ok(Reply::ok(
         json!({"errors": errors, "took": req.took(), "items": items}),
     ))
 }
 
-fn execute(store: &mut Store, op: &BulkOp) -> EsResult<WriteOutcome> {
-    let target = if op.action == "delete" || op.action == "update" {
-        match store.write_target(&op.index)? {
-            Some(t) => t,
-            None if op.action == "delete" => return Err(EsError::index_not_found(&op.index)),
-            None => store.ensure_write_index(&op.index, op.require_alias)?,
-        }
-    } else {
-        store.ensure_write_index(&op.index, op.require_alias)?
-    };
-    match op.action {
-        "delete" => store.delete_doc(
+fn execute(
+    store: &mut Store,
+    op: &BulkOp,
+    parsed: Option<Result<Value, EsError>>,
+) -> EsResult<WriteOutcome> {
+    if op.action == "delete" {
+        let target = resolve_write(store, op)?;
+        return store.delete_doc(
             &target,
             op.id.as_deref().expect("validated"),
             op.routing.as_deref(),
-        ),
-        action => {
-            let src = op.source.clone().expect("source line");
-            let parsed: Value = serde_json::from_slice(&src).map_err(|e| {
-                EsError::new(
-                    400,
-                    "document_parsing_exception",
-                    format!("[{}:{}] failed to parse: {e}", e.line(), e.column()),
-                )
-            })?;
-            if action == "update" {
-                return apply_update(store, &target, op, &parsed);
-            }
-            let kind = if action == "create" {
-                OpType::Create
-            } else {
-                OpType::Index
-            };
-            store.index_doc(
-                &target,
-                op.id.clone(),
-                src,
-                &parsed,
-                op.routing.clone(),
-                kind,
-                op.if_seq_no,
-            )
-        }
+        );
     }
+    let parsed = parsed.expect("source line")?;
+    if op.action == "update" {
+        let target = resolve_write(store, op)?;
+        return apply_update(store, &target, op, &parsed);
+    }
+    write(store, op, parsed, op.source.clone().expect("source line"))
+}
+
+const DS_OP_TYPE: &str = "only write ops with an op_type of create are allowed in data streams";
+
+/// The concrete index an `update`/`delete` goes to.
+fn resolve_write(store: &mut Store, op: &BulkOp) -> EsResult<String> {
+    if store.data_streams.contains_key(&op.index) {
+        return Err(EsError::illegal_argument(DS_OP_TYPE));
+    }
+    match store.write_target(&op.index)? {
+        Some(t) => Ok(t),
+        None if op.action == "delete" => Err(EsError::index_not_found(&op.index)),
+        None => store.ensure_write_index(&op.index, op.require_alias),
+    }
+}
+
+/// An `index` or `create` of one document: data-stream rules, ingest pipelines, then the store.
+fn write(store: &mut Store, op: &BulkOp, mut doc: Value, source: Bytes) -> EsResult<WriteOutcome> {
+    let kind = if op.action == "create" {
+        OpType::Create
+    } else {
+        OpType::Index
+    };
+    let stream = if store.data_streams.contains_key(&op.index) {
+        Some(op.index.clone())
+    } else if store.would_create_data_stream(&op.index) {
+        if kind != OpType::Create {
+            return Err(EsError::illegal_argument(DS_OP_TYPE));
+        }
+        store.create_data_stream(&op.index)?;
+        Some(op.index.clone())
+    } else {
+        None
+    };
+    let target = match &stream {
+        Some(name) => {
+            if kind != OpType::Create {
+                return Err(EsError::illegal_argument(DS_OP_TYPE));
+            }
+            let ds = &store.data_streams[name];
+            if op.routing.is_some() && !ds.allow_custom_routing {
+                return Err(EsError::illegal_argument(format!(
+                    "index request targeting data stream [{name}] specifies a custom routing but the [allow_custom_routing] setting was not enabled in the data stream's template."
+                )));
+            }
+            ds.indices
+                .last()
+                .cloned()
+                .expect("a data stream has a write index")
+        }
+        None => {
+            let t = store.ensure_write_index(&op.index, op.require_alias)?;
+            if let Some(ds) = store.indices.get(&t).and_then(|i| i.data_stream.clone()) {
+                if kind == OpType::Index && op.if_seq_no.is_none() {
+                    return Err(EsError::illegal_argument(format!(
+                        "index request with op_type=index and no if_primary_term and if_seq_no set targeting backing indices is disallowed, target corresponding data stream [{ds}] instead"
+                    )));
+                }
+            }
+            t
+        }
+    };
+    let source = run_pipelines(store, &target, op.pipeline.as_deref(), &mut doc)?.unwrap_or(source);
+    if store.indices[&target].data_stream.is_some()
+        && doc.get("@timestamp").is_none_or(Value::is_null)
+    {
+        return Err(EsError::new(
+            400,
+            "document_parsing_exception",
+            "[1:1] failed to parse: data stream timestamp field [@timestamp] is missing",
+        ));
+    }
+    store.index_doc(
+        &target,
+        op.id.clone(),
+        source,
+        &doc,
+        op.routing.clone(),
+        kind,
+        op.if_seq_no,
+    )
+}
+
+/// Runs the request's (or the index's default) pipeline and the index's final pipeline on `doc`;
+/// returns the new source bytes when a pipeline ran. `_none` skips the default pipeline.
+fn run_pipelines(
+    store: &Store,
+    target: &str,
+    requested: Option<&str>,
+    doc: &mut Value,
+) -> EsResult<Option<Bytes>> {
+    let idx = &store.indices[target];
+    let setting = |k: &str| {
+        idx.settings
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|v| *v != "_none")
+            .map(String::from)
+    };
+    let first = match requested {
+        Some("_none") => None,
+        Some(p) => Some(p.to_string()),
+        None => setting("index.default_pipeline"),
+    };
+    let mut ran = false;
+    for id in first.into_iter().chain(setting("index.final_pipeline")) {
+        let p = store.pipelines.get(&id).ok_or_else(|| {
+            EsError::illegal_argument(format!("pipeline with id [{id}] does not exist"))
+        })?;
+        let lookup = |name: &str| store.pipelines.get(name).cloned();
+        crate::ingest::execute(&id, p, doc, &lookup, 0)?;
+        ran = true;
+    }
+    Ok(ran.then(|| Bytes::from(serde_json::to_vec(doc).expect("value"))))
 }
 
 #[cfg(test)]
@@ -438,19 +561,21 @@ mod tests {
     #[test]
     fn bulk_parsing_rules() {
         let ok = Bytes::from_static(b"{\"index\":{\"_id\":\"1\"}}\n{\"a\":1}\n{\"delete\":{\"_index\":\"x\",\"_id\":\"2\"}}\n");
-        let ops = parse_bulk(&ok, Some("d")).unwrap();
+        let ops = parse_bulk(&ok, Some("d"), None).unwrap();
         assert_eq!(ops.len(), 2);
         assert_eq!(ops[0].index, "d");
         assert_eq!(ops[1].index, "x");
-        let e = parse_bulk(&Bytes::from_static(b"{\"index\":{}}\n{}"), Some("d")).unwrap_err();
+        let e =
+            parse_bulk(&Bytes::from_static(b"{\"index\":{}}\n{}"), Some("d"), None).unwrap_err();
         assert!(e.reason.contains("terminated by a newline"));
         let e = parse_bulk(
             &Bytes::from_static(b"{\"index\":{\"_routing\":\"r\"}}\n{}\n"),
             Some("d"),
+            None,
         )
         .unwrap_err();
         assert!(e.reason.contains("unknown parameter [_routing]"));
-        let e = parse_bulk(&Bytes::from_static(b"{\"index\":{}}\n{}\n"), None).unwrap_err();
+        let e = parse_bulk(&Bytes::from_static(b"{\"index\":{}}\n{}\n"), None, None).unwrap_err();
         assert!(e.reason.contains("index is missing"));
     }
 }

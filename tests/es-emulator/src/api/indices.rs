@@ -12,7 +12,7 @@ use crate::util::glob;
 /// `PUT /<index>`.
 pub fn create(api: &Api, req: &Request, name: &str) -> EsResult<Reply> {
     let body = req.json()?;
-    api.store().create_index(name, &body)?;
+    api.store_mut().create_index(name, &body)?;
     Ok(Reply::ok(
         json!({"acknowledged": true, "shards_acknowledged": true, "index": name}),
     ))
@@ -50,7 +50,7 @@ fn aliases_json(idx: &Index) -> Value {
 /// `GET /<index>`.
 pub fn get(api: &Api, req: &Request, expr: &str) -> EsResult<Reply> {
     let store = api.store();
-    let names = store.resolve(expr, req.resolve_opts())?;
+    let names = store.resolve(expr, req.resolve_opts("open", false)?)?;
     let flat = req.flag("flat_settings");
     let mut out = Map::new();
     for n in names {
@@ -71,7 +71,7 @@ pub fn get(api: &Api, req: &Request, expr: &str) -> EsResult<Reply> {
 pub fn exists(api: &Api, req: &Request, expr: &str) -> EsResult<Reply> {
     let store = api.store();
     let found = store
-        .resolve(expr, req.resolve_opts())
+        .resolve(expr, req.resolve_opts("open", false)?)
         .map(|n| !n.is_empty())
         .unwrap_or(false);
     Ok(Reply::empty(if found { 200 } else { 404 }))
@@ -79,16 +79,32 @@ pub fn exists(api: &Api, req: &Request, expr: &str) -> EsResult<Reply> {
 
 /// `DELETE /<index>`: concrete names only (`action.destructive_requires_name` is true in 8.x).
 pub fn delete(api: &Api, req: &Request, expr: &str) -> EsResult<Reply> {
-    let mut store = api.store();
+    let mut store = api.store_mut();
     let ignore = req.flag("ignore_unavailable");
     let mut doomed = Vec::new();
+    let destructive_requires_name = store
+        .cluster_settings
+        .get("action.destructive_requires_name")
+        .and_then(Value::as_str)
+        != Some("false");
     for name in expr.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if name.contains('*') || name == "_all" {
-            return Err(EsError::illegal_argument(
-                "Wildcard expressions or all indices are not allowed",
-            ));
+            if destructive_requires_name {
+                return Err(EsError::illegal_argument(
+                    "Wildcard expressions or all indices are not allowed",
+                ));
+            }
+            doomed.extend(store.resolve(name, req.resolve_opts("open,closed", false)?)?);
+            continue;
         }
-        if store.indices.contains_key(name) {
+        if let Some(idx) = store.indices.get(name) {
+            if let Some(ds) = &idx.data_stream {
+                if store.data_streams[ds].indices.last().map(String::as_str) == Some(name) {
+                    return Err(EsError::illegal_argument(format!(
+                        "index [{name}] is the write index for data stream [{ds}] and cannot be deleted"
+                    )));
+                }
+            }
             doomed.push(name.to_string());
         } else if store.is_alias(name) {
             if !ignore {
@@ -101,7 +117,11 @@ pub fn delete(api: &Api, req: &Request, expr: &str) -> EsResult<Reply> {
         }
     }
     for d in doomed {
-        store.indices.remove(&d);
+        if let Some(idx) = store.indices.remove(&d) {
+            if let Some(ds) = idx.data_stream.and_then(|n| store.data_streams.get_mut(&n)) {
+                ds.indices.retain(|b| *b != d);
+            }
+        }
     }
     Ok(Reply::ack())
 }
@@ -113,7 +133,7 @@ fn shards_json(total: usize, successful: usize) -> Value {
 /// `POST /<index>/_refresh` (documents are searchable immediately; this reports shard counts).
 pub fn refresh(api: &Api, req: &Request, expr: Option<&str>) -> EsResult<Reply> {
     let store = api.store();
-    let names = store.resolve(expr.unwrap_or("_all"), req.resolve_opts())?;
+    let names = store.resolve(expr.unwrap_or("_all"), req.resolve_opts("open", true)?)?;
     let (mut total, mut ok) = (0, 0);
     for n in names {
         let idx = &store.indices[&n];
@@ -126,7 +146,7 @@ pub fn refresh(api: &Api, req: &Request, expr: Option<&str>) -> EsResult<Reply> 
 /// `GET /_mapping`, `GET /<index>/_mapping`.
 pub fn get_mapping(api: &Api, req: &Request, expr: Option<&str>) -> EsResult<Reply> {
     let store = api.store();
-    let names = store.resolve(expr.unwrap_or("_all"), req.resolve_opts())?;
+    let names = store.resolve(expr.unwrap_or("_all"), req.resolve_opts("open", false)?)?;
     let out: Map<String, Value> = names
         .into_iter()
         .map(|n| {
@@ -143,8 +163,8 @@ pub fn put_mapping(api: &Api, req: &Request, expr: &str) -> EsResult<Reply> {
     if body.is_null() {
         return Err(EsError::validation("mapping source is missing"));
     }
-    let mut store = api.store();
-    let names = store.resolve(expr, req.resolve_opts())?;
+    let mut store = api.store_mut();
+    let names = store.resolve(expr, req.resolve_opts("open", false)?)?;
     if names.is_empty() {
         return Err(EsError::index_not_found(expr));
     }
@@ -168,7 +188,7 @@ pub fn get_settings(
     name: Option<&str>,
 ) -> EsResult<Reply> {
     let store = api.store();
-    let names = store.resolve(expr.unwrap_or("_all"), req.resolve_opts())?;
+    let names = store.resolve(expr.unwrap_or("_all"), req.resolve_opts("all", false)?)?;
     let flat = req.flag("flat_settings");
     let mut out = Map::new();
     for n in names {
@@ -209,11 +229,13 @@ pub fn put_settings(api: &Api, req: &Request, expr: Option<&str>) -> EsResult<Re
     let mut resets = Vec::new();
     collect_nulls("", &body, &mut resets);
     let flat = settings::flatten(&body)?;
-    let mut store = api.store();
-    let names = store.resolve(expr.unwrap_or("_all"), req.resolve_opts())?;
+    let mut store = api.store_mut();
+    let mut opts = req.resolve_opts("open", false)?;
+    opts.allow_no_indices = req.bool_param("allow_no_indices", false)?;
+    let names = store.resolve(expr.unwrap_or("_all"), opts)?;
     for n in &names {
         let idx = &store.indices[n];
-        settings::validate_for_update(&flat, n, &idx.uuid)?;
+        settings::validate_for_update(&flat, n, &idx.uuid, idx.closed)?;
     }
     for n in names {
         let idx = store.indices.get_mut(&n).expect("resolved");
@@ -247,4 +269,55 @@ fn collect_nulls(prefix: &str, v: &Value, out: &mut Vec<String>) {
             }
         }
     }
+}
+
+/// `POST /<index>/_close`: the index keeps its metadata and refuses reads and writes.
+pub fn close(api: &Api, req: &Request, expr: &str) -> EsResult<Reply> {
+    let mut store = api.store_mut();
+    if (expr.contains('*') || expr == "_all")
+        && store
+            .cluster_settings
+            .get("action.destructive_requires_name")
+            .and_then(Value::as_str)
+            != Some("false")
+    {
+        return Err(EsError::illegal_argument(
+            "Wildcard expressions or all indices are not allowed",
+        ));
+    }
+    let names = store.resolve(expr, req.resolve_opts("open", false)?)?;
+    for n in &names {
+        if let Some(ds) = &store.indices[n].data_stream {
+            if store.data_streams[ds].indices.last() == Some(n) {
+                return Err(EsError::illegal_argument(format!(
+                    "cannot close index [{n}] because it is the write index for data stream [{ds}]"
+                )));
+            }
+        }
+    }
+    let mut out = Map::new();
+    for n in names {
+        let idx = store.indices.get_mut(&n).expect("resolved");
+        idx.closed = true;
+        idx.settings
+            .insert("index.verified_before_close".into(), json!("true"));
+        out.insert(n, json!({"closed": true}));
+    }
+    Ok(Reply::ok(
+        json!({"acknowledged": true, "shards_acknowledged": true, "indices": out}),
+    ))
+}
+
+/// `POST /<index>/_open`.
+pub fn open(api: &Api, req: &Request, expr: &str) -> EsResult<Reply> {
+    let mut store = api.store_mut();
+    let names = store.resolve(expr, req.resolve_opts("closed", false)?)?;
+    for n in names {
+        let idx = store.indices.get_mut(&n).expect("resolved");
+        idx.closed = false;
+        idx.settings.remove("index.verified_before_close");
+    }
+    Ok(Reply::ok(
+        json!({"acknowledged": true, "shards_acknowledged": true}),
+    ))
 }

@@ -1,8 +1,8 @@
-//! Cluster info and health, `_cat/indices`, aliases and templates.
+//! Cluster info and health, aliases and templates.
 
 use serde_json::{json, Map, Value};
 
-use super::{Api, Body, Reply, Request};
+use super::{Api, Flavor, Reply, Request};
 use crate::error::{EsError, EsResult};
 use crate::settings;
 use crate::store::{normalize_alias, patterns};
@@ -12,6 +12,25 @@ use crate::util::glob;
 pub fn info(api: &Api) -> Reply {
     let cluster_uuid = api.store().cluster_uuid.clone();
     let id = &api.identity;
+    if id.flavor == Flavor::OpenSearch {
+        return Reply::ok(json!({
+            "name": id.node_name,
+            "cluster_name": id.cluster_name,
+            "cluster_uuid": cluster_uuid,
+            "version": {
+                "distribution": "opensearch",
+                "number": id.version,
+                "build_type": "tar",
+                "build_hash": "0000000000000000000000000000000000000000",
+                "build_date": "2025-03-01T00:00:00.000000000Z",
+                "build_snapshot": false,
+                "lucene_version": "9.12.1",
+                "minimum_wire_compatibility_version": "7.10.0",
+                "minimum_index_compatibility_version": "7.0.0"
+            },
+            "tagline": "The OpenSearch Project: https://opensearch.org/"
+        }));
+    }
     Reply::ok(json!({
         "name": id.node_name,
         "cluster_name": id.cluster_name,
@@ -36,7 +55,7 @@ pub fn health(api: &Api, req: &Request, expr: Option<&str>) -> EsResult<Reply> {
     let store = api.store();
     let names = match expr {
         None => store.indices.keys().cloned().collect(),
-        Some(e) => match store.resolve(e, req.resolve_opts()) {
+        Some(e) => match store.resolve(e, req.resolve_opts("all", false)?) {
             Ok(n) => n,
             Err(_) => {
                 return Ok(Reply::status(
@@ -64,151 +83,6 @@ pub fn health(api: &Api, req: &Request, expr: Option<&str>) -> EsResult<Reply> {
     })))
 }
 
-fn human_bytes(n: u64) -> String {
-    const UNITS: &[&str] = &["b", "kb", "mb", "gb", "tb"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n}b")
-    } else {
-        format!("{:.1}{}", v, UNITS[u])
-    }
-}
-
-/// `GET /_cat/indices[/<index>]` in text (`v`, `h`, `s`, `bytes`) or `format=json`.
-pub fn cat_indices(api: &Api, req: &Request, expr: Option<&str>) -> EsResult<Reply> {
-    const COLS: &[&str] = &[
-        "health",
-        "status",
-        "index",
-        "uuid",
-        "pri",
-        "rep",
-        "docs.count",
-        "docs.deleted",
-        "store.size",
-        "pri.store.size",
-        "dataset.size",
-    ];
-    let store = api.store();
-    let names = store.resolve(expr.unwrap_or("*"), req.resolve_opts())?;
-    let raw_bytes = req.param("bytes") == Some("b");
-    let mut rows: Vec<Vec<(String, String)>> = Vec::new();
-    for n in names {
-        let idx = &store.indices[&n];
-        let size: u64 = idx
-            .shards
-            .iter()
-            .flat_map(|s| s.docs.iter().flatten())
-            .map(|d| d.source.len() as u64 + 64)
-            .sum();
-        let fmt = |b: u64| {
-            if raw_bytes {
-                b.to_string()
-            } else {
-                human_bytes(b)
-            }
-        };
-        let total = size * (1 + idx.replicas() as u64);
-        let vals = [
-            "green".to_string(),
-            "open".to_string(),
-            n.clone(),
-            idx.uuid.clone(),
-            idx.shards.len().to_string(),
-            idx.replicas().to_string(),
-            idx.doc_count().to_string(),
-            idx.shards
-                .iter()
-                .map(|s| s.deleted)
-                .sum::<usize>()
-                .to_string(),
-            fmt(total),
-            fmt(size),
-            fmt(size),
-        ];
-        rows.push(COLS.iter().map(|c| c.to_string()).zip(vals).collect());
-    }
-    let wanted: Vec<String> = match req.param("h") {
-        Some(h) => h.split(',').map(|s| s.trim().to_string()).collect(),
-        None => COLS.iter().map(|s| s.to_string()).collect(),
-    };
-    for w in &wanted {
-        if !COLS.contains(&w.as_str()) {
-            return Err(EsError::illegal_argument(format!("header [{w}] not found")));
-        }
-    }
-    if let Some(sorts) = req.param("s") {
-        for spec in sorts.split(',').rev() {
-            let (col, desc) = match spec.split_once(':') {
-                Some((c, o)) => (c.to_string(), o == "desc"),
-                None => (spec.to_string(), false),
-            };
-            let pos = COLS.iter().position(|c| *c == col).ok_or_else(|| {
-                EsError::illegal_argument(format!("Unable to sort by unknown sort key `{col}`"))
-            })?;
-            rows.sort_by(|a, b| {
-                let (x, y) = (&a[pos].1, &b[pos].1);
-                let o = match (x.parse::<u64>(), y.parse::<u64>()) {
-                    (Ok(i), Ok(j)) => i.cmp(&j),
-                    _ => x.cmp(y),
-                };
-                if desc {
-                    o.reverse()
-                } else {
-                    o
-                }
-            });
-        }
-    }
-    let pick = |row: &Vec<(String, String)>| -> Vec<(String, String)> {
-        wanted
-            .iter()
-            .map(|w| {
-                row.iter()
-                    .find(|(c, _)| c == w)
-                    .cloned()
-                    .expect("known column")
-            })
-            .collect()
-    };
-    if req.param("format") == Some("json") {
-        let arr: Vec<Value> = rows
-            .iter()
-            .map(|r| Value::Object(pick(r).into_iter().map(|(k, v)| (k, json!(v))).collect()))
-            .collect();
-        return Ok(Reply::ok(Value::Array(arr)));
-    }
-    let mut table: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| pick(r).into_iter().map(|(_, v)| v).collect())
-        .collect();
-    if req.flag("v") {
-        table.insert(0, wanted.clone());
-    }
-    let widths: Vec<usize> = (0..wanted.len())
-        .map(|i| table.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    let mut text = String::new();
-    for r in &table {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
-        text.push_str(line.join(" ").trim_end());
-        text.push('\n');
-    }
-    Ok(Reply {
-        status: 200,
-        body: Body::Raw(text.into(), "text/plain; charset=UTF-8"),
-    })
-}
-
 /// `GET /_alias[/<name>]`, `/_aliases`, `/<index>/_alias[/<name>]`.
 pub fn get_alias(
     api: &Api,
@@ -217,11 +91,7 @@ pub fn get_alias(
     name: Option<&str>,
 ) -> EsResult<Reply> {
     let store = api.store();
-    let mut opts = req.resolve_opts();
-    if expr.is_none() {
-        opts.include_hidden = true;
-    }
-    let names = store.resolve(expr.unwrap_or("_all"), opts)?;
+    let names = store.resolve(expr.unwrap_or("_all"), req.resolve_opts("all", false)?)?;
     let patterns: Option<Vec<&str>> = name.map(|n| n.split(',').collect());
     let mut out = Map::new();
     let mut found: Vec<String> = Vec::new();
@@ -291,7 +161,7 @@ pub fn update_aliases(api: &Api, req: &Request) -> EsResult<Reply> {
     if actions.is_empty() {
         return Err(EsError::validation("no actions specified"));
     }
-    let mut store = api.store();
+    let mut store = api.store_mut();
     let mut plan: Vec<(String, String, String, Value)> = Vec::new();
     for action in &actions {
         let Some((kind, spec)) = action.as_object().and_then(|m| m.iter().next()) else {
@@ -308,7 +178,7 @@ pub fn update_aliases(api: &Api, req: &Request) -> EsResult<Reply> {
         }
         let mut concrete = Vec::new();
         for i in &indices {
-            concrete.extend(store.resolve(i, req.resolve_opts())?);
+            concrete.extend(store.resolve(i, req.resolve_opts("open", false)?)?);
         }
         match kind.as_str() {
             "add" | "remove" => {
@@ -389,8 +259,8 @@ pub fn update_aliases(api: &Api, req: &Request) -> EsResult<Reply> {
 pub fn put_alias(api: &Api, req: &Request, expr: &str, name: &str) -> EsResult<Reply> {
     let body = req.json()?;
     let def = normalize_alias(&body)?;
-    let mut store = api.store();
-    let names = store.resolve(expr, req.resolve_opts())?;
+    let mut store = api.store_mut();
+    let names = store.resolve(expr, req.resolve_opts("open", false)?)?;
     if store.indices.contains_key(name) {
         return Err(EsError::new(
             400,
@@ -411,8 +281,8 @@ pub fn put_alias(api: &Api, req: &Request, expr: &str, name: &str) -> EsResult<R
 
 /// `DELETE /<index>/_alias/<name>`.
 pub fn delete_alias(api: &Api, req: &Request, expr: &str, name: &str) -> EsResult<Reply> {
-    let mut store = api.store();
-    let names = store.resolve(expr, req.resolve_opts())?;
+    let mut store = api.store_mut();
+    let names = store.resolve(expr, req.resolve_opts("open", false)?)?;
     let mut removed = 0;
     for n in names {
         let idx = store.indices.get_mut(&n).expect("resolved");
@@ -490,7 +360,7 @@ fn normalize_legacy(body: &Value, params_order: Option<i64>) -> EsResult<Value> 
 /// `GET|PUT|POST|DELETE|HEAD /_template[/<name>]` (legacy templates).
 pub fn legacy_template(api: &Api, req: &Request, name: Option<&str>) -> EsResult<Reply> {
     use http::Method as M;
-    let mut store = api.store();
+    let mut store = api.store_mut();
     match (req.method.clone(), name) {
         (M::GET | M::HEAD, _) => {
             let found = matching(&store.templates, name);
@@ -560,7 +430,7 @@ pub fn composable_template(
     kind: Kind,
 ) -> EsResult<Reply> {
     use http::Method as M;
-    let mut store = api.store();
+    let mut store = api.store_mut();
     let (list_key, item_key, label) = match kind {
         Kind::Index => ("index_templates", "index_template", "index template"),
         Kind::Component => (

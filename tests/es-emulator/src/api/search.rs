@@ -1,4 +1,4 @@
-//! `_search`, scroll, point in time and `_count`.
+//! `_search`, scroll, point in time (Elasticsearch's and OpenSearch's APIs) and `_count`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,9 +7,12 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::{Api, Body, Reply, Request};
+use crate::contexts::Context;
 use crate::error::{EsError, EsResult};
-use crate::search::{self as s, HitChunks, HitStyle, SearchRequest, SortKey, TrackTotal};
-use crate::store::{Context, ScrollState, Snapshot};
+use crate::search::{
+    self as s, HitChunks, HitStyle, SearchRequest, SortField, SortKey, TrackTotal,
+};
+use crate::store::{ScrollState, Snapshot};
 use crate::util::parse_time_ms;
 
 /// `search.max_keep_alive` default.
@@ -33,14 +36,78 @@ fn keep_alive(v: &str) -> EsResult<Duration> {
     Ok(Duration::from_millis(ms))
 }
 
-fn shards_json(n: usize) -> Value {
-    json!({"total": n, "successful": n, "skipped": 0, "failed": 0})
+/// What happened to the shards of one answer.
+struct ShardOutcome {
+    total: usize,
+    failed: Option<(usize, Arc<str>, u32)>,
+}
+
+impl ShardOutcome {
+    fn all_ok(total: usize) -> Self {
+        ShardOutcome {
+            total,
+            failed: None,
+        }
+    }
+
+    fn json(&self) -> Value {
+        match &self.failed {
+            None => {
+                json!({"total": self.total, "successful": self.total, "skipped": 0, "failed": 0})
+            }
+            Some((_, index, shard)) => json!({
+                "total": self.total, "successful": self.total - 1, "skipped": 0, "failed": 1,
+                "failures": [{
+                    "shard": shard, "index": &**index, "node": "kstash-es-node-1-id",
+                    "reason": {
+                        "type": "node_disconnected_exception",
+                        "reason": "[kstash-es-node-1][127.0.0.1:9300][indices:data/read/search[phase/query]] disconnected (injected by kstash-es-emulator)"
+                    }
+                }]
+            }),
+        }
+    }
+}
+
+/// Injects a shard failure (fault injection) into a page: the failed shard's hits are left out.
+/// With `allow_partial_search_results=false` the whole request fails instead, as Elasticsearch
+/// does.
+fn shard_fault(
+    api: &Api,
+    req: &Request,
+    snap: &Snapshot,
+    sel: &mut Vec<s::Selected>,
+) -> EsResult<ShardOutcome> {
+    let n = snap.shards.len();
+    let Some(ord) = api.failing_shard(n) else {
+        return Ok(ShardOutcome::all_ok(n));
+    };
+    let view = &snap.shards[ord];
+    if !req.bool_param("allow_partial_search_results", true)? {
+        return Err(EsError::new(
+            503,
+            "search_phase_execution_exception",
+            "Partial shards failure",
+        )
+        .with("phase", "query")
+        .with("grouped", true)
+        .with(
+            "failed_shards",
+            json!([{"shard": view.shard, "index": &*view.index, "node": "kstash-es-node-1-id",
+                "reason": {"type": "node_disconnected_exception", "reason": "disconnected (injected by kstash-es-emulator)"}}]),
+        ));
+    }
+    sel.retain(|(o, _, _)| *o as usize != ord);
+    Ok(ShardOutcome {
+        total: n,
+        failed: Some((ord, view.index.clone(), view.shard)),
+    })
 }
 
 /// Builds a search response whose hits stream out lazily.
 fn respond(
     head: Vec<(&str, Value)>,
-    shards: usize,
+    shards: &ShardOutcome,
     total: Option<Value>,
     page: Vec<s::PageHit>,
     style: HitStyle,
@@ -54,7 +121,7 @@ fn respond(
     prefix.extend_from_slice(
         format!(
             "\"took\":{took},\"timed_out\":false,\"_shards\":{},\"hits\":{{",
-            shards_json(shards)
+            shards.json()
         )
         .as_bytes(),
     );
@@ -99,46 +166,57 @@ fn window(snap: &Snapshot) -> i64 {
         .unwrap_or(10_000)
 }
 
+/// OpenSearch 2.x has no `_shard_doc`: sorting on it fails like an unmapped field.
+fn check_flavor_sort(api: &Api, sort: &[SortKey]) -> EsResult<()> {
+    if api.is_opensearch() && sort.iter().any(|k| k.field == SortField::ShardDoc) {
+        return Err(EsError::search_phase(EsError::new(
+            400,
+            "query_shard_exception",
+            "No mapping found for [_shard_doc] in order to sort on",
+        )));
+    }
+    Ok(())
+}
+
 /// `GET|POST /_search`, `/<index>/_search`.
 pub fn search(api: &Api, req: &Request, expr: Option<&str>) -> EsResult<Reply> {
     let body = req.json()?;
     let sr = SearchRequest::parse(&req.params, &body)?;
+    check_flavor_sort(api, &sr.sort)?;
     sr.validate(expr.is_some())?;
-    let (snap, pit_id) = {
-        let mut store = api.store();
-        store.expire_contexts();
-        if let Some((id, ka)) = &sr.pit {
-            let ctx = store
-                .contexts
-                .get_mut(id)
-                .filter(|c| c.scroll.is_none())
-                .ok_or_else(|| EsError::context_missing(id))?;
-            if let Some(ka) = ka {
-                ctx.expires = Instant::now() + keep_alive(ka)?;
-            }
-            (ctx.snapshot.clone(), Some(id.clone()))
-        } else {
-            let names = store.resolve(expr.unwrap_or("_all"), req.resolve_opts())?;
-            let snap = Arc::new(store.snapshot(&names));
-            if sr.scroll.is_some() {
-                let shards = snap.shards.len();
-                let open: usize = store
-                    .contexts
-                    .values()
-                    .filter(|c| c.scroll.is_some())
-                    .map(|c| c.snapshot.shards.len())
-                    .sum();
-                if open + shards > MAX_SCROLL_CONTEXTS {
-                    return Err(EsError::new(
-                        429,
-                        "too_many_scroll_contexts_exception",
-                        format!("Trying to create too many scroll contexts. Must be less than or equal to: [{MAX_SCROLL_CONTEXTS}]. This limit can be set by changing the [search.max_open_scroll_context] setting."),
-                    ));
-                }
-            }
-            (snap, None)
+    let (snap, pit_id) = if let Some((id, ka)) = &sr.pit {
+        let mut ctxs = api.contexts();
+        ctxs.expire();
+        if ctxs.map.get(id).is_some_and(|c| c.scroll.is_none()) && api.pit_expires_now() {
+            ctxs.map.remove(id);
         }
+        let ctx = ctxs
+            .map
+            .get_mut(id)
+            .filter(|c| c.scroll.is_none())
+            .ok_or_else(|| EsError::context_missing(id))?;
+        if let Some(ka) = ka {
+            ctx.expires = Instant::now() + keep_alive(ka)?;
+        }
+        (ctx.snapshot.clone(), Some(id.clone()))
+    } else {
+        let store = api.store();
+        let names = store.resolve(expr.unwrap_or("_all"), req.resolve_opts("open", true)?)?;
+        (
+            Arc::new(store.snapshot_rotated(&names, api.next_rotation())),
+            None,
+        )
     };
+    if sr.scroll.is_some() {
+        let ctxs = api.contexts();
+        if ctxs.scroll_shards() + snap.shards.len() > MAX_SCROLL_CONTEXTS {
+            return Err(EsError::new(
+                429,
+                "too_many_scroll_contexts_exception",
+                format!("Trying to create too many scroll contexts. Must be less than or equal to: [{MAX_SCROLL_CONTEXTS}]. This limit can be set by changing the [search.max_open_scroll_context] setting."),
+            ));
+        }
+    }
     let win = window(&snap);
     if sr.scroll.is_some() {
         if sr.size > win {
@@ -153,47 +231,55 @@ pub fn search(api: &Api, req: &Request, expr: Option<&str>) -> EsResult<Reply> {
             sr.from + sr.size
         ))));
     }
-    let sort = sr.effective_sort();
+    let sort = if api.is_opensearch() {
+        sr.sort.clone()
+    } else {
+        sr.effective_sort()
+    };
     let style = HitStyle {
         source: sr.source.clone(),
         sorted: s::renders_sort(&sort),
         version: sr.version,
         seq_no: sr.seq_no_primary_term,
     };
-    let shards = snap.shards.len();
     if let Some(scroll) = &sr.scroll {
         let ka = keep_alive(scroll)?;
         let (all, total) = s::select(&snap, &sr, &sort, 0, usize::MAX)?;
         let order: Vec<(u32, u32)> = all.iter().map(|(o, sl, _)| (*o, *sl)).collect();
         let size = sr.size as usize;
-        let first: Vec<s::Selected> = all.into_iter().take(size).collect();
+        let mut first: Vec<s::Selected> = all.into_iter().take(size).collect();
+        let consumed = first.len();
+        let shards = shard_fault(api, req, &snap, &mut first)?;
         let page = page_docs(&snap, first);
         let state = ScrollState {
             order,
-            pos: page.len(),
+            pos: consumed,
             size,
             source: sr.source.clone(),
             sort: sort.clone(),
         };
-        let id = api.store().open_context(
+        let cluster_uuid = api.store().cluster_uuid.clone();
+        let id = api.contexts().open(
             Context {
                 snapshot: snap,
                 expires: Instant::now() + ka,
                 scroll: Some(state),
             },
             "scroll",
+            &cluster_uuid,
         );
         let total = s::total_json(total, TrackTotal::Exact, sr.total_as_int);
         return Ok(respond(
             vec![("_scroll_id", json!(id))],
-            shards,
+            &shards,
             total,
             page,
             style,
             req.took(),
         ));
     }
-    let (sel, total) = s::select(&snap, &sr, &sort, sr.from as usize, sr.size as usize)?;
+    let (mut sel, total) = s::select(&snap, &sr, &sort, sr.from as usize, sr.size as usize)?;
+    let shards = shard_fault(api, req, &snap, &mut sel)?;
     let page = page_docs(&snap, sel);
     let track = if sr.total_as_int && sr.track_total_hits != TrackTotal::Disabled {
         TrackTotal::Exact
@@ -205,7 +291,7 @@ pub fn search(api: &Api, req: &Request, expr: Option<&str>) -> EsResult<Reply> {
         Some(id) => vec![("pit_id", json!(id))],
         None => vec![],
     };
-    Ok(respond(head, shards, total, page, style, req.took()))
+    Ok(respond(head, &shards, total, page, style, req.took()))
 }
 
 fn scroll_id_from(req: &Request, body: &Value, path_id: Option<&str>) -> Option<String> {
@@ -227,10 +313,10 @@ pub fn scroll(api: &Api, req: &Request, path_id: Option<&str>) -> EsResult<Reply
         .map(String::from)
         .or_else(|| req.param("scroll").map(String::from));
     let as_int = req.flag("rest_total_hits_as_int");
-    let mut store = api.store();
-    store.expire_contexts();
-    let ctx = store
-        .contexts
+    let mut ctxs = api.contexts();
+    ctxs.expire();
+    let ctx = ctxs
+        .map
         .get_mut(&id)
         .filter(|c| c.scroll.is_some())
         .ok_or_else(|| EsError::context_missing(&id))?;
@@ -241,7 +327,7 @@ pub fn scroll(api: &Api, req: &Request, path_id: Option<&str>) -> EsResult<Reply
     let st = ctx.scroll.as_mut().expect("scroll context");
     let end = (st.pos + st.size).min(st.order.len());
     let sort: Vec<SortKey> = st.sort.clone();
-    let sel: Vec<s::Selected> = st.order[st.pos..end]
+    let mut sel: Vec<s::Selected> = st.order[st.pos..end]
         .iter()
         .map(|(o, sl)| {
             let values = (!sort.is_empty()).then(|| {
@@ -261,12 +347,14 @@ pub fn scroll(api: &Api, req: &Request, path_id: Option<&str>) -> EsResult<Reply
         version: false,
         seq_no: false,
     };
-    drop(store);
+    drop(ctxs);
+    // A failed shard's hits of this page are gone for good: the scroll has moved on.
+    let shards = shard_fault(api, req, &snap, &mut sel)?;
     let page = page_docs(&snap, sel);
     let total = s::total_json(total, TrackTotal::Exact, as_int);
     Ok(respond(
         vec![("_scroll_id", json!(id))],
-        snap.shards.len(),
+        &shards,
         total,
         page,
         style,
@@ -292,17 +380,17 @@ pub fn clear_scroll(api: &Api, req: &Request, path_id: Option<&str>) -> EsResult
     if ids.is_empty() {
         return Err(EsError::validation("no scroll ids specified"));
     }
-    let mut store = api.store();
-    store.expire_contexts();
+    let mut ctxs = api.contexts();
+    ctxs.expire();
     let mut freed = 0usize;
     if ids.iter().any(|i| i == "_all") {
-        let before = store.contexts.len();
-        store.contexts.retain(|_, c| c.scroll.is_none());
-        freed = before - store.contexts.len();
+        let before = ctxs.map.len();
+        ctxs.map.retain(|_, c| c.scroll.is_none());
+        freed = before - ctxs.map.len();
     } else {
         for id in &ids {
-            if store.contexts.get(id).is_some_and(|c| c.scroll.is_some()) {
-                store.contexts.remove(id);
+            if ctxs.map.get(id).is_some_and(|c| c.scroll.is_some()) {
+                ctxs.map.remove(id);
                 freed += 1;
             }
         }
@@ -318,39 +406,53 @@ pub fn clear_scroll(api: &Api, req: &Request, path_id: Option<&str>) -> EsResult
     ))
 }
 
-/// `POST /<index>/_pit?keep_alive=…`.
+/// `POST /<index>/_pit?keep_alive=…` (Elasticsearch) or
+/// `POST /<index>/_search/point_in_time?keep_alive=…` (OpenSearch).
 pub fn open_pit(api: &Api, req: &Request, expr: &str) -> EsResult<Reply> {
     let ka = req
         .param("keep_alive")
         .ok_or_else(|| EsError::validation("[keep_alive] is not specified"))?;
     let ka = keep_alive(ka)?;
-    let mut store = api.store();
-    let names = store.resolve(expr, req.resolve_opts())?;
-    let snap = Arc::new(store.snapshot(&names));
+    let (snap, cluster_uuid) = {
+        let store = api.store();
+        let names = store.resolve(expr, req.resolve_opts("open", true)?)?;
+        (
+            Arc::new(store.snapshot_rotated(&names, api.next_rotation())),
+            store.cluster_uuid.clone(),
+        )
+    };
     let n = snap.shards.len();
-    let id = store.open_context(
+    let id = api.contexts().open(
         Context {
             snapshot: snap,
             expires: Instant::now() + ka,
             scroll: None,
         },
         "pit",
+        &cluster_uuid,
     );
-    Ok(Reply::ok(json!({"id": id, "_shards": shards_json(n)})))
+    let shards = ShardOutcome::all_ok(n).json();
+    if api.is_opensearch() {
+        return Ok(Reply::ok(json!({
+            "pit_id": id, "_shards": shards,
+            "creation_time": crate::util::now_millis()
+        })));
+    }
+    Ok(Reply::ok(json!({"id": id, "_shards": shards})))
 }
 
-/// `DELETE /_pit` with `{"id": …}`.
+/// `DELETE /_pit` with `{"id": …}` (Elasticsearch).
 pub fn close_pit(api: &Api, req: &Request) -> EsResult<Reply> {
     let body = req.json()?;
     let id = body
         .get("id")
         .and_then(Value::as_str)
         .ok_or_else(|| EsError::validation("[id] of point-in-time must be provided"))?;
-    let mut store = api.store();
-    store.expire_contexts();
-    let freed = match store.contexts.get(id) {
+    let mut ctxs = api.contexts();
+    ctxs.expire();
+    let freed = match ctxs.map.get(id) {
         Some(c) if c.scroll.is_none() => {
-            store.contexts.remove(id);
+            ctxs.map.remove(id);
             1
         }
         _ => 0,
@@ -360,6 +462,57 @@ pub fn close_pit(api: &Api, req: &Request) -> EsResult<Reply> {
         status,
         json!({"succeeded": true, "num_freed": freed}),
     ))
+}
+
+/// `DELETE /_search/point_in_time` with `{"pit_id": […]}`, or `…/_all` (OpenSearch).
+pub fn delete_os_pits(api: &Api, req: &Request, all: bool) -> EsResult<Reply> {
+    let mut ctxs = api.contexts();
+    ctxs.expire();
+    let ids: Vec<String> = if all {
+        ctxs.map
+            .iter()
+            .filter(|(_, c)| c.scroll.is_none())
+            .map(|(k, _)| k.clone())
+            .collect()
+    } else {
+        let body = req.json()?;
+        match body.get("pit_id") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
+            Some(Value::String(s)) => vec![s.clone()],
+            _ => return Err(EsError::validation("no pit ids specified")),
+        }
+    };
+    let mut pits = Vec::new();
+    let mut missing = false;
+    for id in ids {
+        let ok = ctxs.map.get(&id).is_some_and(|c| c.scroll.is_none());
+        if ok {
+            ctxs.map.remove(&id);
+        } else {
+            missing = true;
+        }
+        pits.push(json!({"successful": ok, "pit_id": id}));
+    }
+    Ok(Reply::status(
+        if missing { 404 } else { 200 },
+        json!({ "pits": pits }),
+    ))
+}
+
+/// `GET /_search/point_in_time/_all` (OpenSearch).
+pub fn list_os_pits(api: &Api) -> EsResult<Reply> {
+    let mut ctxs = api.contexts();
+    ctxs.expire();
+    let pits: Vec<Value> = ctxs
+        .map
+        .iter()
+        .filter(|(_, c)| c.scroll.is_none())
+        .map(|(k, _)| json!({"pit_id": k}))
+        .collect();
+    Ok(Reply::ok(json!({ "pits": pits })))
 }
 
 /// `GET|POST /_count`, `/<index>/_count`.
@@ -385,11 +538,22 @@ pub fn count(api: &Api, req: &Request, expr: Option<&str>) -> EsResult<Reply> {
     sr.track_total_hits = TrackTotal::Exact;
     let snap = {
         let store = api.store();
-        let names = store.resolve(expr.unwrap_or("_all"), req.resolve_opts())?;
+        let names = store.resolve(expr.unwrap_or("_all"), req.resolve_opts("open", true)?)?;
         store.snapshot(&names)
     };
-    let (_, total) = s::select(&snap, &sr, &[], 0, 0)?;
-    Ok(Reply::ok(
-        json!({"count": total, "_shards": shards_json(snap.shards.len())}),
-    ))
+    let n = snap.shards.len();
+    let (total, shards) = match api.failing_shard(n) {
+        Some(ord) => {
+            let mut partial = snap.clone();
+            let view = partial.shards.remove(ord);
+            let (_, total) = s::select(&partial, &sr, &[], 0, 0)?;
+            let out = ShardOutcome {
+                total: n,
+                failed: Some((ord, view.index.clone(), view.shard)),
+            };
+            (total, out)
+        }
+        None => (s::select(&snap, &sr, &[], 0, 0)?.1, ShardOutcome::all_ok(n)),
+    };
+    Ok(Reply::ok(json!({"count": total, "_shards": shards.json()})))
 }
