@@ -95,6 +95,16 @@ fn validate_usage_policy(p: Option<&UsagePolicy>, field: &str) -> Result<(), Adm
     Ok(())
 }
 
+/// The usage policy a stored object is held to: its own with KubeStash's webhook defaults
+/// applied (missing policy or missing `from` → `Same`). Objects written where no mutating webhook
+/// ran (the embedded control plane, a cluster without kstash's webhook) are read through this,
+/// so a BackupStorage without `usagePolicy` serves its own namespace and no other.
+pub fn effective_usage_policy(p: Option<&UsagePolicy>) -> UsagePolicy {
+    let mut policy = p.cloned();
+    default_usage_policy(&mut policy);
+    policy.unwrap_or_else(UsagePolicy::same)
+}
+
 /// Defaults a missing usage policy (or a missing `from`) to `Same`.
 fn default_usage_policy(p: &mut Option<UsagePolicy>) {
     let policy = p.get_or_insert_with(UsagePolicy::same);
@@ -120,7 +130,7 @@ fn find_default<'a, T: ResourceExt>(
     ns: &str,
     ns_labels: &BTreeMap<String, String>,
 ) -> Option<&'a T> {
-    let from = |t: &T| policy(t).and_then(UsagePolicy::from_value);
+    let from = |t: &T| effective_usage_policy(policy(t)).from_value();
     let defaults: Vec<&T> = items.iter().filter(|t| is_default(t)).collect();
     defaults
         .iter()
@@ -128,7 +138,7 @@ fn find_default<'a, T: ResourceExt>(
         .or_else(|| {
             defaults.iter().find(|t| {
                 from(t) == Some(FromNamespaces::Selector)
-                    && policy(t).is_some_and(|p| p.allows(&ns_of(**t), ns, ns_labels))
+                    && effective_usage_policy(policy(t)).allows(&ns_of(**t), ns, ns_labels)
             })
         })
         .or_else(|| {
@@ -482,11 +492,11 @@ pub fn validate_backup_configuration(
             .iter()
             .find(|x| x.name_any() == sr.name && ns_of(*x) == sr.namespace_or(&ns))
         {
-            let allowed = bs
-                .spec
-                .usage_policy
-                .as_ref()
-                .is_some_and(|p| p.allows(&ns_of(bs), &ns, &labels));
+            let allowed = effective_usage_policy(bs.spec.usage_policy.as_ref()).allows(
+                &ns_of(bs),
+                &ns,
+                &labels,
+            );
             if !allowed {
                 return err(
                     format!("spec.backends[{i}].storageRef"),
@@ -504,11 +514,11 @@ pub fn validate_backup_configuration(
             .iter()
             .find(|x| x.name_any() == rp_ref.name && ns_of(*x) == rp_ref.namespace_or(&ns))
         {
-            let allowed = rp
-                .spec
-                .usage_policy
-                .as_ref()
-                .is_some_and(|p| p.allows(&ns_of(rp), &ns, &labels));
+            let allowed = effective_usage_policy(rp.spec.usage_policy.as_ref()).allows(
+                &ns_of(rp),
+                &ns,
+                &labels,
+            );
             if !allowed {
                 return err(
                     format!("spec.backends[{i}].retentionPolicy"),
@@ -584,9 +594,7 @@ fn check_hooks(
             .find(|x| x.name_any() == r.name && ns_of(*x) == r.namespace_or(ns))
         {
             // HookTemplate's CRD/webhook default is `from: Same` when unset.
-            let mut policy = ht.spec.usage_policy.clone();
-            default_usage_policy(&mut policy);
-            let policy = policy.unwrap_or_else(UsagePolicy::same);
+            let policy = effective_usage_policy(ht.spec.usage_policy.as_ref());
             if !policy.allows(&ns_of(ht), ns, &labels) {
                 return err(
                     format!("{field}[{i}].hookTemplate"),

@@ -356,6 +356,72 @@ fn bc_usage_policies_must_allow_the_namespace() {
     );
 }
 
+/// KubeStash's webhook defaults a missing `usagePolicy` to `from: Same`: an object stored without
+/// one (no webhook ran) serves its own namespace, and only it.
+#[test]
+fn missing_usage_policy_means_same_namespace() {
+    let mut ctx = tutorial_lookup();
+    ctx.backup_storages[0].spec.usage_policy = None;
+    ctx.retention_policies[0].spec.usage_policy = None;
+    let bc = tutorial_bc();
+    assert_eq!(bc.metadata.namespace.as_deref(), Some("demo"));
+    validate_backup_configuration(&bc, &ctx).expect("own namespace");
+
+    let mut other = bc.clone();
+    other.metadata.namespace = Some("prod".into());
+    other.spec.sessions[0].repositories[0].encryption_secret = None;
+    expect_err(
+        validate_backup_configuration(&other, &ctx),
+        "spec.backends[0].storageRef",
+        "namespace \"prod\" is not allowed to refer BackupStorage demo/s3-storage",
+    );
+    ctx.backup_storages[0].spec.usage_policy =
+        Some(kstash_api::shared::UsagePolicy::from(FromNamespaces::All));
+    expect_err(
+        validate_backup_configuration(&other, &ctx),
+        "spec.backends[0].retentionPolicy",
+        "namespace \"prod\" is not allowed to refer RetentionPolicy demo/demo-retention",
+    );
+
+    // A `usagePolicy` with `allowedNamespaces` but no `from` is `Same` too.
+    let mut ctx = tutorial_lookup();
+    ctx.backup_storages[0].spec.usage_policy = Some(obj(json!({"allowedNamespaces": {}})));
+    ctx.retention_policies[0].spec.usage_policy = Some(obj(json!({})));
+    validate_backup_configuration(&bc, &ctx).expect("own namespace, no from");
+    expect_err(
+        validate_backup_configuration(&other, &ctx),
+        "spec.backends[0].storageRef",
+        "not allowed to refer BackupStorage demo/s3-storage",
+    );
+
+    // The default lookup: a `default: true` storage without a policy is the default of its own
+    // namespace (pass (a)), never of another.
+    let mut ctx = tutorial_lookup();
+    ctx.backup_storages[0].spec.usage_policy = None;
+    ctx.retention_policies[0].spec.usage_policy = None;
+    assert_eq!(
+        default_backup_storage_for(&ctx, "demo").and_then(|b| b.metadata.name.clone()),
+        Some("s3-storage".to_string())
+    );
+    assert_eq!(
+        default_retention_policy_for(&ctx, "demo").and_then(|r| r.metadata.name.clone()),
+        Some("demo-retention".to_string())
+    );
+    assert!(default_backup_storage_for(&ctx, "prod").is_none());
+    assert!(default_retention_policy_for(&ctx, "prod").is_none());
+    let mut bare = bc.clone();
+    bare.spec.backends.clear();
+    for r in &mut bare.spec.sessions[0].repositories {
+        r.backend = None;
+    }
+    default_backup_configuration(&mut bare, &ctx);
+    validate_backup_configuration(&bare, &ctx).expect("defaulted in its own namespace");
+    assert_eq!(
+        effective_usage_policy(None).from_value(),
+        Some(FromNamespaces::Same)
+    );
+}
+
 #[test]
 fn bc_hook_template_usage_policy() {
     let mut ctx = tutorial_lookup();

@@ -51,6 +51,7 @@ pub async fn run(args: ControlplaneArgs) -> anyhow::Result<()> {
             args.listen
         );
     }
+    kstash_controlplane::private::restrict_umask();
     let mut cfg = ServerConfig::new(&args.data_dir, args.listen);
     cfg.bootstrap_crds = kstash_crds()?;
     let cp = ControlPlane::start(cfg)

@@ -199,9 +199,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Some(d) => d,
         None => default_data_dir()?,
     };
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("--data-dir {}", data_dir.display()))?;
+    // The store holds every Secret in clear and the kubeconfig the bearer token: 0700/0600.
+    // Whatever else this process writes (the operator's module cache) is private as well.
+    kstash_controlplane::private::restrict_umask();
+    kstash_controlplane::private::create_dir(&data_dir).context("--data-dir")?;
     let data_dir = data_dir.canonicalize()?;
+    kstash_controlplane::private::create_dir(&data_dir.join("operator")).context("--data-dir")?;
     let module_dir = match args.module_dir.clone() {
         Some(d) if d.is_dir() => Some(d.canonicalize()?),
         Some(d) => bail!("--module-dir {}: not a directory", d.display()),

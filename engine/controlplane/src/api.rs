@@ -1078,7 +1078,9 @@ fn managed_entry(
 }
 
 fn delete_options(body: &[u8], q: &Query) -> Result<Value, ApiError> {
-    let mut opts = if body.iter().all(|b| b.is_ascii_whitespace()) {
+    // A protobuf-encoded DeleteOptions (`k8s\0` envelope, sent by Helm's client for Secrets):
+    // its options are not decoded; the defaults (background propagation, no preconditions) apply.
+    let mut opts = if body.iter().all(|b| b.is_ascii_whitespace()) || body.starts_with(b"k8s\0") {
         json!({})
     } else {
         let v: Value = serde_json::from_slice(body)

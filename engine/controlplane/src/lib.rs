@@ -17,6 +17,7 @@ pub mod audit;
 pub mod controllers;
 pub mod objects;
 pub mod patch;
+pub mod private;
 pub mod protobuf;
 pub mod query;
 pub mod resources;
@@ -58,12 +59,16 @@ pub enum Error {
     /// Building a kube client failed.
     #[error("client: {0}")]
     Client(String),
+    /// The data directory or a file in it cannot be kept private.
+    #[error("private state: {0}")]
+    Private(#[from] private::PrivateError),
 }
 
 /// Configuration of a control plane.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Data directory: database, certificates, token and `kubeconfig`.
+    /// Data directory: database, certificates, token and `kubeconfig` (created 0700, files 0600;
+    /// see [`private`]).
     pub data_dir: PathBuf,
     /// Listen address (`127.0.0.1:0` picks a free port).
     pub listen: SocketAddr,
@@ -109,10 +114,12 @@ impl ControlPlane {
     /// Opens the store, installs the bootstrap CRDs and default namespaces, writes the kubeconfig
     /// and starts serving HTTPS.
     pub async fn start(config: ServerConfig) -> Result<RunningControlPlane, Error> {
-        std::fs::create_dir_all(&config.data_dir)?;
+        private::create_dir(&config.data_dir)?;
         let creds = tls::load_or_create(&config.data_dir)?;
         let tls_cfg = tls::server_config(&creds)?;
         let db_path = config.data_dir.join("store.redb");
+        // Every Secret is stored in clear: the file exists 0600 before redb writes its header.
+        drop(private::open_file(&db_path, false)?);
         let store = tokio::task::spawn_blocking(move || store::Store::open(&db_path))
             .await
             .map_err(|e| Error::Bootstrap(e.to_string()))??;
@@ -122,7 +129,7 @@ impl ControlPlane {
         let addr = listener.local_addr()?;
         let server_url = format!("https://{addr}");
         let kubeconfig_path = config.data_dir.join("kubeconfig");
-        std::fs::write(&kubeconfig_path, tls::kubeconfig(&server_url, &creds))?;
+        private::write_file(&kubeconfig_path, tls::kubeconfig(&server_url, &creds))?;
         let (stop, stop_rx) = watch::channel(false);
         let audit_log = config.audit.then(|| Arc::new(audit::AuditLog::default()));
         let ctx = Arc::new(server::Ctx {

@@ -42,11 +42,12 @@ pub fn load_or_create(dir: &Path) -> Result<Credentials, Error> {
         && p("server.key").exists()
         && p("token").exists()
     {
+        // Files left by an older version with wider modes are narrowed as they are read.
         return Ok(Credentials {
-            ca_pem: std::fs::read_to_string(p("ca.crt"))?,
-            cert_pem: std::fs::read_to_string(p("server.crt"))?,
-            key_pem: std::fs::read_to_string(p("server.key"))?,
-            token: std::fs::read_to_string(p("token"))?.trim().to_string(),
+            ca_pem: crate::private::read_file(&p("ca.crt"))?,
+            cert_pem: crate::private::read_file(&p("server.crt"))?,
+            key_pem: crate::private::read_file(&p("server.key"))?,
+            token: crate::private::read_file(&p("token"))?.trim().to_string(),
         });
     }
     let ca_key = KeyPair::generate().map_err(tls_err)?;
@@ -81,21 +82,12 @@ pub fn load_or_create(dir: &Path) -> Result<Credentials, Error> {
         key_pem: leaf_key.serialize_pem(),
         token: random_hex(32),
     };
-    std::fs::write(p("ca.crt"), &creds.ca_pem)?;
-    std::fs::write(p("server.crt"), &creds.cert_pem)?;
-    write_private(&p("server.key"), &creds.key_pem)?;
-    write_private(&p("token"), &creds.token)?;
+    // Created 0600 by the open call itself (the certificates too: one rule for the directory).
+    crate::private::write_file(&p("server.key"), &creds.key_pem)?;
+    crate::private::write_file(&p("token"), &creds.token)?;
+    crate::private::write_file(&p("ca.crt"), &creds.ca_pem)?;
+    crate::private::write_file(&p("server.crt"), &creds.cert_pem)?;
     Ok(creds)
-}
-
-fn write_private(path: &Path, data: &str) -> Result<(), Error> {
-    std::fs::write(path, data)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(())
 }
 
 /// A rustls server config offering h2 and http/1.1.

@@ -47,6 +47,19 @@ pub fn local_path(base: &Path, path: &str) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// Checks that a Snapshot's component name (from its status, written by whoever can write
+/// Snapshots) is a plain name: it becomes a directory below the destination, so no separator, no
+/// `.`/`..`, no NUL, not empty.
+pub fn plain_component_name(snapshot: &str, name: &str) -> Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
+        bail!(
+            "snapshot {snapshot}: status.components key {name:?} is not a plain name (it would \
+             become a directory below --destination); refusing to download"
+        );
+    }
+    Ok(())
+}
+
 /// One restic snapshot of a component, opened, with its files.
 struct Part {
     component: String,
@@ -88,6 +101,9 @@ pub async fn run(args: DownloadArgs) -> Result<()> {
 
     // Open every restic snapshot first: the total size drives the progress bar.
     let mut parts = Vec::new();
+    for name in components.keys() {
+        plain_component_name(&full, name)?;
+    }
     for (name, comp) in &components {
         if !args.components.is_empty() && !args.components.contains(name) {
             continue;
@@ -167,6 +183,17 @@ pub async fn run(args: DownloadArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn component_names_must_be_plain() {
+        for bad in ["", ".", "..", "../etc", "a/b", "/abs", "a\\b", "a\0b"] {
+            let e = super::plain_component_name("demo/snap", bad).unwrap_err();
+            assert!(e.to_string().contains("not a plain name"), "{bad:?}: {e}");
+        }
+        for good in ["dump", "es-quickstart", "manifest.v1", "data_0"] {
+            super::plain_component_name("demo/snap", good).unwrap();
+        }
+    }
+
     use super::*;
 
     #[test]
