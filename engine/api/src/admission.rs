@@ -209,7 +209,7 @@ pub fn default_backup_configuration(bc: &mut BackupConfiguration, ctx: &Lookup) 
 
 /// What kstash cannot run although KubeStash accepts it, refused rather than silently ignored
 /// (docs/concepts.md, "Deliberate differences"): backup hooks (KubeStash runs them in the
-/// executor Job's containers, which kstash does not create) and more than one task per session
+/// executor Job's containers, which kstash does not create), backup verifiers, and more than one task per session
 /// (kstash writes one `dump` component per session). Checked after
 /// [`validate_backup_configuration`]; the error becomes the `ValidationPassed` condition.
 pub fn kstash_limits(bc: &BackupConfiguration) -> Result<(), AdmissionError> {
@@ -220,6 +220,18 @@ pub fn kstash_limits(bc: &BackupConfiguration) -> Result<(), AdmissionError> {
                 "backup",
                 [("preBackup", &h.pre_backup), ("postBackup", &h.post_backup)],
             )?;
+        }
+        if let Some(ri) = s
+            .repositories
+            .iter()
+            .position(|r| r.backup_verifier.is_some())
+        {
+            return err(
+                format!("spec.sessions[{si}].repositories[{ri}].backupVerifier"),
+                "kstash does not run BackupVerifiers (verification would restore into containers \
+                 kstash does not create); remove the reference, and verify a Snapshot by \
+                 restoring it with a RestoreSession into a scratch target",
+            );
         }
         if let Some(addon) = &s.addon {
             if let Some(extra) = addon.tasks.get(1) {

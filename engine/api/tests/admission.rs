@@ -173,6 +173,14 @@ fn kstash_limits_refuse_hooks_and_a_second_task() {
         "spec.sessions[0].addon.tasks[1]",
         "\"manifest-backup\" in a session of its own",
     );
+    let mut verifier = tutorial_bc();
+    verifier.spec.sessions[0].repositories[0].backup_verifier =
+        Some(obj(json!({"name": "es-verifier"})));
+    expect_err(
+        kstash_limits(&verifier),
+        "spec.sessions[0].repositories[0].backupVerifier",
+        "does not run BackupVerifiers",
+    );
     let rs: RestoreSession = obj(json!({
         "apiVersion": "core.kubestash.com/v1alpha1", "kind": "RestoreSession",
         "metadata": {"name": "r", "namespace": "demo"},

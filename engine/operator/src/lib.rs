@@ -83,6 +83,7 @@ pub async fn run(ctx: Arc<Context>) {
 /// [`shell`] once every store holds its initial list.
 #[cfg(feature = "control")]
 async fn run_reconcilers(ctx: Arc<Context>) {
+    use kstash_api::core::{BackupBatch, BackupVerificationSession, BackupVerifier};
     use reconcilers::{backup_configuration, backup_storage, repository};
     use shell::{Reconciler, Shell};
     let mut stores = shell::StoreSet::default();
@@ -105,12 +106,26 @@ async fn run_reconcilers(ctx: Arc<Context>) {
                 configurations,
                 Shell::new(&ctx, backup_configuration::BackupConfigurations::NAME)
             ),
+            run_refusal::<BackupBatch>(&ctx),
+            run_refusal::<BackupVerifier>(&ctx),
+            run_refusal::<BackupVerificationSession>(&ctx),
         );
     };
     tokio::select! {
         _ = reflectors => tracing::warn!("the reflector stores ended"),
         _ = controllers => {}
     }
+}
+
+/// Runs the controller that marks every `K` as not run by kstash.
+#[cfg(feature = "control")]
+async fn run_refusal<K: reconcilers::unsupported::NotRun>(ctx: &Arc<Context>) {
+    use shell::Shell;
+    shell::run(
+        reconcilers::unsupported::Unsupported::<K>::default(),
+        Shell::new(ctx, K::CONTROLLER),
+    )
+    .await
 }
 
 /// How long a graceful shutdown lets running sessions finish before failing them (the

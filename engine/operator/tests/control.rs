@@ -524,3 +524,61 @@ async fn every_minute_schedule_fires_and_pause_stops_it() {
     let bc = bcs.get("appbinding-es-quickstart-2").await.unwrap();
     assert_eq!(bc.spec.paused, Some(true));
 }
+
+/// Kinds kstash serves but does not run are marked refused, never silently accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinds_kstash_does_not_run_are_marked_refused() {
+    use kstash_api::core::{BackupBatch, BackupVerificationSession};
+    let c = TestCluster::start().await;
+    c.create_namespace("demo").await;
+    c.apply_yaml(
+        r#"apiVersion: core.kubestash.com/v1alpha1
+kind: BackupBatch
+metadata: {name: nightly, namespace: demo}
+spec:
+  targets: [{name: es, appRef: {kind: Elasticsearch, name: es-quickstart}}]
+---
+apiVersion: core.kubestash.com/v1alpha1
+kind: BackupVerifier
+metadata: {name: es-verifier, namespace: demo}
+spec: {type: RestoreOnly}
+---
+apiVersion: core.kubestash.com/v1alpha1
+kind: BackupVerificationSession
+metadata: {name: verify-1, namespace: demo}
+spec: {session: full-backup, repository: es-repo}
+"#,
+    );
+    let _op = c.start_operator().await;
+    let refused = |conds: &[kstash_api::shared::Condition]| {
+        conds.iter().any(|c| {
+            c.type_ == "Ready"
+                && c.reason.as_deref() == Some("KindNotSupported")
+                && c.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("kstash does not run"))
+        })
+    };
+    let bb = wait_for_object(&c.api::<BackupBatch>("demo"), "nightly", T, |b| {
+        b.status.as_ref().is_some_and(|s| refused(&s.conditions))
+    })
+    .await;
+    assert_eq!(bb.status.unwrap().phase, Some(BackupInvokerPhase::Invalid));
+    let vs = wait_for_object(
+        &c.api::<BackupVerificationSession>("demo"),
+        "verify-1",
+        T,
+        |v| v.status.as_ref().is_some_and(|s| refused(&s.conditions)),
+    )
+    .await;
+    assert_eq!(
+        vs.status.unwrap().phase,
+        Some(kstash_api::core::BackupVerificationSessionPhase::Skipped)
+    );
+    for name in ["nightly", "es-verifier", "verify-1"] {
+        c.wait_for_event("demo", name, T, |e| {
+            e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("KindNotSupported")
+        })
+        .await;
+    }
+}
