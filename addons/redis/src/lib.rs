@@ -234,11 +234,7 @@ fn backup_db(c: &mut TcpStream, db: u32, out: &mut OutputStream) -> Result<(u64,
             .filter_map(|r| r.bytes().map(<[u8]>::to_vec))
             .collect();
         let now = server_time_ms(c)?;
-        for key in &batch {
-            if dump_key(c, key, now, out)? {
-                keys += 1;
-            }
-        }
+        keys += dump_batch(c, &batch, now, out)?;
         progress::report(keys, None, "keys", &format!("db{db}"));
         if cursor == b"0" || cursor.is_empty() {
             break;
@@ -247,18 +243,106 @@ fn backup_db(c: &mut TcpStream, db: u32, out: &mut OutputStream) -> Result<(u64,
     Ok((keys, out.bytes_written() - start))
 }
 
-/// Pipelines `TYPE` and `PTTL` for one key.
-fn type_and_ttl(c: &mut TcpStream, key: &[u8]) -> Result<(String, i64), TaskError> {
+/// Keys whose first reads are pipelined together: with [`FIRST_PAGE`] items per collection and
+/// strings up to [`PIPELINED_STRING`] bytes, one window holds at most a few MiB of replies.
+const WINDOW: usize = 100;
+/// Items of a collection's first, pipelined read (the rest is read in chunks of [`CHUNK`]).
+const FIRST_PAGE: usize = 100;
+/// Strings longer than this are read on their own, not in a pipelined window.
+const PIPELINED_STRING: u64 = 64 * 1024;
+
+/// What the first pipelined round trip tells of a key.
+struct KeyMeta {
+    ty: String,
+    ttl_ms: i64,
+    /// `STRLEN` of a string (None for other types, whose `STRLEN` answers WRONGTYPE).
+    strlen: Option<u64>,
+}
+
+/// `TYPE`, `PTTL` and `STRLEN` of every key of `keys`, pipelined in one write.
+fn key_metas(c: &mut TcpStream, keys: &[Vec<u8>]) -> Result<Vec<KeyMeta>, TaskError> {
     let mut buf = Vec::new();
-    command(&mut buf, &[b"TYPE", key]);
-    command(&mut buf, &[b"PTTL", key]);
+    for key in keys {
+        command(&mut buf, &[b"TYPE", key]);
+        command(&mut buf, &[b"PTTL", key]);
+        command(&mut buf, &[b"STRLEN", key]);
+    }
     c.write_all(&buf)?;
-    let t = ok_or_remote("TYPE", read_reply(c)?)?.text();
-    let ttl = match ok_or_remote("PTTL", read_reply(c)?)? {
-        Reply::Integer(n) => n,
-        r => return Err(remote("PTTL", &r)),
-    };
-    Ok((t, ttl))
+    let mut out = Vec::with_capacity(keys.len());
+    for _ in keys {
+        let ty = ok_or_remote("TYPE", read_reply(c)?)?.text();
+        let ttl_ms = match ok_or_remote("PTTL", read_reply(c)?)? {
+            Reply::Integer(n) => n,
+            r => return Err(remote("PTTL", &r)),
+        };
+        let strlen = match read_reply(c)? {
+            Reply::Integer(n) => u64::try_from(n).ok(),
+            _ => None,
+        };
+        out.push(KeyMeta { ty, ttl_ms, strlen });
+    }
+    Ok(out)
+}
+
+/// Queues the first read of a key's value for a pipelined window: the value of a string up to
+/// [`PIPELINED_STRING`] bytes, the first [`FIRST_PAGE`] items of a list, hash, set or sorted
+/// set. False for what is read key by key (long strings, streams, other types).
+fn first_read(m: &KeyMeta, key: &[u8], buf: &mut Vec<u8>) -> bool {
+    let last = (FIRST_PAGE - 1).to_string();
+    let page = FIRST_PAGE.to_string();
+    match m.ty.as_str() {
+        "string" if m.strlen.is_some_and(|n| n <= PIPELINED_STRING) => command(buf, &[b"GET", key]),
+        "list" => command(buf, &[b"LRANGE", key, b"0", last.as_bytes()]),
+        "hash" => command(buf, &[b"HSCAN", key, b"0", b"COUNT", page.as_bytes()]),
+        "set" => command(buf, &[b"SSCAN", key, b"0", b"COUNT", page.as_bytes()]),
+        "zset" => command(buf, &[b"ZSCAN", key, b"0", b"COUNT", page.as_bytes()]),
+        _ => return false,
+    }
+    true
+}
+
+/// Writes the keys of one SCAN batch in order (data, then TTL): one pipelined round trip for
+/// the batch's `TYPE`/`PTTL`/`STRLEN`, one per [`WINDOW`] keys for their first reads, more
+/// only for keys bigger than that. Returns how many were written (a key that vanished
+/// meanwhile is not).
+fn dump_batch(
+    c: &mut TcpStream,
+    keys: &[Vec<u8>],
+    now_ms: i64,
+    out: &mut OutputStream,
+) -> Result<u64, TaskError> {
+    let metas = key_metas(c, keys)?;
+    let mut written = 0;
+    for (keys, metas) in keys.chunks(WINDOW).zip(metas.chunks(WINDOW)) {
+        let mut buf = Vec::new();
+        let pipelined: Vec<bool> = keys
+            .iter()
+            .zip(metas)
+            .map(|(k, m)| first_read(m, k, &mut buf))
+            .collect();
+        c.write_all(&buf)?;
+        let mut firsts = Vec::with_capacity(keys.len());
+        for ((&p, m), key) in pipelined.iter().zip(metas).zip(keys) {
+            firsts.push(if p {
+                let what = format!("reading {} {:?}", m.ty, String::from_utf8_lossy(key));
+                Some(ok_or_remote(&what, read_reply(c)?)?)
+            } else {
+                None
+            });
+        }
+        for ((key, m), first) in keys.iter().zip(metas).zip(firsts) {
+            if dump_key(c, key, &m.ty, first, out)? {
+                written += 1;
+                if m.ttl_ms > 0 {
+                    let at = (now_ms + m.ttl_ms).to_string();
+                    let mut buf = Vec::new();
+                    command(&mut buf, &[b"PEXPIREAT", key, at.as_bytes()]);
+                    out.write_all(&buf)?;
+                }
+            }
+        }
+    }
+    Ok(written)
 }
 
 fn bulk_items(r: Reply) -> Vec<Vec<u8>> {
@@ -288,7 +372,8 @@ fn emit(
     Ok(())
 }
 
-/// `*SCAN key cursor COUNT n` until the cursor is 0, emitting each chunk (swapping pairs for ZADD).
+/// `*SCAN key cursor COUNT n` until the cursor is 0, emitting each chunk (swapping pairs for
+/// ZADD); `first` is the answer to the first page (cursor 0), already read.
 fn scan_key(
     c: &mut TcpStream,
     scan: &[u8],
@@ -296,12 +381,12 @@ fn scan_key(
     out: &mut OutputStream,
     emit_cmd: &[u8],
     score_first: bool,
+    first: Reply,
 ) -> Result<(), TaskError> {
-    let mut cursor = b"0".to_vec();
+    let mut reply = first;
     loop {
-        let r = ok_or_remote("SCAN", call(c, &[scan, key, &cursor, b"COUNT", b"1000"])?)?;
-        let mut parts = r.into_array().into_iter();
-        cursor = parts
+        let mut parts = reply.into_array().into_iter();
+        let cursor = parts
             .next()
             .and_then(|r| r.bytes().map(<[u8]>::to_vec))
             .unwrap_or_default();
@@ -315,58 +400,59 @@ fn scan_key(
         if cursor == b"0" || cursor.is_empty() {
             return Ok(());
         }
+        reply = ok_or_remote("SCAN", call(c, &[scan, key, &cursor, b"COUNT", b"1000"])?)?;
     }
 }
 
-/// Writes one key (data, then TTL); false if it vanished meanwhile.
+/// Writes one key's data (of type `ty`; `first` is its pipelined first read, see
+/// [`first_read`]); false if it vanished meanwhile. The caller writes its TTL.
 fn dump_key(
     c: &mut TcpStream,
     key: &[u8],
-    now_ms: i64,
+    ty: &str,
+    first: Option<Reply>,
     out: &mut OutputStream,
 ) -> Result<bool, TaskError> {
-    let (ty, ttl) = type_and_ttl(c, key)?;
-    match ty.as_str() {
-        "none" => return Ok(false),
-        "string" => {
-            let v = ok_or_remote("GET", call(c, &[b"GET", key])?)?;
+    match (ty, first) {
+        ("none", _) => return Ok(false),
+        ("string", first) => {
+            let v = match first {
+                Some(v) => v,
+                None => ok_or_remote("GET", call(c, &[b"GET", key])?)?,
+            };
             let Some(v) = v.bytes() else { return Ok(false) };
             let mut buf = Vec::new();
             command(&mut buf, &[b"SET", key, v]);
             out.write_all(&buf)?;
         }
-        "list" => {
-            let mut start = 0usize;
+        ("list", Some(first)) => {
+            let mut items = bulk_items(first);
+            let (mut start, mut asked) = (0usize, FIRST_PAGE);
             loop {
+                emit(out, b"RPUSH", key, &items)?;
+                if items.len() < asked {
+                    break;
+                }
+                start += asked;
+                asked = CHUNK;
                 let (s, e) = (start.to_string(), (start + CHUNK - 1).to_string());
-                let items = bulk_items(ok_or_remote(
+                items = bulk_items(ok_or_remote(
                     "LRANGE",
                     call(c, &[b"LRANGE", key, s.as_bytes(), e.as_bytes()])?,
                 )?);
-                emit(out, b"RPUSH", key, &items)?;
-                if items.len() < CHUNK {
-                    break;
-                }
-                start += CHUNK;
             }
         }
-        "hash" => scan_key(c, b"HSCAN", key, out, b"HSET", false)?,
-        "set" => scan_key(c, b"SSCAN", key, out, b"SADD", false)?,
-        "zset" => scan_key(c, b"ZSCAN", key, out, b"ZADD", true)?,
-        "stream" => dump_stream(c, key, out)?,
-        other => {
+        ("hash", Some(first)) => scan_key(c, b"HSCAN", key, out, b"HSET", false, first)?,
+        ("set", Some(first)) => scan_key(c, b"SSCAN", key, out, b"SADD", false, first)?,
+        ("zset", Some(first)) => scan_key(c, b"ZSCAN", key, out, b"ZADD", true, first)?,
+        ("stream", _) => dump_stream(c, key, out)?,
+        (other, _) => {
             report::skipped(
                 &String::from_utf8_lossy(key),
                 &format!("key type {other:?} is not supported"),
             );
             return Ok(false);
         }
-    }
-    if ttl > 0 {
-        let at = (now_ms + ttl).to_string();
-        let mut buf = Vec::new();
-        command(&mut buf, &[b"PEXPIREAT", key, at.as_bytes()]);
-        out.write_all(&buf)?;
     }
     Ok(true)
 }

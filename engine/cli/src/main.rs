@@ -5,6 +5,8 @@
 
 #[cfg(feature = "addon")]
 mod addon;
+#[cfg(any(feature = "addon", feature = "repo"))]
+mod benchkit;
 #[cfg(feature = "controlplane")]
 mod controlplane;
 #[cfg(feature = "render")]
@@ -72,6 +74,9 @@ enum BenchCommand {
     /// Elasticsearch addon component vs multielasticdump on the same emulator, and its ceiling.
     #[cfg(feature = "addon")]
     Es(addon::EsBenchArgs),
+    /// Redis addon via `kstash addon run` vs `redis-cli --rdb` / `--pipe` on the same server.
+    #[cfg(feature = "addon")]
+    Redis(addon::RedisBenchArgs),
     /// Repository ingest vs `restic backup --stdin`, dedup ratio, CPU and memory.
     #[cfg(feature = "repo")]
     Repo(repo::BenchArgs),
@@ -115,6 +120,8 @@ async fn main() -> std::process::ExitCode {
             BenchCommand::Runtime(args) => addon::bench(args).await,
             #[cfg(feature = "addon")]
             BenchCommand::Es(args) => addon::bench_es(args).await,
+            #[cfg(feature = "addon")]
+            BenchCommand::Redis(args) => addon::bench_redis(args).await,
             #[cfg(feature = "repo")]
             BenchCommand::Repo(args) => repo::bench(args).await,
             #[cfg(feature = "controlplane")]

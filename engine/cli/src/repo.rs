@@ -296,44 +296,7 @@ fn generate(path: &Path, target: u64) -> Result<()> {
     Ok(())
 }
 
-/// What a child process used, from `wait4`.
-struct Usage {
-    cpu: f64,
-    peak: u64,
-}
-
-/// Waits for `child` with `wait4`, returning its exit status, CPU seconds and peak RSS
-/// (the child's own `ru_maxrss`, not the maximum over all children). Linux counts in it the
-/// RSS the parent had when it forked the child, so the parent keeps its own RSS small.
-fn wait_usage(child: &std::process::Child) -> Result<(i32, Usage)> {
-    let mut status = 0;
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = child.id() as libc::pid_t;
-    loop {
-        // SAFETY: plain syscall on our own child with valid out-pointers.
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-        if r == pid {
-            break;
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e).context("wait4");
-        }
-    }
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    Ok((
-        code,
-        Usage {
-            cpu: t(ru.ru_utime) + t(ru.ru_stime),
-            peak: ru.ru_maxrss as u64 * 1024,
-        },
-    ))
-}
+use crate::benchkit::wait_usage;
 
 #[derive(Default)]
 struct Round {
