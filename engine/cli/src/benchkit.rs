@@ -1,9 +1,12 @@
 //! What the `kstash bench …` commands share: a child's CPU time and peak RSS from `wait4`,
 //! medians, and the header line naming the build, the CPUs and the load.
 
-use anyhow::{bail, Context as _, Result};
+#[cfg(any(feature = "addon", feature = "repo"))]
+use anyhow::Context as _;
+use anyhow::{bail, Result};
 
 /// What a child process used, from `wait4`.
+#[cfg(any(feature = "addon", feature = "repo"))]
 pub struct Usage {
     /// User + system CPU seconds.
     pub cpu: f64,
@@ -11,6 +14,7 @@ pub struct Usage {
     pub peak: u64,
 }
 
+#[cfg(any(feature = "addon", feature = "repo"))]
 /// Waits for `child` with `wait4`, returning its exit status, CPU seconds and peak RSS
 /// (the child's own `ru_maxrss`, not the maximum over all children). Linux counts in it the
 /// RSS the parent had when it forked the child, so the parent keeps its own RSS small.
@@ -44,6 +48,7 @@ pub fn wait_usage(child: &std::process::Child) -> Result<(i32, Usage)> {
     ))
 }
 
+#[cfg(feature = "addon")]
 /// Median of `v` (the upper middle value for an even count; NaN when empty).
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -92,6 +97,7 @@ pub fn refuse_debug_ratios(allow_debug: bool) -> Result<()> {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "addon")]
     #[test]
     fn median_takes_the_middle_value() {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);

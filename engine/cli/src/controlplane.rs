@@ -33,6 +33,9 @@ pub struct BenchArgs {
     /// Concurrent create requests.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// Report ratios from a debug build too (CI's smoke run; never quote them).
+    #[arg(long)]
+    pub allow_debug_build: bool,
 }
 
 /// kstash's CRDs (the KubeStash kinds plus KubeDB Elasticsearch and AppBinding) as JSON.
@@ -95,6 +98,8 @@ impl Drop for Child {
 /// Runs the benchmark: creates N ConfigMaps against a `kstash controlplane` child process while a
 /// kube-rs watcher measures create→event latency; prints throughput, p50/p99 and the server RSS.
 pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    crate::benchkit::refuse_debug_ratios(args.allow_debug_build)?;
+    eprintln!("{}", crate::benchkit::machine_line());
     use futures::StreamExt;
     println!(
         "{:>8} {:>12} {:>12} {:>12} {:>14}",

@@ -5,7 +5,7 @@
 
 #[cfg(feature = "addon")]
 mod addon;
-#[cfg(any(feature = "addon", feature = "repo"))]
+#[cfg(any(feature = "addon", feature = "repo", feature = "controlplane"))]
 mod benchkit;
 #[cfg(feature = "controlplane")]
 mod controlplane;

@@ -247,6 +247,9 @@ pub struct BenchArgs {
     /// Internal: run one kstash backup round in this process (JSON job) and print its result.
     #[arg(long, hide = true)]
     worker: Option<String>,
+    /// Report ratios from a debug build too (CI's smoke run; never quote them).
+    #[arg(long)]
+    pub allow_debug_build: bool,
 }
 
 fn parse_size(s: &str) -> Result<u64> {
@@ -592,6 +595,7 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
     if let Some(job) = &args.worker {
         return worker(job).await;
     }
+    crate::benchkit::refuse_debug_ratios(args.allow_debug_build)?;
     if args.streams == 0 {
         bail!("--streams: must be at least 1");
     }

@@ -298,6 +298,7 @@ async fn bench_es_runs_end_to_end_at_a_tiny_size() {
     let o = kstash(&[
         "bench",
         "es",
+        "--allow-debug-build",
         "--docs",
         "2000",
         "--indices",

@@ -37,6 +37,9 @@ pub struct BenchArgs {
     /// Runs of each throughput and compile measurement.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Report ratios from a debug build too (CI's smoke run; never quote them).
+    #[arg(long)]
+    pub allow_debug_build: bool,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -60,6 +63,8 @@ fn spec(mode: &str, url: &str, extra: &[(&str, String)]) -> TaskSpec {
 
 /// Runs the addon runtime benchmark.
 pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    crate::benchkit::refuse_debug_ratios(args.allow_debug_build)?;
+    eprintln!("{}", crate::benchkit::machine_line());
     let wasm = std::fs::read(&args.module).with_context(|| {
         format!(
             "reading {} (build it with scripts/build-addons.sh)",

@@ -56,6 +56,9 @@ pub struct EsBenchArgs {
     /// Directory for the dumps (default: a temporary directory, removed at the end).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Report ratios from a debug build too (CI's smoke run; never quote them).
+    #[arg(long)]
+    pub allow_debug_build: bool,
 }
 
 /// One timed run: what moved and how long it took.
@@ -199,6 +202,8 @@ struct Bench {
 
 /// Runs the benchmark and prints the table.
 pub async fn bench(args: EsBenchArgs) -> anyhow::Result<()> {
+    crate::benchkit::refuse_debug_ratios(args.allow_debug_build)?;
+    eprintln!("{}", crate::benchkit::machine_line());
     ensure!(args.docs > 0, "--docs must be at least 1");
     ensure!(args.indices > 0, "--indices must be at least 1");
     ensure!(args.rounds > 0, "--rounds must be at least 1");
