@@ -467,7 +467,15 @@ impl Restore<'_> {
                     .iter()
                     .map(|f| f.size)
                     .sum();
-                let input = Arc::new(SnapshotInput::new(reader, &host, progress.clone()));
+                // Several components: each restore task sees `<component>/<file>`, the names
+                // its backup wrote (task::sink).
+                let several = snapshot.status.as_ref().is_some_and(|s| s.components.len() > 1);
+                let input = Arc::new(SnapshotInput::new(
+                    reader,
+                    &host,
+                    several.then_some(comp.as_str()),
+                    progress.clone(),
+                ));
                 let mut limits = Limits::default();
                 if let Some(d) = deadline {
                     let left = d.duration_since(now());
