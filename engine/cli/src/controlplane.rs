@@ -35,7 +35,7 @@ pub struct BenchArgs {
     pub concurrency: usize,
 }
 
-/// kstash's CRDs (the KubeStash kinds plus KubeDB Elasticsearch and AppBinding) as JSON.
+/// kstash's CRDs (the KubeStash kinds plus KubeDB Elasticsearch, Redis, Postgres and AppBinding) as JSON.
 fn kstash_crds() -> anyhow::Result<Vec<serde_json::Value>> {
     kstash_api::crds::all()
         .into_iter()
