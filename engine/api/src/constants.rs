@@ -35,6 +35,9 @@ pub mod annotations {
     pub const SNAPSHOT_DOCUMENTS: &str = "kstash.io/documents";
     /// kstash's own, on a Snapshot: bytes the addon's output streams carried.
     pub const SNAPSHOT_STREAM_BYTES: &str = "kstash.io/stream-bytes";
+    /// kstash's own, on a Snapshot: the addon's per-part counts (`report.part`), as JSON
+    /// `{"<part>": {"items": N, "bytes": N}}`, e.g. a Redis addon's `db0`, `db1`.
+    pub const SNAPSHOT_PARTS: &str = "kstash.io/parts";
 }
 
 /// Labels (spec §2.2, §4, §5.1).

@@ -1,4 +1,4 @@
-//! CustomResourceDefinitions of every kstash kind plus the two external kinds, generated from the
+//! CustomResourceDefinitions of every kstash kind plus the external kinds, generated from the
 //! Rust types (kube `CustomResource` derive + schemars, made structural by kube's rewriter).
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 
 use crate::{addons, core, external, storage};
 
-/// Every CRD kstash serves: the 14 KubeStash kinds followed by KubeDB `Elasticsearch` and
-/// `AppBinding`. Each printer-column list ends with `Age`.
+/// Every CRD kstash serves: the 14 KubeStash kinds followed by KubeDB `Elasticsearch`, `Redis`,
+/// `Postgres` and `AppBinding`. Each printer-column list ends with `Age`.
 pub fn all() -> Vec<CustomResourceDefinition> {
     let mut out = vec![
         core::BackupConfiguration::crd(),
@@ -29,6 +29,8 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         addons::Addon::crd(),
         addons::Function::crd(),
         external::Elasticsearch::crd(),
+        external::Redis::crd(),
+        external::Postgres::crd(),
         external::AppBinding::crd(),
     ];
     for crd in &mut out {

@@ -1,6 +1,10 @@
-//! External kinds the engine reads: KubeDB `kubedb.com/v1 Elasticsearch` and
+//! External kinds: KubeDB `kubedb.com/v1 Elasticsearch`, `Redis` and `Postgres`, and
 //! `appcatalog.appscode.com/v1alpha1 AppBinding`. Only the fields kstash uses are typed; every
 //! other field is kept in a flattened map (`x-kubernetes-preserve-unknown-fields`).
+//!
+//! The engine itself reaches database objects of any kind through API discovery
+//! (`DynamicObject`): these types exist so kstash's embedded control plane and `kstash crds`
+//! (third-party CRDs, for clusters without KubeDB) serve the kinds of its shipped addons.
 
 use std::collections::BTreeMap;
 
@@ -68,11 +72,90 @@ pub struct ElasticsearchStatus {
     pub extra: BTreeMap<String, Value>,
 }
 
+/// `Redis.spec` (KubeDB; the fields kstash reads, the rest kept in `extra`).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "kubedb.com",
+    version = "v1",
+    kind = "Redis",
+    plural = "redises",
+    singular = "redis",
+    shortname = "rd",
+    namespaced,
+    status = "DatabaseStatus",
+    derive = "PartialEq",
+    category = "datastore",
+    category = "kubedb",
+    category = "appscode",
+    category = "all",
+    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".spec.version"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.phase"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSpec {
+    /// RedisVersion name, e.g. `7.2.4`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// `Standalone`, `Cluster` or `Sentinel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// `Delete`, `Halt`, `WipeOut`, `DoNotTerminate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<String>,
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// `Postgres.spec` (KubeDB; the fields kstash reads, the rest kept in `extra`).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "kubedb.com",
+    version = "v1",
+    kind = "Postgres",
+    plural = "postgreses",
+    singular = "postgres",
+    shortname = "pg",
+    namespaced,
+    status = "DatabaseStatus",
+    derive = "PartialEq",
+    category = "datastore",
+    category = "kubedb",
+    category = "appscode",
+    category = "all",
+    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".spec.version"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.phase"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresSpec {
+    /// PostgresVersion name, e.g. `16.1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// `Delete`, `Halt`, `WipeOut`, `DoNotTerminate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<String>,
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// The status of a KubeDB database object (phase typed, the rest kept).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseStatus {
+    /// `Provisioning`, `Ready`, `Critical`, `NotReady`, `Halted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Every other field.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
 /// A service reference in an AppBinding `clientConfig`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceReference {
-    /// `http` or `https`.
+    /// URL scheme: `http`, `https`, `redis`, `postgres`, … (`http` when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheme: Option<String>,
     /// Service name (same namespace as the AppBinding).

@@ -222,8 +222,8 @@ fn every_kind_of_the_catalogue_matches_the_spec_table() {
     let all = crds::all();
     assert_eq!(
         all.len(),
-        CATALOGUE.len() + 2,
-        "14 KubeStash kinds + Elasticsearch + AppBinding"
+        CATALOGUE.len() + 4,
+        "14 KubeStash kinds + Elasticsearch, Redis, Postgres + AppBinding"
     );
     for row in CATALOGUE {
         let crd = find(&all, row.kind);
@@ -282,6 +282,13 @@ fn external_kinds_are_served() {
     assert_eq!(es.spec.group, "kubedb.com");
     assert_eq!(es.spec.versions[0].name, "v1");
     assert_eq!(es.spec.names.plural, "elasticsearches");
+    for (kind, plural) in [("Redis", "redises"), ("Postgres", "postgreses")] {
+        let db = find(&all, kind);
+        assert_eq!(db.spec.group, "kubedb.com");
+        assert_eq!(db.spec.versions[0].name, "v1");
+        assert_eq!(db.spec.names.plural, plural);
+        assert_eq!(db.spec.scope, "Namespaced");
+    }
     let ab = find(&all, "AppBinding");
     assert_eq!(ab.spec.group, "appcatalog.appscode.com");
     assert_eq!(ab.spec.versions[0].name, "v1alpha1");

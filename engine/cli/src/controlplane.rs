@@ -38,7 +38,7 @@ pub struct BenchArgs {
     pub allow_debug_build: bool,
 }
 
-/// kstash's CRDs (the KubeStash kinds plus KubeDB Elasticsearch and AppBinding) as JSON.
+/// kstash's CRDs (the KubeStash kinds plus KubeDB Elasticsearch, Redis, Postgres and AppBinding) as JSON.
 fn kstash_crds() -> anyhow::Result<Vec<serde_json::Value>> {
     kstash_api::crds::all()
         .into_iter()

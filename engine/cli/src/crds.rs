@@ -1,5 +1,5 @@
-//! `kstash crds`: prints every CRD kstash serves (the KubeStash kinds plus KubeDB Elasticsearch
-//! and AppBinding) as a multi-document YAML stream, ready for `kubectl apply -f -`.
+//! `kstash crds`: prints every CRD kstash serves (the KubeStash kinds plus KubeDB Elasticsearch,
+//! Redis, Postgres and AppBinding) as a multi-document YAML stream, ready for `kubectl apply -f -`.
 use clap::Args;
 
 /// Arguments of `kstash crds`.

@@ -58,6 +58,45 @@ pub struct OperatorArgs {
     /// cleanly; keep the pod's `terminationGracePeriodSeconds` above it.
     #[arg(long, env = "KSTASH_SHUTDOWN_GRACE", default_value_t = kstash_operator::DEFAULT_SHUTDOWN_GRACE.as_secs_f64())]
     pub shutdown_grace: f64,
+    #[command(flatten)]
+    pub egress: EgressArgs,
+}
+
+/// The egress policy of every addon task (admin-set; see docs/security.md): which addresses a
+/// target may resolve to. Each flag takes CIDR ranges or addresses, repeated or comma-separated.
+#[derive(Args, Debug, Clone, Default)]
+pub struct EgressArgs {
+    /// Only these ranges may be targets (default: every address not denied).
+    #[arg(long = "egress-allow", env = "KSTASH_EGRESS_ALLOW", value_delimiter = ',', value_parser = parse_range)]
+    pub allow: Vec<kstash_runtime::IpRange>,
+    /// Ranges refused, in addition to the built-in denial of link-local and cloud-metadata
+    /// addresses.
+    #[arg(long = "egress-deny", env = "KSTASH_EGRESS_DENY", value_delimiter = ',', value_parser = parse_range)]
+    pub deny: Vec<kstash_runtime::IpRange>,
+    /// Ranges allowed whatever the other rules (and the built-in denial) say, e.g. a database
+    /// on a link-local address.
+    #[arg(long = "egress-allow-exception", env = "KSTASH_EGRESS_ALLOW_EXCEPTION", value_delimiter = ',', value_parser = parse_range)]
+    pub allow_exceptions: Vec<kstash_runtime::IpRange>,
+}
+
+impl EgressArgs {
+    /// The runtime's rules: the built-in denials plus these flags.
+    pub fn rules(&self) -> kstash_runtime::EgressRules {
+        let mut rules = kstash_runtime::EgressRules::default();
+        rules.allow.extend(self.allow.iter().cloned());
+        rules.deny.extend(self.deny.iter().cloned());
+        rules
+            .allow_exceptions
+            .extend(self.allow_exceptions.iter().cloned());
+        rules
+    }
+}
+
+/// One CIDR range or address of an `--egress-*` flag.
+fn parse_range(v: &str) -> Result<kstash_runtime::IpRange, String> {
+    v.trim()
+        .parse()
+        .map_err(|e| format!("{v:?} is not a CIDR range or IP address: {e}"))
 }
 
 /// `<hostname>-<pid>`.
@@ -89,7 +128,11 @@ pub fn parse_metrics_addr(v: &str) -> anyhow::Result<Option<SocketAddr>> {
 }
 
 /// Builds the operator's shared context: the addon runtime (cache under `data_dir`) and settings.
-pub fn build_context(client: kube::Client, config: OperatorConfig) -> anyhow::Result<Arc<Context>> {
+pub fn build_context(
+    client: kube::Client,
+    config: OperatorConfig,
+    egress: kstash_runtime::EgressRules,
+) -> anyhow::Result<Arc<Context>> {
     if let Some(dir) = &config.module_dir {
         if !dir.is_dir() {
             bail!("--module-dir {}: not a directory", dir.display());
@@ -100,6 +143,7 @@ pub fn build_context(client: kube::Client, config: OperatorConfig) -> anyhow::Re
         .with_context(|| format!("--data-dir: creating {}", cache.display()))?;
     let runtime = kstash_runtime::Runtime::new(kstash_runtime::RuntimeConfig {
         cache_dir: Some(cache),
+        egress,
         ..Default::default()
     })
     .context("starting the addon runtime")?;
@@ -203,6 +247,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             data_dir: args.data_dir.clone(),
             namespace: args.namespace.clone(),
         },
+        args.egress.rules(),
     )?;
     let metrics = bind_metrics(metrics_addr).await?;
     println!(
@@ -228,4 +273,46 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod egress_tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        egress: super::EgressArgs,
+    }
+
+    #[test]
+    fn egress_flags_add_to_the_built_in_rules() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--egress-allow",
+            "10.0.0.0/8,192.168.1.5",
+            "--egress-deny=10.9.0.0/16",
+            "--egress-allow-exception",
+            "169.254.10.0/24",
+        ])
+        .unwrap();
+        let r = cli.egress.rules();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(r.check(ip("10.1.2.3")).is_ok());
+        assert!(r.check(ip("192.168.1.5")).is_ok());
+        assert!(r.check(ip("192.168.1.6")).is_err());
+        assert!(r.check(ip("10.9.1.1")).is_err());
+        assert!(r.check(ip("169.254.10.7")).is_ok());
+        assert!(r.check(ip("169.254.169.254")).is_err());
+        let d = Cli::try_parse_from(["x"]).unwrap().egress.rules();
+        assert_eq!(d, kstash_runtime::EgressRules::default());
+        let err = Cli::try_parse_from(["x", "--egress-deny", "10.0.0.0/99"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("--egress-deny") && err.contains("10.0.0.0/99"),
+            "{err}"
+        );
+    }
 }

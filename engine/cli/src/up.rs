@@ -42,6 +42,8 @@ pub struct UpArgs {
     /// Seconds a shutdown (Ctrl-C, SIGTERM) lets running sessions finish before failing them.
     #[arg(long, default_value_t = kstash_operator::DEFAULT_SHUTDOWN_GRACE.as_secs_f64())]
     pub shutdown_grace: f64,
+    #[command(flatten)]
+    pub egress: crate::operator::EgressArgs,
 }
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -255,6 +257,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             data_dir: data_dir.join("operator"),
             namespace: None,
         },
+        args.egress.rules(),
     )?;
     let metrics = crate::operator::bind_metrics(metrics_addr).await?;
     println!(

@@ -219,8 +219,10 @@ fn helm_template(extra: &[&str]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-const THIRD_PARTY: [&str; 2] = [
+const THIRD_PARTY: [&str; 4] = [
     "elasticsearches.kubedb.com",
+    "redises.kubedb.com",
+    "postgreses.kubedb.com",
     "appbindings.appcatalog.appscode.com",
 ];
 
@@ -248,7 +250,7 @@ fn helm_template_with_defaults_renders_no_kubedb_or_appcatalog_crd() {
     assert_eq!(own.len(), 14, "the KubeStash kinds");
     assert_eq!(crd_names(&helm_template(&["--include-crds"])), own);
     assert!(crd_names(&helm_template(&[])).is_empty());
-    // For clusters without KubeDB, on request: both, marked so Helm never deletes them.
+    // For clusters without KubeDB, on request: all four, marked so Helm never deletes them.
     let with = helm_template(&["--set", "thirdPartyCRDs.install=true"]);
     let mut want: Vec<String> = THIRD_PARTY.iter().map(|s| s.to_string()).collect();
     want.sort();

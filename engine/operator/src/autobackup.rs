@@ -1,6 +1,10 @@
-//! Auto-backup controller (spec §2): KubeDB `Elasticsearch` objects and `AppBinding`s carrying
+//! Auto-backup controller (spec §2): KubeDB database objects of any kind the cluster serves
+//! (`Postgres`, `MySQL`, `MariaDB`, `MongoDB`, `Redis`, `Elasticsearch`, …: every namespaced kind
+//! of `kubedb.com` found by API discovery, re-checked every [`DISCOVERY_INTERVAL`] so a CRD
+//! installed later is picked up) and `AppBinding`s carrying
 //! `blueprint.kubestash.com/name`/`namespace` annotations get the BackupConfiguration rendered
-//! from their BackupBlueprint by `kstash_blueprint::render`.
+//! from their BackupBlueprint by `kstash_blueprint::render`. Targets are watched as
+//! `DynamicObject`s: the engine names no database kind.
 //!
 //! Decisions (docs/controllers.md):
 //! - The BC is created, and **re-rendered and patched** whenever the target's annotations, the
@@ -21,7 +25,7 @@
 //!   database object is the source (both would render the same `appbinding-<name>` BC).
 //! - A BC of the same name that kstash did not generate is never overwritten (Warning Event).
 
-use std::fmt::Debug;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,18 +33,19 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kstash_api::constants::annotations as ann;
+use kstash_api::constants::GROUP_KUBEDB;
 use kstash_api::constants::{labels, FINALIZER_CLEANUP};
 use kstash_api::core::{BackupBlueprint, BackupConfiguration, BlueprintDeletionPolicy};
-use kstash_api::external::{AppBinding, Elasticsearch};
+use kstash_api::external::AppBinding;
 use kstash_blueprint::NamespaceLabels;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::control::{self, kube_err, Ctl, Result};
 use crate::Context;
@@ -52,14 +57,44 @@ pub const SOURCE_ANNOTATION: &str = "kstash.io/auto-backup-source";
 /// Event reason of a render failure (on the target).
 pub const REASON_AUTO_BACKUP_FAILED: &str = "AutoBackupFailed";
 
-/// Runs this controller (Elasticsearch, AppBinding and BackupBlueprint watches) until they end.
+/// How often the `kubedb.com` kinds are discovered again (a database CRD installed after the
+/// operator started gets its watch within this time).
+pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Runs this controller (every KubeDB kind, AppBinding and BackupBlueprint watches) until they
+/// end.
 pub async fn run(ctx: Arc<Context>) {
     let ctl = Ctl::new(&ctx, "autobackup");
     futures::join!(
-        run_targets::<Elasticsearch>(ctl.clone()),
-        run_targets::<AppBinding>(ctl.clone()),
+        run_targets(ctl.clone(), ApiResource::erase::<AppBinding>(&())),
+        run_database_kinds(ctl.clone()),
         run_blueprints(ctl),
     );
+}
+
+/// Discovers the namespaced kinds of `kubedb.com` and runs one target watch per kind.
+async fn run_database_kinds(ctl: Arc<Ctl>) {
+    let mut running = BTreeSet::new();
+    let mut watches = futures::stream::FuturesUnordered::new();
+    let mut tick = tokio::time::interval(DISCOVERY_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                match crate::kinds::namespaced_kinds(&ctl.ctx.client, GROUP_KUBEDB).await {
+                    Ok(found) => {
+                        for ar in found {
+                            if running.insert(ar.kind.clone()) {
+                                tracing::info!(kind = %ar.kind, group = GROUP_KUBEDB, "auto-backup watches this database kind");
+                                watches.push(run_targets(ctl.clone(), ar));
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(group = GROUP_KUBEDB, "discovering database kinds: {e}"),
+                }
+            }
+            Some(()) = watches.next(), if !watches.is_empty() => {}
+        }
+    }
 }
 
 fn names_blueprint<K: ResourceExt>(o: &K, bp: &BackupBlueprint) -> bool {
@@ -68,20 +103,20 @@ fn names_blueprint<K: ResourceExt>(o: &K, bp: &BackupBlueprint) -> bool {
         && a.get(ann::BLUEPRINT_NAMESPACE).map(String::as_str) == bp.metadata.namespace.as_deref()
 }
 
-async fn run_targets<K>(ctl: Arc<Ctl>)
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let api = control::scoped_api::<K>(&ctl.ctx);
-    let controller = Controller::new(api, watcher::Config::default());
+/// What a target watch reconciles with: the controller's state and the watched kind.
+struct TargetCtl {
+    ctl: Arc<Ctl>,
+    resource: ApiResource,
+}
+
+async fn run_targets(ctl: Arc<Ctl>, resource: ApiResource) {
+    let api = match &ctl.ctx.config.namespace {
+        Some(ns) => Api::<DynamicObject>::namespaced_with(ctl.ctx.client.clone(), ns, &resource),
+        None => Api::<DynamicObject>::all_with(ctl.ctx.client.clone(), &resource),
+    };
+    let controller = Controller::new_with(api, watcher::Config::default(), resource.clone());
     let store = controller.store();
+    let ar = resource.clone();
     controller
         .watches(
             control::scoped_api::<BackupBlueprint>(&ctl.ctx),
@@ -91,11 +126,15 @@ where
                     .state()
                     .into_iter()
                     .filter(|t| names_blueprint(t.as_ref(), &bp))
-                    .map(|t| ObjectRef::from_obj(t.as_ref()))
+                    .map(|t| ObjectRef::from_obj_with(t.as_ref(), ar.clone()))
                     .collect::<Vec<_>>()
             },
         )
-        .run(reconcile_target::<K>, control::error_policy, ctl)
+        .run(
+            reconcile_target,
+            control::error_policy,
+            Arc::new(TargetCtl { ctl, resource }),
+        )
         .for_each(|_| async {})
         .await;
 }
@@ -148,14 +187,13 @@ async fn delete_keeping_data(ctx: &Context, bc: &BackupConfiguration) -> Result<
     }
 }
 
-async fn reconcile_target<K>(obj: Arc<K>, ctl: Arc<Ctl>) -> Result<Action>
-where
-    K: Resource<DynamicType = ()> + Clone + Serialize + Debug,
-{
+async fn reconcile_target(obj: Arc<DynamicObject>, tc: Arc<TargetCtl>) -> Result<Action> {
+    let ctl = &tc.ctl;
+    let ar = &tc.resource;
     let ctx = &ctl.ctx;
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
-    let kind = K::kind(&()).to_string();
+    let kind = ar.kind.clone();
     let uid = obj.uid().unwrap_or_default();
     if obj.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -166,7 +204,7 @@ where
         for bc in generated_for(ctx, &uid).await? {
             delete_keeping_data(ctx, &bc).await?;
             ctl.events
-                .publish(obj.as_ref(), false, "AutoBackupRemoved", "Delete",
+                .publish_with(obj.as_ref(), ar, false, "AutoBackupRemoved", "Delete",
                     format!("annotation {} removed: BackupConfiguration {}/{} deleted (repositories and snapshots kept)",
                         ann::BLUEPRINT_NAME, bc.namespace().unwrap_or_default(), bc.name_any()))
                 .await;
@@ -178,17 +216,20 @@ where
     let target_json = serde_json::to_value(obj.as_ref()).expect("object serializes");
     if kind == "AppBinding" {
         let app_ref = &target_json["spec"]["appRef"];
-        if app_ref["apiGroup"] == kstash_api::constants::GROUP_KUBEDB
-            && app_ref["kind"] == "Elasticsearch"
-        {
+        if app_ref["apiGroup"] == GROUP_KUBEDB {
             let rns = app_ref["namespace"]
                 .as_str()
                 .filter(|s| !s.is_empty())
                 .unwrap_or(&ns);
-            if let Some(db) = Api::<Elasticsearch>::namespaced(ctx.client.clone(), rns)
-                .get_opt(app_ref["name"].as_str().unwrap_or_default())
-                .await
-                .map_err(kube_err("reading the AppBinding's appRef"))?
+            if let Some(db) = crate::kinds::get(
+                &ctx.client,
+                GROUP_KUBEDB,
+                app_ref["kind"].as_str().unwrap_or_default(),
+                rns,
+                app_ref["name"].as_str().unwrap_or_default(),
+            )
+            .await
+            .map_err(kube_err("reading the AppBinding's appRef"))?
             {
                 if db.annotations().contains_key(ann::BLUEPRINT_NAME) {
                     return Ok(Action::await_change());
@@ -215,8 +256,9 @@ where
     let Some(bp) = bp else {
         if !bp_ns.is_empty() {
             ctl.events
-                .publish(
+                .publish_with(
                     obj.as_ref(),
+                    ar,
                     true,
                     REASON_AUTO_BACKUP_FAILED,
                     "Render",
@@ -239,7 +281,14 @@ where
         .map(|e| e.to_string())
         .unwrap_or_else(|| format!("annotation {} is required", ann::BLUEPRINT_NAMESPACE));
         ctl.events
-            .publish(obj.as_ref(), true, REASON_AUTO_BACKUP_FAILED, "Render", err)
+            .publish_with(
+                obj.as_ref(),
+                ar,
+                true,
+                REASON_AUTO_BACKUP_FAILED,
+                "Render",
+                err,
+            )
             .await;
         return Ok(Action::await_change());
     };
@@ -250,8 +299,9 @@ where
         Ok(bc) => bc,
         Err(e) => {
             ctl.events
-                .publish(
+                .publish_with(
                     obj.as_ref(),
+                    ar,
                     true,
                     REASON_AUTO_BACKUP_FAILED,
                     "Render",
@@ -270,7 +320,7 @@ where
         .insert(SOURCE_ANNOTATION.into(), format!("{kind}/{ns}/{name}"));
     if bc_ns == ns {
         bc.metadata.owner_references = Some(vec![OwnerReference {
-            api_version: K::api_version(&()).to_string(),
+            api_version: ar.api_version.clone(),
             kind: kind.clone(),
             name: name.clone(),
             uid: uid.clone(),
@@ -291,14 +341,14 @@ where
                     "creating BackupConfiguration {bc_ns}/{bc_name}"
                 )))?;
             ctl.events
-                .publish(obj.as_ref(), false, "BackupConfigurationCreated", "Render",
+                .publish_with(obj.as_ref(), ar, false, "BackupConfigurationCreated", "Render",
                     format!("BackupConfiguration {bc_ns}/{bc_name} created from BackupBlueprint {bp_ns}/{bp_name}"))
                 .await;
         }
         Some(existing) => {
             if existing.labels().get(SOURCE_UID_LABEL) != Some(&uid) {
                 ctl.events
-                    .publish(obj.as_ref(), true, REASON_AUTO_BACKUP_FAILED, "Render",
+                    .publish_with(obj.as_ref(), ar, true, REASON_AUTO_BACKUP_FAILED, "Render",
                         format!("BackupConfiguration {bc_ns}/{bc_name} exists and was not generated for this object: left unchanged"))
                     .await;
                 return Ok(Action::await_change());
@@ -325,7 +375,7 @@ where
                     "updating BackupConfiguration {bc_ns}/{bc_name}"
                 )))?;
                 ctl.events
-                    .publish(obj.as_ref(), false, "BackupConfigurationUpdated", "Render",
+                    .publish_with(obj.as_ref(), ar, false, "BackupConfigurationUpdated", "Render",
                         format!("BackupConfiguration {bc_ns}/{bc_name} re-rendered from BackupBlueprint {bp_ns}/{bp_name}"))
                     .await;
             }

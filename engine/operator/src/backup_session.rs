@@ -27,7 +27,9 @@ use kstash_api::storage::{
     Component, Repository, RetentionPolicy, Snapshot, SnapshotPhase, SnapshotStatus,
 };
 use kstash_repo::resolve::ResolvedRepository;
-use kstash_repo::{BackupOptions, ComponentSnapshot, RepositoryDir, SnapshotDeletion};
+use kstash_repo::{
+    Backup, BackupOptions, ComponentSnapshot, RepositoryDir, ResticRepo, SnapshotDeletion,
+};
 use kstash_rules::backup_session as bsx;
 use kstash_runtime::{Limits, TaskIo, TaskSpec};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -40,7 +42,7 @@ use crate::execute::{backend, patch_status, Error};
 use crate::task::module::{self, TaskKind};
 use crate::task::progress::Progress;
 use crate::task::sink::RepoOutput;
-use crate::task::{params, target, ulid};
+use crate::task::{params, report, target, ulid};
 use crate::Context;
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 
@@ -594,7 +596,9 @@ impl Run<'_> {
             Ok(p) => p,
             Err(msg) => {
                 bsx::mark_executor(&mut status, &Err(msg.clone()), now());
-                let finished = self.fail_snapshots(&snapshots, &msg).await;
+                // The module may not have loaded: the addon's components are unknown.
+                let unknown = [COMPONENT_DUMP.to_string()];
+                let finished = self.fail_snapshots(&snapshots, &unknown, &msg).await;
                 let retention = self.retention(sess, &[]).await;
                 return self
                     .finish(status, &finished, retention.0, retention.1, start)
@@ -713,14 +717,14 @@ impl Run<'_> {
         let args = params::resolve_args(&fname, &loaded.function.spec.args, &vars)
             .map_err(|e| e.to_string())?;
         tracing::debug!(session = %self.name, ?args, "KubeStash command line of the Function");
-        let declared = loaded
+        let def = loaded
             .addon
             .description()
             .tasks
             .iter()
-            .find(|t| t.name == tref.name)
-            .map(|t| t.params.clone())
-            .unwrap_or_default();
+            .find(|t| t.name == tref.name);
+        let declared = def.map(|t| t.params.clone()).unwrap_or_default();
+        let components = report::components_of(def);
         let task_params =
             params::task_params(&tref.name, &declared, &vars).map_err(|e| e.to_string())?;
         let interim = vars
@@ -765,6 +769,7 @@ impl Run<'_> {
                 task: tref.name.clone(),
                 params: task_params,
                 conn,
+                components,
                 interim,
                 timeout,
             },
@@ -772,19 +777,26 @@ impl Run<'_> {
         ))
     }
 
-    async fn fail_snapshots(&self, snapshots: &[Snapshot], msg: &str) -> Vec<Snapshot> {
+    async fn fail_snapshots(
+        &self,
+        snapshots: &[Snapshot],
+        components: &[String],
+        msg: &str,
+    ) -> Vec<Snapshot> {
         let mut out = Vec::new();
         for s in snapshots {
-            let r = bsx::SnapshotResult {
-                component: COMPONENT_DUMP.to_string(),
-                path: dump_path(s),
-                backup: Err(msg.to_string()),
-                recent_list_updated: Ok(()),
-                metadata_uploaded: Ok(()),
-            };
-            let st = bsx::finish_snapshot(s, &r, now());
             let mut s2 = s.clone();
-            s2.status = Some(st.clone());
+            for comp in components {
+                let r = bsx::SnapshotResult {
+                    component: comp.clone(),
+                    path: component_path(s, comp),
+                    backup: Err(msg.to_string()),
+                    recent_list_updated: Ok(()),
+                    metadata_uploaded: Ok(()),
+                };
+                s2.status = Some(bsx::finish_snapshot(&s2, &r, now()));
+            }
+            let st = s2.status.clone().unwrap_or_default();
             let name = s.metadata.name.clone().unwrap_or_default();
             let api: Api<Snapshot> = Api::namespaced(self.client.clone(), &self.ns);
             if let Err(e) = patch_status(&api, &name, &st).await {
@@ -799,19 +811,22 @@ impl Run<'_> {
         &self,
         status: &mut BackupSessionStatus,
         targets: &mut [RepoTarget],
+        components: &[String],
         note: Option<String>,
     ) -> Result<(), Error> {
         for t in targets.iter_mut() {
             let mut st = t.snapshot.status.clone().unwrap_or_default();
-            let comp = st
-                .components
-                .entry(COMPONENT_DUMP.to_string())
-                .or_insert_with(|| Component {
-                    path: Some(dump_path(&t.snapshot)),
-                    driver: Some(Driver::Restic),
-                    ..Default::default()
-                });
-            comp.phase = Some(SnapshotPhase::Running);
+            for name in components {
+                let comp = st
+                    .components
+                    .entry(name.clone())
+                    .or_insert_with(|| Component {
+                        path: Some(component_path(&t.snapshot, name)),
+                        driver: Some(Driver::Restic),
+                        ..Default::default()
+                    });
+                comp.phase = Some(SnapshotPhase::Running);
+            }
             st.total_components = Some(st.components.len() as i32);
             if let Some(n) = &note {
                 set_condition(
@@ -850,38 +865,40 @@ impl Run<'_> {
     ) -> Result<Vec<Snapshot>, Error> {
         let session = self.bs.spec.session.clone().unwrap_or_default();
         let t0 = Instant::now();
-        // Open one restic backup per repository.
-        let mut backups = Vec::new();
+        // Open one restic backup per repository and component.
+        let mut backups: Vec<Vec<(Arc<Backup>, ResticRepo)>> = Vec::new();
         let mut open_err = None;
-        for t in targets.iter() {
-            let path = kstash_repo::ComponentPath::new(&session, COMPONENT_DUMP);
-            let repo = match path.and_then(|p| t.resolved.component(&p)) {
-                Ok(r) => r,
-                Err(e) => {
-                    open_err = Some(format!(
-                        "Repository {}: {e}",
-                        t.repo.metadata.name.as_deref().unwrap_or("")
-                    ));
-                    break;
-                }
-            };
-            match repo.begin_backup(BackupOptions::default()).await {
-                Ok(b) => backups.push((Arc::new(b), repo)),
-                Err(e) => {
-                    open_err = Some(format!(
-                        "Repository {}: {e}",
-                        t.repo.metadata.name.as_deref().unwrap_or("")
-                    ));
-                    break;
+        'open: for t in targets.iter() {
+            let mut per_component = Vec::new();
+            for comp in &task.components {
+                let path = kstash_repo::ComponentPath::new(&session, comp);
+                let opened = match path.and_then(|p| t.resolved.component(&p)) {
+                    Ok(repo) => repo
+                        .begin_backup(BackupOptions::default())
+                        .await
+                        .map(|b| (Arc::new(b), repo)),
+                    Err(e) => Err(e),
+                };
+                match opened {
+                    Ok(b) => per_component.push(b),
+                    Err(e) => {
+                        open_err = Some(format!(
+                            "Repository {} (component {comp}): {e}",
+                            t.repo.metadata.name.as_deref().unwrap_or("")
+                        ));
+                        break 'open;
+                    }
                 }
             }
+            backups.push(per_component);
         }
         if let Some(msg) = open_err {
             drop(backups);
             let snaps: Vec<Snapshot> = targets.iter().map(|t| t.snapshot.clone()).collect();
-            return Ok(self.fail_snapshots(&snaps, &msg).await);
+            return Ok(self.fail_snapshots(&snaps, &task.components, &msg).await);
         }
-        self.patch_running(status, targets, None).await?;
+        self.patch_running(status, targets, &task.components, None)
+            .await?;
         self.exec
             .events
             .publish(
@@ -894,11 +911,13 @@ impl Run<'_> {
             .await;
 
         let progress = Arc::new(Progress::new(self.name.clone()));
-        let output = Arc::new(RepoOutput::new(
-            backups.iter().map(|(b, _)| b.clone()).collect(),
-            &task.interim,
-            progress.clone(),
-        ));
+        let routes = task
+            .components
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.clone(), backups.iter().map(|b| b[i].0.clone()).collect()))
+            .collect();
+        let output = Arc::new(RepoOutput::new(routes, &task.interim, progress.clone()));
         let mut limits = Limits::default();
         if let Some(d) = task.timeout {
             limits.wall_clock = d;
@@ -924,7 +943,7 @@ impl Run<'_> {
                 _ = abort.cancelled() => break Err(crate::execute::SHUTDOWN_ABORT.to_string()),
                 _ = tick.tick() => {
                     let note = progress.snapshot().message("Backing up");
-                    if let Err(e) = self.patch_running(status, targets, Some(note)).await {
+                    if let Err(e) = self.patch_running(status, targets, &task.components, Some(note)).await {
                         tracing::debug!(session = %self.name, "progress patch: {e}");
                     }
                 }
@@ -934,16 +953,32 @@ impl Run<'_> {
         drop(fut);
         let done = progress.snapshot();
         // Commit (or abandon) every backup.
-        let mut results: Vec<Result<bsx::ComponentResult, String>> = Vec::new();
+        let mut results: Vec<Vec<(String, Result<bsx::ComponentResult, String>)>> = Vec::new();
+        let mut report_notes = report::Notes::default();
         match result {
             Ok(report) => {
                 tracing::info!(session = %self.name, items = report.items, bytes = report.bytes_written, "task done");
-                for (b, repo) in backups {
-                    let r = match Arc::try_unwrap(b) {
-                        Ok(b) => commit(b, repo, &task.interim, t0).await,
-                        Err(_) => Err("backup still referenced after the task ended".to_string()),
-                    };
+                report_notes = report::Notes::of(&report);
+                let skipped = report_notes.skipped_error();
+                for per_component in backups {
+                    let mut r = Vec::new();
+                    for ((b, repo), comp) in per_component.into_iter().zip(&task.components) {
+                        let res = match (&skipped, Arc::try_unwrap(b)) {
+                            (Some(msg), _) => Err(msg.clone()),
+                            (None, Ok(b)) => commit(b, repo, &task.interim, t0).await,
+                            (None, Err(_)) => {
+                                Err("backup still referenced after the task ended".to_string())
+                            }
+                        };
+                        r.push((comp.clone(), res));
+                    }
                     results.push(r);
+                }
+                if let Some(w) = &report_notes.warnings {
+                    self.exec
+                        .events
+                        .publish(self.bs, true, "BackupTaskWarnings", "Backup", w.clone())
+                        .await;
                 }
                 self.exec
                     .events
@@ -968,12 +1003,20 @@ impl Run<'_> {
                     .events
                     .publish(self.bs, true, "BackupTaskFailed", "Backup", msg.clone())
                     .await;
-                results = targets.iter().map(|_| Err(msg.clone())).collect();
+                results = targets
+                    .iter()
+                    .map(|_| {
+                        task.components
+                            .iter()
+                            .map(|c| (c.clone(), Err(msg.clone())))
+                            .collect()
+                    })
+                    .collect();
             }
         }
         let mut finished = Vec::new();
         for (t, r) in targets.iter().zip(results) {
-            finished.push(self.finish_snapshot(t, r, &done).await);
+            finished.push(self.finish_snapshot(t, r, &done, &report_notes).await);
         }
         Ok(finished)
     }
@@ -981,18 +1024,22 @@ impl Run<'_> {
     async fn finish_snapshot(
         &self,
         t: &RepoTarget,
-        backup: Result<bsx::ComponentResult, String>,
+        backups: Vec<(String, Result<bsx::ComponentResult, String>)>,
         totals: &crate::task::progress::Snapshot,
+        notes: &report::Notes,
     ) -> Snapshot {
         let name = t.snapshot.metadata.name.clone().unwrap_or_default();
         let api: Api<Snapshot> = Api::namespaced(self.client.clone(), &self.ns);
         let mut snap = t.snapshot.clone();
-        if backup.is_ok() {
+        if backups.iter().all(|(_, b)| b.is_ok()) {
             // What the task moved, for `/metrics` (and the bucket's YAML copy).
-            let counts = [
+            let mut counts = vec![
                 (ann::SNAPSHOT_DOCUMENTS, totals.items.to_string()),
                 (ann::SNAPSHOT_STREAM_BYTES, totals.bytes.to_string()),
             ];
+            if let Some(parts) = &notes.parts {
+                counts.push((ann::SNAPSHOT_PARTS, parts.clone()));
+            }
             let patch = serde_json::json!({"metadata": {"annotations":
                 counts.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()}});
             if let Err(e) = api
@@ -1009,15 +1056,28 @@ impl Run<'_> {
                 a.insert(k.to_string(), v);
             }
         }
-        let mut result = bsx::SnapshotResult {
-            component: COMPONENT_DUMP.to_string(),
-            path: dump_path(&snap),
-            backup,
-            recent_list_updated: Ok(()),
-            metadata_uploaded: Ok(()),
-        };
         snap.status = Some(without_progress(snap.status.clone().unwrap_or_default()));
-        let mut st = bsx::finish_snapshot(&snap, &result, now());
+        let mut result = None;
+        for (comp, backup) in backups {
+            let r = bsx::SnapshotResult {
+                path: component_path(&snap, &comp),
+                component: comp,
+                backup,
+                recent_list_updated: Ok(()),
+                metadata_uploaded: Ok(()),
+            };
+            snap.status = Some(bsx::finish_snapshot(&snap, &r, now()));
+            result = Some(r);
+        }
+        if let Some(c) = notes.condition(now()) {
+            let mut st = snap.status.clone().unwrap_or_default();
+            set_condition(&mut st.conditions, c);
+            snap.status = Some(st);
+        }
+        let mut st = snap.status.clone().unwrap_or_default();
+        let Some(mut result) = result else {
+            return snap;
+        };
         let mut copy = snap.clone();
         copy.status = Some(st.clone());
         copy.metadata.managed_fields = None;
@@ -1239,6 +1299,8 @@ struct PreparedTask {
     task: String,
     params: Vec<(String, String)>,
     conn: target::Connection,
+    /// The snapshot components the task produces (the addon's `tasks.components`).
+    components: Vec<String>,
     interim: String,
     timeout: Option<Duration>,
 }
@@ -1276,9 +1338,9 @@ async fn commit(
     })
 }
 
-/// Where the `dump` component of `snap` lives below its Repository directory (the layout is
+/// Where component `component` of `snap` lives below its Repository directory (the layout is
 /// `kstash_repo`'s; an invalid session name, refused at admission, gives an empty path).
-fn dump_path(snap: &Snapshot) -> String {
+fn component_path(snap: &Snapshot, component: &str) -> String {
     let session = snap.spec.session.as_deref().unwrap_or("");
-    kstash_repo::RepositoryDir::component_path(session, COMPONENT_DUMP).unwrap_or_default()
+    kstash_repo::RepositoryDir::component_path(session, component).unwrap_or_default()
 }

@@ -17,6 +17,7 @@
 //! `kstash operator` and `kstash up` call.
 
 pub mod context;
+pub mod kinds;
 pub mod leader;
 pub mod metrics;
 pub mod shell;

@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use kstash_api::admission::Lookup;
-use kstash_api::constants::{GROUP_APPCATALOG, GROUP_KUBEDB};
 use kstash_api::core::{BackupConfiguration, RestorePhase, RestoreSession, RestoreSessionStatus};
-use kstash_api::external::{AppBinding, Elasticsearch};
 use kstash_api::shared::TypedObjectReference;
 use kstash_api::storage::{Repository, Snapshot};
 use kstash_rules::restore_session::{self as rsx, ComponentUpdate, Next};
@@ -143,24 +141,24 @@ fn lock_insert(m: &Mutex<HashSet<String>>, k: &str) {
         .insert(k.to_string());
 }
 
-/// Whether `target` exists (`None`: unknown kind or the check failed).
+/// Whether `target` exists, any kind through API discovery (`None`: the check failed; a kind
+/// the server does not serve counts as not found).
 async fn target_exists(client: &kube::Client, t: &TypedObjectReference, ns: &str) -> Option<bool> {
-    let tns = t.namespace.as_deref().unwrap_or(ns);
-    match (t.api_group.as_deref(), t.kind.as_deref()) {
-        (Some(GROUP_KUBEDB), Some("Elasticsearch")) => {
-            let api: Api<Elasticsearch> = Api::namespaced(client.clone(), tns);
-            not_found_none(api.get(&t.name).await)
-                .ok()
-                .map(|o| o.is_some())
-        }
-        (Some(GROUP_APPCATALOG), Some("AppBinding")) => {
-            let api: Api<AppBinding> = Api::namespaced(client.clone(), tns);
-            not_found_none(api.get(&t.name).await)
-                .ok()
-                .map(|o| o.is_some())
-        }
-        _ => None,
-    }
+    let tns = t
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(ns);
+    crate::kinds::get(
+        client,
+        t.api_group.as_deref().unwrap_or(""),
+        t.kind.as_deref().unwrap_or(""),
+        tns,
+        &t.name,
+    )
+    .await
+    .ok()
+    .map(|o| o.is_some())
 }
 
 async fn set_paused(
@@ -469,7 +467,15 @@ impl Restore<'_> {
                     .iter()
                     .map(|f| f.size)
                     .sum();
-                let input = Arc::new(SnapshotInput::new(reader, &host, progress.clone()));
+                // Several components: each restore task sees `<component>/<file>`, the names
+                // its backup wrote (task::sink).
+                let several = snapshot.status.as_ref().is_some_and(|s| s.components.len() > 1);
+                let input = Arc::new(SnapshotInput::new(
+                    reader,
+                    &host,
+                    several.then_some(comp.as_str()),
+                    progress.clone(),
+                ));
                 let mut limits = Limits::default();
                 if let Some(d) = deadline {
                     let left = d.duration_since(now());

@@ -322,6 +322,34 @@ fn overrides_change_what_they_say() {
         "two replicas without leader election must be refused, got: {err}"
     );
 
+    // Egress policy: each list becomes its `kstash operator --egress-*` flag; none by default.
+    let docs = render(&[
+        "--set",
+        "egress.allow={10.0.0.0/8,192.168.1.5}",
+        "--set",
+        "egress.deny={10.9.0.0/16}",
+        "--set",
+        "egress.allowExceptions={169.254.10.0/24}",
+    ]);
+    let a = args(&docs);
+    for flag in [
+        "--egress-allow=10.0.0.0/8,192.168.1.5",
+        "--egress-deny=10.9.0.0/16",
+        "--egress-allow-exception=169.254.10.0/24",
+    ] {
+        assert!(a.iter().any(|x| x == flag), "{flag} in {a:?}");
+    }
+    assert!(!args(&render(&[])).iter().any(|x| x.starts_with("--egress")));
+
+    // rbac.kubedbResources: the KubeDB kinds the operator may read.
+    let docs = render(&["--set", "rbac.kubedbResources={redises}"]);
+    let kubedb: Vec<String> = rules_of(one(&docs, "ClusterRole"))
+        .iter()
+        .filter(|r| r.api_groups.iter().flatten().any(|g| g == "kubedb.com"))
+        .flat_map(|r| r.resources.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(kubedb, ["redises/finalizers", "redises"]);
+
     // ServiceMonitor on demand, pointing at the metrics port.
     let docs = render(&["--set", "metrics.serviceMonitor.enabled=true"]);
     let sm = one(&docs, "ServiceMonitor");
@@ -582,7 +610,8 @@ fn rbac_has_no_wildcards_and_no_write_on_inputs() {
                 "secrets",
                 "namespaces",
             ];
-            if read_only.contains(&g.resource.as_str()) {
+            let kubedb_object = g.api_group == "kubedb.com" && !g.resource.ends_with("/finalizers");
+            if read_only.contains(&g.resource.as_str()) || kubedb_object {
                 assert!(
                     matches!(g.verb.as_str(), "get" | "list" | "watch"),
                     "write grant on a user-owned input: {g}"
@@ -1308,6 +1337,10 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
                 .iter()
                 .any(|(v, grp, res, _)| *v == g.verb && *grp == g.api_group && *res == g.resource)
         })
+        // rbac.kubedbResources: auto-backup watches, and targets and restores read, every
+        // KubeDB kind the cluster serves; the run backs up an Elasticsearch only (the control
+        // plane also serves Redis and Postgres, so those are watched but never read by name).
+        .filter(|g| g.api_group != "kubedb.com" || g.resource.starts_with("elasticsearches"))
         .map(|g| g.to_string())
         .collect();
     assert!(

@@ -1184,3 +1184,673 @@ async fn graceful_shutdown_finishes_a_running_session_or_fails_it_cleanly() {
     t.expect_succeeded(&next).await;
     op.stop().await;
 }
+
+// ------------------------------------------------------------------------------------------
+// A TCP addon through the operator: KubeDB Redis + AppBinding (redis://), real redis-servers
+// ------------------------------------------------------------------------------------------
+
+/// The `requirepass` of the test's Redis servers (in the AppBinding's auth Secret).
+const REDIS_PW: &str = "redis e2e p@ss";
+
+/// A `redis-server` on 127.0.0.1 with `requirepass`, no persistence; killed on drop.
+struct RedisServer {
+    port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = support::free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--requirepass",
+                REDIS_PW,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/ensure-tools.sh redis)");
+        let r = RedisServer {
+            port,
+            child,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        while r.cli(0, &["PING"]) != "PONG" {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    /// `redis-cli -n <db> <args>` (quoted output), its stdout.
+    fn cli(&self, db: u32, args: &[&str]) -> String {
+        let o = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-a", REDIS_PW, "--no-auth-warning", "-n", &db.to_string()])
+            .arg("--no-raw")
+            .args(args)
+            .output()
+            .expect("redis-cli must be installed (scripts/ensure-tools.sh redis)");
+        String::from_utf8_lossy(&o.stdout).trim_end().to_string()
+    }
+
+    /// Every key of databases 0–15, read with `redis-cli`: (db, key) → (type, has a TTL, value).
+    fn contents(&self) -> std::collections::BTreeMap<(u32, String), (String, bool, String)> {
+        let mut all = std::collections::BTreeMap::new();
+        for db in 0..16 {
+            let keys = self.cli(db, &["--scan"]);
+            for key in keys.lines().map(|k| k.trim_matches('"')) {
+                let ty = self.cli(db, &["TYPE", key]);
+                let ttl = self.cli(db, &["PTTL", key]);
+                // Without redis-cli's `N) ` numbering.
+                let items = |args: &[&str]| -> Vec<String> {
+                    self.cli(db, args)
+                        .lines()
+                        .map(|l| l.split_once(") ").map_or(l, |x| x.1).to_string())
+                        .collect()
+                };
+                // Unordered members (set members, hash field/value pairs), sorted.
+                let sorted = |mut l: Vec<String>| {
+                    l.sort();
+                    l.join("\n")
+                };
+                let value = match ty.as_str() {
+                    "string" => self.cli(db, &["GET", key]),
+                    "list" => self.cli(db, &["LRANGE", key, "0", "-1"]),
+                    "hash" => sorted(
+                        items(&["HGETALL", key])
+                            .chunks(2)
+                            .map(|p| p.join(" => "))
+                            .collect(),
+                    ),
+                    "set" => sorted(items(&["SMEMBERS", key])),
+                    "zset" => self.cli(db, &["ZRANGE", key, "0", "-1", "WITHSCORES"]),
+                    "stream" => self.cli(db, &["XRANGE", key, "-", "+"]),
+                    other => panic!("unexpected type {other} of {key}"),
+                };
+                let has_ttl = !ttl.contains("-1");
+                all.insert((db, key.to_string()), (ty, has_ttl, value));
+            }
+        }
+        all
+    }
+}
+
+/// What KubeDB creates for Redis `name`: the auth Secret (user `default`, the `requirepass`)
+/// and the AppBinding, here with `clientConfig.url` `redis://127.0.0.1:<port>`; with
+/// `kubedb_object`, the `Redis` object itself (without annotations).
+async fn redis_database(t: &Tutorial, name: &str, server: &RedisServer, kubedb_object: bool) {
+    t.cluster
+        .create_secret(
+            NS,
+            &format!("{name}-auth"),
+            &[("username", "default"), ("password", REDIS_PW)],
+        )
+        .await;
+    if kubedb_object {
+        t.cluster.apply_yaml(&format!(
+            "apiVersion: kubedb.com/v1\nkind: Redis\nmetadata:\n  name: {name}\n  namespace: {NS}\n\
+             spec:\n  version: 7.2.4\n  mode: Standalone\n"
+        ));
+    }
+    t.cluster.apply_yaml(&format!(
+        r#"apiVersion: appcatalog.appscode.com/v1alpha1
+kind: AppBinding
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  appRef: {{apiGroup: kubedb.com, kind: Redis, name: {name}, namespace: {NS}}}
+  type: kubedb.com/redis
+  version: 7.2.4
+  clientConfig:
+    url: redis://127.0.0.1:{port}
+  secret:
+    name: {name}-auth
+"#,
+        port = server.port
+    ));
+}
+
+/// The documents of `examples/redis/<file>` of kind `kind`.
+fn redis_example(file: &str, kind: &str) -> String {
+    let text = std::fs::read_to_string(support::repo_root().join("examples/redis").join(file))
+        .unwrap_or_else(|e| panic!("examples/redis/{file}: {e}"));
+    text.split("\n---\n")
+        .filter(|d| d.lines().any(|l| l == format!("kind: {kind}")))
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_auto_backup_and_restore_through_the_operator() {
+    let t = Tutorial::start().await;
+    // The shipped Redis Addon/Functions, pinned to the module scripts/build-addons.sh builds.
+    let redis_yaml =
+        std::fs::read_to_string(support::repo_root().join("examples/addons/redis.yaml")).unwrap();
+    let built = support::module_file()
+        .parent()
+        .unwrap()
+        .join("redis_addon.wasm");
+    let digest = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(
+            std::fs::read(&built).expect("the Redis addon is built by scripts/build-addons.sh"),
+        ))
+    };
+    assert!(
+        pinned_digests(&redis_yaml).iter().all(|d| *d == digest),
+        "examples/addons/redis.yaml pins another module than the built one: run scripts/build-addons.sh --pin"
+    );
+    t.cluster.apply_yaml(&redis_yaml);
+
+    // The source Redis: keys of several types, with TTLs, in two logical databases.
+    let source = RedisServer::start();
+    for (db, args) in [
+        (0, vec!["SET", "greeting", "hello world"]),
+        (0, vec!["SET", "session:1", "tok", "EX", "86400"]),
+        (0, vec!["RPUSH", "queue", "a", "b", "c"]),
+        (0, vec!["HSET", "user:1", "name", "Ada", "lang", "en"]),
+        (0, vec!["SADD", "tags", "x", "y", "z"]),
+        (0, vec!["ZADD", "board", "1", "one", "2.5", "two"]),
+        (0, vec!["XADD", "events", "1-1", "k", "v"]),
+        (3, vec!["SET", "other-db", "yes"]),
+        (3, vec!["RPUSH", "l3", "1"]),
+    ] {
+        source.cli(db, &args);
+    }
+    let want = source.contents();
+    assert_eq!(want.len(), 9, "{want:?}");
+    redis_database(&t, "redis-quickstart", &source, false).await;
+    let op = Operator::start(&t.cluster, "e2e-redis", None).await;
+
+    // The example's annotated Redis object and blueprint (examples/redis).
+    t.cluster
+        .apply_yaml(&redis_example("backupblueprint.yaml", "BackupBlueprint"));
+    t.cluster
+        .apply_yaml(&redis_example("sample-redis.yaml", "Redis"));
+
+    let bcs: Api<BackupConfiguration> = t.cluster.api(NS);
+    let bc = wait_for_object(&bcs, "appbinding-redis-quickstart", TIMEOUT, |b| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .map(|p| format!("{p:?}"))
+            .as_deref()
+            == Some("Ready")
+    })
+    .await;
+    let target = bc.spec.target.clone().expect("target");
+    assert_eq!(
+        (
+            target.api_group.as_deref(),
+            target.kind.as_deref(),
+            target.name.as_str()
+        ),
+        (Some("kubedb.com"), Some("Redis"), "redis-quickstart")
+    );
+    assert_eq!(bc.status.unwrap().target_found, Some(true));
+
+    let first = t
+        .next_completed_session("appbinding-redis-quickstart", &[])
+        .await;
+    assert_eq!(
+        phase_of(&first),
+        "Succeeded",
+        "{}",
+        messages(&t, &first).await
+    );
+    let snap_name = kstash_api::names::snapshot_name("s3-redis-repo", &first.name_any());
+    let snaps: Api<Snapshot> = t.cluster.api(NS);
+    let snap = wait_for_object(&snaps, &snap_name, TIMEOUT, |s| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.phase)
+            .is_some_and(|p| format!("{p:?}") == "Succeeded")
+    })
+    .await;
+    // The component is the one the addon declares (`tasks.components` of the module).
+    let runtime = kstash_runtime::Runtime::new(Default::default()).unwrap();
+    let addon = runtime
+        .load(&std::fs::read(&built).unwrap(), &digest.parse().unwrap())
+        .await
+        .unwrap();
+    let declared = addon
+        .description()
+        .tasks
+        .iter()
+        .find(|d| d.name == "logical-backup")
+        .unwrap()
+        .components
+        .clone();
+    let st = snap.status.clone().unwrap();
+    assert_eq!(
+        st.components.keys().cloned().collect::<Vec<_>>(),
+        declared,
+        "{st:?}"
+    );
+    let comp = &st.components[&declared[0]];
+    assert_eq!(comp.integrity, Some(true), "{comp:?}");
+    assert_eq!(
+        comp.path.as_deref(),
+        Some(format!("repository/v1/frequent-backup/{}", declared[0]).as_str())
+    );
+    // The addon's per-database counts: 7 keys in db0, 2 in db3.
+    let parts: serde_json::Value = serde_json::from_str(
+        snap.annotations()
+            .get(kstash_api::constants::annotations::SNAPSHOT_PARTS)
+            .expect("parts annotation"),
+    )
+    .unwrap();
+    assert_eq!(parts["db0"]["items"], 7, "{parts}");
+    assert_eq!(parts["db3"]["items"], 2, "{parts}");
+    assert_eq!(
+        snap.annotations()
+            .get(kstash_api::constants::annotations::SNAPSHOT_DOCUMENTS)
+            .map(String::as_str),
+        Some("9")
+    );
+
+    // Restore into a second, empty Redis (KubeDB object + AppBinding), the example's session.
+    let restored = RedisServer::start();
+    redis_database(&t, "redis-restored", &restored, true).await;
+    t.cluster
+        .apply_yaml(&redis_example("restoresession.yaml", "RestoreSession"));
+    let rss: Api<RestoreSession> = t.cluster.api(NS);
+    let rs = wait_for_object(&rss, "redis-restore", TIMEOUT, |r| {
+        matches!(
+            r.status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .map(|p| format!("{p:?}"))
+                .as_deref(),
+            Some("Succeeded" | "Failed" | "Invalid" | "Unknown")
+        )
+    })
+    .await;
+    let rst = rs.status.clone().unwrap();
+    assert_eq!(
+        rst.phase.map(|p| format!("{p:?}")).as_deref(),
+        Some("Succeeded"),
+        "{rst:?}"
+    );
+    assert!(rst.components.contains_key(&declared[0]), "{rst:?}");
+    assert_eq!(
+        restored.contents(),
+        want,
+        "restored keys differ from the source's"
+    );
+
+    // A second restore into the now non-empty server is refused by the addon, clearly.
+    t.cluster.apply_yaml(
+        &redis_example("restoresession.yaml", "RestoreSession")
+            .replace("name: redis-restore\n", "name: redis-restore-again\n"),
+    );
+    let again = wait_for_object(&rss, "redis-restore-again", TIMEOUT, |r| {
+        matches!(
+            r.status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .map(|p| format!("{p:?}"))
+                .as_deref(),
+            Some("Succeeded" | "Failed" | "Invalid" | "Unknown")
+        )
+    })
+    .await;
+    let ast = again.status.clone().unwrap();
+    assert_eq!(
+        ast.phase.map(|p| format!("{p:?}")).as_deref(),
+        Some("Failed"),
+        "{ast:?}"
+    );
+    let err = ast.components[&declared[0]]
+        .error
+        .clone()
+        .unwrap_or_default();
+    assert!(err.contains("not empty"), "{err}");
+    op.stop().await;
+}
+
+// ------------------------------------------------------------------------------------------
+// The same through the PostgreSQL addon: KubeDB Postgres + AppBinding (postgres://), real
+// PostgreSQL 15 servers with scram-sha-256
+// ------------------------------------------------------------------------------------------
+
+/// The superuser password of the test's PostgreSQL servers (in the AppBinding's auth Secret).
+const PG_PW: &str = "pg e2e p@ss";
+
+/// A PostgreSQL 15 server on 127.0.0.1 (`initdb --auth=scram-sha-256`), run as the `postgres`
+/// user when the tests run as root; stopped on drop.
+struct PgServer {
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+fn pg_bin(name: &str) -> std::path::PathBuf {
+    let p = std::path::Path::new("/usr/lib/postgresql/15/bin").join(name);
+    assert!(
+        p.exists(),
+        "{} missing: run scripts/ensure-tools.sh postgres",
+        p.display()
+    );
+    p
+}
+
+/// `program` as the owner of the data directory (`runuser -u postgres` under root).
+fn as_pg_user(program: &std::path::Path) -> Command {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn checked(mut c: Command, what: &str) -> String {
+    let o = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        o.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+impl PgServer {
+    fn start() -> PgServer {
+        let dir = std::env::temp_dir().join(format!(
+            "kstash-e2e-pg-{}-{}",
+            std::process::id(),
+            support::free_port()
+        ));
+        std::fs::create_dir_all(dir.join("sock")).unwrap();
+        std::fs::write(dir.join("pwfile"), PG_PW).unwrap();
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status();
+        let data = dir.join("data");
+        let mut initdb = as_pg_user(&pg_bin("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=scram-sha-256", "-E", "UTF8"])
+            .args(["--locale=C.UTF-8", "--no-sync"])
+            .arg(format!("--pwfile={}", dir.join("pwfile").display()));
+        checked(initdb, "initdb");
+        let port = support::free_port();
+        let conf = format!(
+            "\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
+             fsync = off\nmax_connections = 20\nshared_buffers = 16MB\n",
+            dir.join("sock").display()
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, conf.as_bytes()).unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .unwrap();
+        let mut start = as_pg_user(&pg_bin("pg_ctl"));
+        start
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.join("log"))
+            .args(["-w", "-t", "60", "start"]);
+        checked(start, "pg_ctl start");
+        PgServer { port, dir }
+    }
+
+    /// `psql -X -At -v ON_ERROR_STOP=1 -d <db> -c <sql>` as the superuser over TCP (scram).
+    fn psql(&self, db: &str, sql: &str) -> String {
+        let mut c = Command::new(pg_bin("psql"));
+        c.args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
+            .env("PGPASSWORD", PG_PW)
+            .env("PGSSLMODE", "disable");
+        checked(c, &format!("psql {sql}")).trim().to_string()
+    }
+
+    /// What the test compares: the user databases, `app`'s schema (pg_dump) and its rows.
+    fn contents(&self) -> (String, String, String) {
+        let dbs = self.psql(
+            "postgres",
+            "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database WHERE NOT datistemplate",
+        );
+        let mut dump = Command::new(pg_bin("pg_dump"));
+        dump.args(["--schema-only", "--no-comments", "-h", "127.0.0.1"])
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "app"])
+            .env("PGPASSWORD", PG_PW)
+            .env("PGSSLMODE", "disable");
+        // pg_dump prints a random `\restrict` key per run: leave those lines out.
+        let schema: String = checked(dump, "pg_dump --schema-only app")
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let rows = self.psql(
+            "app",
+            "SELECT count(*) || ' ' || md5(string_agg(id || ':' || v || ':' || coalesce(tag, '-'), ',' ORDER BY id)) FROM items",
+        );
+        (dbs, schema, rows)
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let mut stop = as_pg_user(&pg_bin("pg_ctl"));
+        stop.arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "stop"]);
+        let _ = stop.output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What KubeDB creates for Postgres `name`: the auth Secret (superuser) and the AppBinding with
+/// `clientConfig.url` `postgres://127.0.0.1:<port>/postgres?sslmode=disable`; with
+/// `kubedb_object`, the `Postgres` object itself (without annotations).
+async fn pg_database(t: &Tutorial, name: &str, server: &PgServer, kubedb_object: bool) {
+    t.cluster
+        .create_secret(
+            NS,
+            &format!("{name}-auth"),
+            &[("username", "postgres"), ("password", PG_PW)],
+        )
+        .await;
+    if kubedb_object {
+        t.cluster.apply_yaml(&format!(
+            "apiVersion: kubedb.com/v1\nkind: Postgres\nmetadata:\n  name: {name}\n  namespace: {NS}\n\
+             spec:\n  version: \"15.5\"\n"
+        ));
+    }
+    t.cluster.apply_yaml(&format!(
+        r#"apiVersion: appcatalog.appscode.com/v1alpha1
+kind: AppBinding
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  appRef: {{apiGroup: kubedb.com, kind: Postgres, name: {name}, namespace: {NS}}}
+  type: kubedb.com/postgres
+  version: "15.5"
+  clientConfig:
+    url: postgres://127.0.0.1:{port}/postgres?sslmode=disable
+  secret:
+    name: {name}-auth
+"#,
+        port = server.port
+    ));
+}
+
+/// The documents of `examples/postgres/<file>` of kind `kind`.
+fn postgres_example(file: &str, kind: &str) -> String {
+    let text = std::fs::read_to_string(support::repo_root().join("examples/postgres").join(file))
+        .unwrap_or_else(|e| panic!("examples/postgres/{file}: {e}"));
+    text.split("\n---\n")
+        .filter(|d| d.lines().any(|l| l == format!("kind: {kind}")))
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_auto_backup_and_restore_through_the_operator() {
+    let t = Tutorial::start().await;
+    let pg_yaml =
+        std::fs::read_to_string(support::repo_root().join("examples/addons/postgres.yaml"))
+            .unwrap();
+    let built = support::module_file()
+        .parent()
+        .unwrap()
+        .join("postgres_addon.wasm");
+    let digest = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(
+            std::fs::read(&built)
+                .expect("the PostgreSQL addon is built by scripts/build-addons.sh"),
+        ))
+    };
+    assert!(
+        pinned_digests(&pg_yaml).iter().all(|d| *d == digest),
+        "examples/addons/postgres.yaml pins another module than the built one: run scripts/build-addons.sh --pin"
+    );
+    t.cluster.apply_yaml(&pg_yaml);
+
+    // The source: database `app` with a table, an index, a view and 500 rows.
+    let source = PgServer::start();
+    source.psql("postgres", "CREATE DATABASE app");
+    source.psql(
+        "app",
+        "CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL, tag text);\
+         CREATE INDEX items_tag ON items (tag);\
+         CREATE VIEW tagged AS SELECT id, tag FROM items WHERE tag IS NOT NULL;\
+         INSERT INTO items SELECT g, 'value ' || g, CASE WHEN g % 3 = 0 THEN 'x' END FROM generate_series(1, 500) g",
+    );
+    let want = source.contents();
+    assert!(want.2.starts_with("500 "), "{want:?}");
+    pg_database(&t, "pg-quickstart", &source, false).await;
+    let op = Operator::start(&t.cluster, "e2e-postgres", None).await;
+
+    t.cluster
+        .apply_yaml(&postgres_example("backupblueprint.yaml", "BackupBlueprint"));
+    t.cluster
+        .apply_yaml(&postgres_example("sample-postgres.yaml", "Postgres"));
+
+    let bcs: Api<BackupConfiguration> = t.cluster.api(NS);
+    let bc = wait_for_object(&bcs, "appbinding-pg-quickstart", TIMEOUT, |b| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .map(|p| format!("{p:?}"))
+            .as_deref()
+            == Some("Ready")
+    })
+    .await;
+    let target = bc.spec.target.clone().expect("target");
+    assert_eq!(
+        (target.kind.as_deref(), target.name.as_str()),
+        (Some("Postgres"), "pg-quickstart")
+    );
+    let first = t
+        .next_completed_session("appbinding-pg-quickstart", &[])
+        .await;
+    assert_eq!(
+        phase_of(&first),
+        "Succeeded",
+        "{}",
+        messages(&t, &first).await
+    );
+    let snap_name = kstash_api::names::snapshot_name("s3-postgres-repo", &first.name_any());
+    let snaps: Api<Snapshot> = t.cluster.api(NS);
+    let snap = wait_for_object(&snaps, &snap_name, TIMEOUT, |s| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.phase)
+            .is_some_and(|p| format!("{p:?}") == "Succeeded")
+    })
+    .await;
+    let runtime = kstash_runtime::Runtime::new(Default::default()).unwrap();
+    let addon = runtime
+        .load(&std::fs::read(&built).unwrap(), &digest.parse().unwrap())
+        .await
+        .unwrap();
+    let declared = addon
+        .description()
+        .tasks
+        .iter()
+        .find(|d| d.name == "logical-backup")
+        .unwrap()
+        .components
+        .clone();
+    let st = snap.status.clone().unwrap();
+    assert_eq!(
+        st.components.keys().cloned().collect::<Vec<_>>(),
+        declared,
+        "{st:?}"
+    );
+
+    // Restore into a second, fresh server.
+    let restored = PgServer::start();
+    pg_database(&t, "pg-restored", &restored, true).await;
+    t.cluster
+        .apply_yaml(&postgres_example("restoresession.yaml", "RestoreSession"));
+    let rss: Api<RestoreSession> = t.cluster.api(NS);
+    let rs = wait_for_object(&rss, "pg-restore", TIMEOUT, |r| {
+        matches!(
+            r.status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .map(|p| format!("{p:?}"))
+                .as_deref(),
+            Some("Succeeded" | "Failed" | "Invalid" | "Unknown")
+        )
+    })
+    .await;
+    let rst = rs.status.clone().unwrap();
+    assert_eq!(
+        rst.phase.map(|p| format!("{p:?}")).as_deref(),
+        Some("Succeeded"),
+        "{rst:?}"
+    );
+    assert_eq!(restored.contents(), want, "restored PostgreSQL differs");
+    op.stop().await;
+}

@@ -105,6 +105,20 @@ impl Events {
     where
         K: Resource<DynamicType = ()>,
     {
+        self.publish_with(obj, &(), warning, reason, action, note)
+            .await
+    }
+
+    /// [`Self::publish`] for a kind known at run time (a `DynamicObject` and its resource).
+    pub async fn publish_with<K: Resource>(
+        &self,
+        obj: &K,
+        dt: &K::DynamicType,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let ev = Event {
             type_: if warning {
                 EventType::Warning
@@ -116,7 +130,7 @@ impl Events {
             action: action.to_string(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(dt)).await {
             tracing::warn!(reason, error = %e, "could not publish event");
         }
     }

@@ -15,17 +15,16 @@ use std::time::Duration;
 use jiff::Timestamp;
 use kstash_api::addons::Addon;
 use kstash_api::admission::{self, AdmissionError, Lookup};
-use kstash_api::constants::{conditions as c, FINALIZER_CLEANUP, GROUP_APPCATALOG, GROUP_KUBEDB};
+use kstash_api::constants::{conditions as c, FINALIZER_CLEANUP};
 use kstash_api::core::{
     BackupConfiguration, BackupInvokerPhase, BackupSession, RepositoryDeletionPolicy,
 };
-use kstash_api::external::{AppBinding, Elasticsearch};
 use kstash_api::shared::TypedObjectReference;
 use kstash_api::storage::{BackupStorage, BackupStoragePhase, Repository};
 use kstash_rules::backup_configuration::{
     mark_initial_backup_failed, plan, BackendObservation, Observed, Plan, RepositoryChange,
 };
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -297,8 +296,8 @@ fn backend_observations(
         .collect()
 }
 
-/// Whether the target object exists: KubeDB Elasticsearch and AppBinding directly, any other
-/// kind through API discovery (an undiscoverable kind counts as not found).
+/// Whether the target object exists, any kind through API discovery (a kind the server does
+/// not serve counts as not found).
 pub async fn target_exists(
     cx: &Shell,
     t: &TypedObjectReference,
@@ -309,31 +308,15 @@ pub async fn target_exists(
         .as_deref()
         .filter(|n| !n.is_empty())
         .unwrap_or(default_ns);
-    let group = t.api_group.as_deref().unwrap_or("");
-    let kind = t.kind.as_deref().unwrap_or("");
-    let client = cx.client().clone();
-    Ok(match (group, kind) {
-        (GROUP_KUBEDB, "Elasticsearch") => Api::<Elasticsearch>::namespaced(client, ns)
-            .get_opt(&t.name)
-            .await?
-            .is_some(),
-        (GROUP_APPCATALOG, "AppBinding") => Api::<AppBinding>::namespaced(client, ns)
-            .get_opt(&t.name)
-            .await?
-            .is_some(),
-        _ => {
-            let Ok(g) = kube::discovery::group(&client, group).await else {
-                return Ok(false);
-            };
-            let Some((ar, _)) = g.recommended_kind(kind) else {
-                return Ok(false);
-            };
-            Api::<DynamicObject>::namespaced_with(client, ns, &ar)
-                .get_opt(&t.name)
-                .await?
-                .is_some()
-        }
-    })
+    Ok(crate::kinds::get(
+        cx.client(),
+        t.api_group.as_deref().unwrap_or(""),
+        t.kind.as_deref().unwrap_or(""),
+        ns,
+        &t.name,
+    )
+    .await?
+    .is_some())
 }
 
 /// Creates or updates the Repositories of the plan.

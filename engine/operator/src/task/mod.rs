@@ -13,6 +13,7 @@
 pub mod module;
 pub mod params;
 pub mod progress;
+pub mod report;
 pub mod sink;
 pub mod target;
 pub mod ulid;

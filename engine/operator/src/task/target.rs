@@ -1,8 +1,11 @@
 //! The target connection: a KubeDB database or an AppBinding → [`kstash_runtime::Target`].
 //!
-//! A KubeDB target (`kubedb.com`, e.g. `Elasticsearch`) is reached through the AppBinding of the
-//! same name and namespace (KubeDB creates it); an AppBinding target is used as is. The URL is
-//! `clientConfig.url`, else `<scheme>://<service>.<namespace>.svc:<port><path>`; the CA is
+//! A KubeDB target (`kubedb.com`, any kind: `Postgres`, `Redis`, `Elasticsearch`, …, found
+//! through API discovery) is reached through the AppBinding of the same name and namespace
+//! (KubeDB creates it); an AppBinding target is used as is. The URL is `clientConfig.url`, else
+//! `<scheme>://<service>.<namespace>.svc:<port><path>`, any scheme: `http(s)` targets get the
+//! runtime's HTTP capability, every other scheme (`redis://`, `postgres://`, …) its TCP
+//! capability, pinned to that address. The CA is
 //! `clientConfig.caBundle` (base64 PEM); credentials are the `username`/`password` keys of
 //! `spec.secret` (fallback `ADMIN_USERNAME`/`ADMIN_PASSWORD`, as the KubeStash plugin reads
 //! them). The host injects them; the addon never sees them.
@@ -12,7 +15,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::Secret;
 use kstash_api::constants::{GROUP_APPCATALOG, GROUP_KUBEDB};
-use kstash_api::external::{AppBinding, ClientConfig, Elasticsearch};
+use kstash_api::external::{AppBinding, ClientConfig};
 use kstash_api::shared::TypedObjectReference;
 use kstash_runtime::{Credentials, Target};
 use kube::Api;
@@ -70,20 +73,56 @@ pub fn ref_string(r: &TypedObjectReference, default_ns: &str) -> String {
     )
 }
 
-/// The URL of an AppBinding's `clientConfig` (pure).
+/// Whether `s` is a URL scheme (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`).
+fn is_scheme(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphabetic())
+        && c.all(|x| x.is_ascii_alphanumeric() || matches!(x, '+' | '-' | '.'))
+}
+
+/// The URL of an AppBinding's `clientConfig`, any scheme (pure). An `http(s)` URL must not carry
+/// a query or fragment (its path is a base joined with every request path); no URL may carry a
+/// fragment.
 pub fn url_of(cc: &ClientConfig, ns: &str, object: &str) -> Result<String, TargetError> {
     let invalid = |field: &str, reason: &str| TargetError::Invalid {
         object: object.to_string(),
         field: field.to_string(),
         reason: reason.to_string(),
     };
-    if let Some(u) = cc.url.as_deref().filter(|u| !u.is_empty()) {
-        if !(u.starts_with("http://") || u.starts_with("https://")) {
+    let check = |url: &str, field: &str| -> Result<(), TargetError> {
+        let Some((scheme, rest)) = url.split_once("://") else {
             return Err(invalid(
-                "spec.clientConfig.url",
-                &format!("{u:?} must start with http:// or https://"),
+                field,
+                &format!("{url:?} has no scheme (e.g. https://, redis://, postgres://)"),
+            ));
+        };
+        if !is_scheme(scheme) {
+            return Err(invalid(
+                field,
+                &format!("{url:?}: invalid scheme {scheme:?}"),
             ));
         }
+        if rest.split(['/', '?', '#']).next().unwrap_or("").is_empty() {
+            return Err(invalid(field, &format!("{url:?} has no host")));
+        }
+        let http = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+        if rest.contains('#') || (http && rest.contains('?')) {
+            return Err(invalid(
+                field,
+                &format!(
+                    "{url:?} must not contain {}",
+                    if http {
+                        "`?` or `#` (an http(s) target's path is a base path)"
+                    } else {
+                        "`#`"
+                    }
+                ),
+            ));
+        }
+        Ok(())
+    };
+    if let Some(u) = cc.url.as_deref().filter(|u| !u.is_empty()) {
+        check(u, "spec.clientConfig.url")?;
         return Ok(u.trim_end_matches('/').to_string());
     }
     let svc = cc
@@ -95,11 +134,15 @@ pub fn url_of(cc: &ClientConfig, ns: &str, object: &str) -> Result<String, Targe
         .as_deref()
         .filter(|n| !n.is_empty())
         .ok_or_else(|| invalid("spec.clientConfig.service.name", "missing"))?;
-    let scheme = svc.scheme.as_deref().unwrap_or("http");
-    if scheme != "http" && scheme != "https" {
+    let scheme = svc
+        .scheme
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("http");
+    if !is_scheme(scheme) {
         return Err(invalid(
             "spec.clientConfig.service.scheme",
-            &format!("{scheme:?} must be http or https"),
+            &format!("{scheme:?} is not a URL scheme"),
         ));
     }
     let port = svc
@@ -107,6 +150,12 @@ pub fn url_of(cc: &ClientConfig, ns: &str, object: &str) -> Result<String, Targe
         .ok_or_else(|| invalid("spec.clientConfig.service.port", "missing"))?;
     let mut url = format!("{scheme}://{name}.{ns}.svc:{port}");
     if let Some(p) = svc.path.as_deref().filter(|p| !p.is_empty() && *p != "/") {
+        if p.contains(['?', '#']) {
+            return Err(invalid(
+                "spec.clientConfig.service.path",
+                &format!("{p:?} must not contain `?` or `#` (put a query in service.query)"),
+            ));
+        }
         if !p.starts_with('/') {
             url.push('/');
         }
@@ -115,6 +164,7 @@ pub fn url_of(cc: &ClientConfig, ns: &str, object: &str) -> Result<String, Targe
     if let Some(q) = svc.query.as_deref().filter(|q| !q.is_empty()) {
         url.push('?');
         url.push_str(q);
+        check(&url, "spec.clientConfig.service.query")?;
     }
     Ok(url)
 }
@@ -198,14 +248,13 @@ pub async fn resolve(
     let kube_err = |what: String| move |source: kube::Error| TargetError::Kube { what, source };
     let mut db_version = None;
     if group == GROUP_KUBEDB {
-        if target.kind.as_deref() == Some("Elasticsearch") {
-            let api: Api<Elasticsearch> = Api::namespaced(client.clone(), &ns);
-            let what = format!("Elasticsearch {ns}/{}", target.name);
-            let es = not_found_none(api.get(&target.name).await)
-                .map_err(kube_err(what.clone()))?
-                .ok_or(TargetError::NotFound(what))?;
-            db_version = es.spec.version.clone();
-        }
+        let kind = target.kind.as_deref().unwrap_or("");
+        let what = format!("{kind} {ns}/{} ({GROUP_KUBEDB})", target.name);
+        let db = crate::kinds::get(client, GROUP_KUBEDB, kind, &ns, &target.name)
+            .await
+            .map_err(kube_err(what.clone()))?
+            .ok_or(TargetError::NotFound(what))?;
+        db_version = db.data["spec"]["version"].as_str().map(str::to_string);
     } else if group != GROUP_APPCATALOG || target.kind.as_deref() != Some("AppBinding") {
         return Err(TargetError::UnsupportedKind(ref_string(target, default_ns)));
     }
@@ -282,14 +331,68 @@ mod tests {
             err.to_string(),
             "AppBinding demo/x: spec.clientConfig: neither url nor service is set"
         );
-        let cc = ClientConfig {
-            url: Some("ftp://x".into()),
-            ..Default::default()
+        let url = |u: &str| {
+            url_of(
+                &ClientConfig {
+                    url: Some(u.into()),
+                    ..Default::default()
+                },
+                "demo",
+                "AppBinding demo/x",
+            )
         };
-        assert!(url_of(&cc, "demo", "a")
+        assert_eq!(
+            url("redis://127.0.0.1:6379").unwrap(),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            url("postgres://db:5432/app?sslmode=require").unwrap(),
+            "postgres://db:5432/app?sslmode=require"
+        );
+        assert_eq!(url("mongodb://m:27017/").unwrap(), "mongodb://m:27017");
+        assert_eq!(
+            url("https://es:9200/?x=1").unwrap_err().to_string(),
+            "AppBinding demo/x: spec.clientConfig.url: \"https://es:9200/?x=1\" must not contain `?` or `#` (an http(s) target's path is a base path)"
+        );
+        assert_eq!(
+            url("redis://r:6379#a").unwrap_err().to_string(),
+            "AppBinding demo/x: spec.clientConfig.url: \"redis://r:6379#a\" must not contain `#`"
+        );
+        assert!(url("127.0.0.1:6379")
             .unwrap_err()
             .to_string()
-            .contains("spec.clientConfig.url"));
+            .contains("spec.clientConfig.url: \"127.0.0.1:6379\" has no scheme"));
+        assert!(url("re dis://x")
+            .unwrap_err()
+            .to_string()
+            .contains("invalid scheme"));
+        // KubeDB's AppBinding of a Redis: the service with scheme redis.
+        let svc = |scheme: &str, query: Option<&str>| ClientConfig {
+            service: Some(ServiceReference {
+                scheme: Some(scheme.into()),
+                name: Some("rd".into()),
+                port: Some(6379),
+                query: query.map(str::to_string),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            url_of(&svc("redis", None), "demo", "a").unwrap(),
+            "redis://rd.demo.svc:6379"
+        );
+        assert_eq!(
+            url_of(&svc("postgresql", Some("sslmode=disable")), "demo", "a").unwrap(),
+            "postgresql://rd.demo.svc:6379?sslmode=disable"
+        );
+        assert!(url_of(&svc("http", Some("a=b")), "demo", "a")
+            .unwrap_err()
+            .to_string()
+            .contains("spec.clientConfig.service.query"));
+        assert!(url_of(&svc("re dis", None), "demo", "a")
+            .unwrap_err()
+            .to_string()
+            .contains("spec.clientConfig.service.scheme"));
     }
 
     #[test]
