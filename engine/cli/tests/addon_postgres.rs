@@ -83,7 +83,10 @@ impl<'a> Target<'a> {
             self.server.port,
             if tls { "require" } else { "disable" }
         );
-        let pw = password_file(&format!("{}-{}", self.server.port, self.user), self.password);
+        let pw = password_file(
+            &format!("{}-{}", self.server.port, self.user),
+            self.password,
+        );
         c.args(["addon", "run", "--module", module(), "--task", task])
             .arg("--target-url")
             .arg(url)
@@ -304,7 +307,10 @@ fn backup_restores_identically_by_kstash_and_psql_and_restores_pg_dumpall() {
     // psql -f of kstash's scripts, globals first.
     let viapsql = Server::start(ServerOptions::default());
     for f in &files {
-        ok(viapsql.psql_file("postgres", &dump.join(f)), &format!("psql -f {f}"));
+        ok(
+            viapsql.psql_file("postgres", &dump.join(f)),
+            &format!("psql -f {f}"),
+        );
     }
     assert_same(src, &viapsql, "psql -f");
     drop(viapsql);
@@ -336,17 +342,26 @@ fn backup_over_tls_restores_into_a_plain_server() {
         "CREATE TABLE public.t (id int PRIMARY KEY, s text); INSERT INTO public.t SELECT g, md5(g::text) FROM generate_series(1, 5000) g",
     );
     let dump = scratch("tls");
-    ok(Target::superuser(&tls).backup(&[], &dump), "backup over TLS");
+    ok(
+        Target::superuser(&tls).backup(&[], &dump),
+        "backup over TLS",
+    );
     // Without TLS the server refuses the connection (hostnossl reject): the task fails.
     let mut plain = Target::superuser(&tls).command("logical-backup", &[]);
     let args: Vec<String> = plain
         .get_args()
-        .map(|a| a.to_string_lossy().replace("sslmode=require", "sslmode=disable"))
+        .map(|a| {
+            a.to_string_lossy()
+                .replace("sslmode=require", "sslmode=disable")
+        })
         .collect();
     plain = Command::new(env!("CARGO_BIN_EXE_kstash"));
     plain.args(args).arg("--out-dir").arg(scratch("tls-plain"));
     let err = failed(plain.output().unwrap(), "backup with sslmode=disable");
-    assert!(err.contains("pg_hba") || err.contains("SSL") || err.contains("28000"), "{err}");
+    assert!(
+        err.contains("pg_hba") || err.contains("SSL") || err.contains("28000"),
+        "{err}"
+    );
 
     let dst = Server::start(ServerOptions::default());
     ok(Target::superuser(&dst).restore(&[], &dump), "restore");
@@ -412,7 +427,13 @@ fn one_snapshot_under_a_concurrent_writer() {
 
 /// Waits until a backend of `application`-less client runs a query matching `like` in `db`,
 /// then runs `action` (a statement) on the server; returns whether it did.
-fn when_running(s: &Server, db: &str, like: &str, action: &str, child: &mut std::process::Child) -> bool {
+fn when_running(
+    s: &Server,
+    db: &str,
+    like: &str,
+    action: &str,
+    child: &mut std::process::Child,
+) -> bool {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
         if child.try_wait().unwrap().is_some() {
@@ -449,7 +470,10 @@ fn failures_name_the_object() {
         user: "postgres",
         password: "not-the-password",
     };
-    let err = failed(wrong.backup(&[], &scratch("wrongpw")), "backup with a wrong password");
+    let err = failed(
+        wrong.backup(&[], &scratch("wrongpw")),
+        "backup with a wrong password",
+    );
     assert!(err.contains("postgres") && err.contains("28P01"), "{err}");
 
     // No permission on a table.
@@ -459,10 +483,16 @@ fn failures_name_the_object() {
         password: "carol-pw",
     };
     let err = failed(
-        carol.backup(&[("backupCmd", "pg_dump"), ("args", "perm")], &scratch("perm")),
+        carol.backup(
+            &[("backupCmd", "pg_dump"), ("args", "perm")],
+            &scratch("perm"),
+        ),
         "backup without permission",
     );
-    assert!(err.contains("public.secret") && err.contains("42501"), "{err}");
+    assert!(
+        err.contains("public.secret") && err.contains("42501"),
+        "{err}"
+    );
 
     // An unknown parameter is refused by name.
     let err = failed(
@@ -478,17 +508,29 @@ fn failures_name_the_object() {
 
     // The addon's backend terminated in the middle of a COPY.
     let mut run = Target::superuser(&s)
-        .command("logical-backup", &[("backupCmd", "pg_dump"), ("args", "big")])
+        .command(
+            "logical-backup",
+            &[("backupCmd", "pg_dump"), ("args", "big")],
+        )
         .arg("--out-dir")
         .arg(scratch("cut"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let cut = when_running(&s, "big", "COPY %", "SELECT pg_terminate_backend($PID)", &mut run);
+    let cut = when_running(
+        &s,
+        "big",
+        "COPY %",
+        "SELECT pg_terminate_backend($PID)",
+        &mut run,
+    );
     let err = failed(run.wait_with_output().unwrap(), "backup cut mid-COPY");
     assert!(cut, "the COPY was never seen running: {err}");
-    assert!(err.contains("public.bulk") && err.contains("\"big\""), "{err}");
+    assert!(
+        err.contains("public.bulk") && err.contains("\"big\""),
+        "{err}"
+    );
 
     // A database dropped while the backup reads another one (databases are dumped by name:
     // big, doomed, perm); superuser backs up all.
@@ -507,7 +549,10 @@ fn failures_name_the_object() {
         "DROP DATABASE doomed WITH (FORCE)",
         &mut run,
     );
-    let err = failed(run.wait_with_output().unwrap(), "backup of a dropped database");
+    let err = failed(
+        run.wait_with_output().unwrap(),
+        "backup of a dropped database",
+    );
     assert!(dropped, "the COPY was never seen running: {err}");
     assert!(err.contains("\"doomed\""), "{err}");
 }
