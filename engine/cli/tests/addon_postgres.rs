@@ -215,6 +215,9 @@ fn globals_of(server: &Server) -> String {
     )
 }
 
+/// A database name with characters outside the host's stream-name alphabet.
+const ODD_DB: &str = "we/ird %db_ä";
+
 /// Roles alice and bob, database `app` with every object kind (the addon's fixture), database
 /// `bench` with `pgbench -i` tables.
 fn populate(s: &Server) {
@@ -224,6 +227,12 @@ fn populate(s: &Server) {
     );
     s.psql("postgres", "CREATE DATABASE app");
     s.psql("postgres", "CREATE DATABASE bench");
+    // A name the host's stream names cannot hold as it is (space, `/`, `%`, `_`, non-ASCII).
+    s.psql("postgres", &format!("CREATE DATABASE \"{ODD_DB}\""));
+    s.psql(
+        ODD_DB,
+        "CREATE TABLE public.t (id int PRIMARY KEY, s text); INSERT INTO public.t SELECT g, 'ä' || g FROM generate_series(1, 100) g",
+    );
     let fixture = repo_root().join("addons/postgres/tests/fixtures/all_kinds.sql");
     ok(s.psql_file("app", &fixture), "the all-kinds fixture");
     ok(
@@ -246,10 +255,10 @@ fn source() -> &'static Server {
 }
 
 fn assert_same(src: &Server, dst: &Server, how: &str) {
-    for db in ["app", "bench"] {
+    for db in ["app", "bench", ODD_DB] {
         let (a, b) = (schema_of(src, db), schema_of(dst, db));
         if a != b {
-            let d = scratch(&format!("diff-{how}-{db}").replace(' ', "_"));
+            let d = scratch(&format!("diff-{how}-{db}").replace([' ', '/'], "_"));
             std::fs::write(d.join("source.sql"), &a).unwrap();
             std::fs::write(d.join("restored.sql"), &b).unwrap();
             panic!(
@@ -268,7 +277,12 @@ fn backup_restores_identically_by_kstash_and_psql_and_restores_pg_dumpall() {
     let dump = scratch("all");
     ok(Target::superuser(src).backup(&[], &dump), "backup");
     let files = files_of(&dump);
-    for want in ["globals.sql", "databases/app.sql", "databases/bench.sql"] {
+    for want in [
+        "globals.sql",
+        "databases/app.sql",
+        "databases/bench.sql",
+        "databases/we_252Fird_20_2525db_5F_C3_A4.sql",
+    ] {
         assert!(
             files.iter().any(|f| f.ends_with(want)),
             "{want} not among {files:?}"
