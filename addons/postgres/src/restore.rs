@@ -241,7 +241,13 @@ impl<'a, C: Connector> Restore<'a, C> {
                     // psql's meta-command handling only.
                     "restrict" | "unrestrict" => {}
                     "set" if args.trim_start().starts_with("ON_ERROR_STOP") => {}
-                    "encoding" if args.trim().eq_ignore_ascii_case("utf8") => {}
+                    // pg_dump writes `\encoding SQL_ASCII` before `\connect` to a database whose
+                    // name is not ASCII, so that psql sends the name's bytes unchanged, and sets
+                    // client_encoding again right after connecting. This client always sends
+                    // names as the script's (UTF-8) bytes: nothing to do for either.
+                    "encoding"
+                        if args.trim().eq_ignore_ascii_case("utf8")
+                            || args.trim().eq_ignore_ascii_case("sql_ascii") => {}
                     other => {
                         return Err(Error::ScriptSyntax {
                             stream: name.to_string(),
