@@ -70,6 +70,37 @@ pub struct Tx<'a> {
     pub batch: &'a mut Batch,
 }
 
+/// Refuses bodies whose top-level shape the handlers index into (the object, `metadata`, a
+/// Namespace's `spec`) with a 400 naming the field, so no handler panics on a `"metadata": 5`.
+/// A missing or `null` `metadata` becomes `{}`.
+fn check_shape(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
+    let Some(m) = obj.as_object_mut() else {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    };
+    match m.get("metadata") {
+        None | Some(Value::Null) => {
+            m.insert("metadata".into(), json!({}));
+        }
+        Some(Value::Object(_)) => {}
+        Some(_) => return Err(ApiError::bad_request("metadata: must be an object")),
+    }
+    if def.kind == "Namespace" && def.builtin {
+        for field in ["spec", "status"] {
+            match m.get(field) {
+                None | Some(Value::Null) | Some(Value::Object(_)) => {}
+                Some(_) => {
+                    return Err(ApiError::bad_request(format!(
+                        "{field}: must be an object"
+                    )))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Tx<'_> {
     /// The current (staged or stored) object.
     pub fn get(&self, storage: &str, ns: &str, name: &str) -> Option<Value> {
@@ -401,6 +432,10 @@ impl Api {
             .to_string();
         errs.extend(objects::name_errors(def, &name));
         if def.builtin {
+            // Normalizing indexes into the metadata: refuse wrong shapes there first.
+            if !errs.is_empty() {
+                return Err(ApiError::invalid(&def.kind, &def.group, &name, errs));
+            }
             objects::normalize_builtin(def, obj)?;
         }
         if def.storage == CRD_STORAGE {
@@ -464,6 +499,7 @@ impl Api {
         q: &Query,
         managed: Option<Value>,
     ) -> Result<Reply, ApiError> {
+        check_shape(&t.def, &mut obj)?;
         if t.def.kind == "Namespace" && obj.is_object() && obj["metadata"].is_object() {
             obj["spec"]["finalizers"] = json!(["kubernetes"]);
         }
@@ -569,6 +605,7 @@ impl Api {
         old: &Value,
         mut new: Value,
     ) -> Result<Value, ApiError> {
+        check_shape(def, &mut new)?;
         let name = old["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
@@ -693,6 +730,7 @@ impl Api {
         q: &Query,
     ) -> Result<Reply, ApiError> {
         let mut obj = decode_body(body, ctype)?;
+        check_shape(&t.def, &mut obj)?;
         let name = t.name.clone().unwrap_or_default();
         if obj.is_object() && obj["metadata"].is_object() && obj["metadata"]["name"].is_null() {
             obj["metadata"]["name"] = json!(name);
@@ -839,6 +877,7 @@ impl Api {
                     patch::strategic_merge(&mut doc, &p)
                 }
             }
+            check_shape(&def, &mut doc)?;
             if doc["metadata"]["name"].is_null() {
                 doc["metadata"]["name"] = json!(name);
             }
@@ -867,6 +906,7 @@ impl Api {
         if !applied.is_object() {
             return Err(ApiError::bad_request("an apply patch must be an object"));
         }
+        check_shape(&def, &mut applied)?;
         if applied["apiVersion"].as_str() != Some(&def.api_version()) {
             return Err(ApiError::bad_request(format!(
                 "Incorrect version specified in apply patch. Specified patch version: {}, expected: {}",

@@ -132,6 +132,25 @@ pub fn metadata_errors(obj: &Value) -> Vec<Cause> {
 
 /// Per-kind normalisation of built-ins on every write (Secret stringData, Namespace defaults).
 pub fn normalize_builtin(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
+    if matches!(def.kind.as_str(), "Secret" | "ConfigMap") {
+        for field in ["data", "binaryData", "stringData"] {
+            let bad = |why: String| {
+                ApiError::bad_request(format!(
+                    "{kind} in version \"v1\" cannot be handled as a {kind}: {field}{why}",
+                    kind = def.kind
+                ))
+            };
+            match &obj[field] {
+                Value::Null => {}
+                Value::Object(m) => {
+                    if let Some((k, _)) = m.iter().find(|(_, v)| !v.is_string()) {
+                        return Err(bad(format!(".{k}: must be a string")));
+                    }
+                }
+                _ => return Err(bad(": must be a map of strings".into())),
+            }
+        }
+    }
     match def.kind.as_str() {
         "Secret" => {
             if obj["type"].as_str().unwrap_or_default().is_empty() {

@@ -832,3 +832,141 @@ fn malformed_requests_get_status_errors() {
         cp.shutdown().await;
     });
 }
+
+/// Wrong shapes: every field the handlers index into (the object itself, `metadata` and its
+/// fields, `spec`, `spec.finalizers`, `status`, `data`) is replaced in turn by each JSON type it
+/// is not, and sent through every write verb and patch type to collections, objects and the
+/// `/status` and `/finalize` subresources. Each reply is a `Status` with a 4xx code, never a 500,
+/// and the server keeps serving.
+#[test]
+fn wrong_shaped_fields_get_status_errors() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cp, client) = rt.block_on(async {
+        let cp = start(dir.path()).await;
+        let client = cp.client().await.expect("client");
+        mkns(&client, "fz").await;
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "fz");
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"a": "b"}}))
+                .expect("cm");
+        cms.create(&PostParams::default(), &cm).await.expect("cm");
+        widgets(&client, "fz")
+            .create(&PostParams::default(), &widget("w", json!({"size": 1})))
+            .await
+            .expect("widget");
+        (cp, client)
+    });
+    // (collection, object, apiVersion, kind, object name)
+    let targets = [
+        ("/api/v1/namespaces", "/api/v1/namespaces/fz", "v1", "Namespace", "fz"),
+        ("/api/v1/namespaces/fz/configmaps", "/api/v1/namespaces/fz/configmaps/cm", "v1", "ConfigMap", "cm"),
+        ("/apis/test.kstash.dev/v1/namespaces/fz/widgets", "/apis/test.kstash.dev/v1/namespaces/fz/widgets/w", "test.kstash.dev/v1", "Widget", "w"),
+    ];
+    let fields: &[&[&str]] = &[
+        &[],
+        &["metadata"],
+        &["metadata", "name"],
+        &["metadata", "generateName"],
+        &["metadata", "namespace"],
+        &["metadata", "labels"],
+        &["metadata", "annotations"],
+        &["metadata", "finalizers"],
+        &["metadata", "managedFields"],
+        &["metadata", "resourceVersion"],
+        &["metadata", "ownerReferences"],
+        &["spec"],
+        &["spec", "finalizers"],
+        &["status"],
+        &["data"],
+    ];
+    let wrong = [json!("s"), json!(5), json!([1, {"a": 2}]), json!(true), json!(null), json!({"x": [null]})];
+    let send = |method: &str, uri: &str, ctype: &str, body: Vec<u8>| -> (u16, String) {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", ctype)
+            .body(body)
+            .expect("request");
+        rt.block_on(async {
+            let resp = client
+                .send(req.map(kube::client::Body::from))
+                .await
+                .expect("transport: the server answered");
+            let code = resp.status().as_u16();
+            let bytes = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .expect("body")
+                .to_bytes();
+            (code, String::from_utf8_lossy(&bytes).into_owned())
+        })
+    };
+    let mut sent = 0;
+    let mut refused = 0;
+    for (coll, item, av, kind, name) in targets {
+        for path in fields {
+            for w in &wrong {
+                let mut body = json!({"apiVersion": av, "kind": kind, "metadata": {"name": name}, "spec": {"size": 1}});
+                if path.is_empty() {
+                    body = w.clone();
+                } else {
+                    let mut at = &mut body;
+                    for (i, seg) in path.iter().enumerate() {
+                        if !at.is_object() {
+                            *at = json!({});
+                        }
+                        if i + 1 == path.len() {
+                            at[*seg] = w.clone();
+                        } else {
+                            at = &mut at[*seg];
+                        }
+                    }
+                }
+                let pointer = format!("/{}", path.join("/"));
+                let json_patch = json!([{"op": "add", "path": pointer, "value": w}]);
+                let b = serde_json::to_vec(&body).expect("json");
+                let requests = [
+                    ("POST", coll.to_string(), "application/json", b.clone()),
+                    ("PUT", item.to_string(), "application/json", b.clone()),
+                    ("PUT", format!("{item}/status"), "application/json", b.clone()),
+                    ("PUT", format!("{item}/finalize"), "application/json", b.clone()),
+                    ("PATCH", item.to_string(), "application/merge-patch+json", b.clone()),
+                    ("PATCH", item.to_string(), "application/strategic-merge-patch+json", b.clone()),
+                    ("PATCH", format!("{item}/status"), "application/merge-patch+json", b.clone()),
+                    ("PATCH", format!("{item}?fieldManager=fz"), "application/apply-patch+yaml", b.clone()),
+                    ("PATCH", item.to_string(), "application/json-patch+json", serde_json::to_vec(&json_patch).expect("json")),
+                    ("PATCH", format!("{item}/status"), "application/json-patch+json", serde_json::to_vec(&json_patch).expect("json")),
+                ];
+                for (m, uri, ct, body) in requests {
+                    let (code, text) = send(m, &uri, ct, body);
+                    sent += 1;
+                    assert_ne!(code, 500, "{m} {uri} {ct} with {pointer} = {w}: {text}");
+                    if code >= 400 {
+                        refused += 1;
+                        let v: Value = serde_json::from_str(&text)
+                            .unwrap_or_else(|e| panic!("{m} {uri}: {code} body is not JSON ({e}): {text}"));
+                        assert_eq!(v["kind"], "Status", "{m} {uri}: {text}");
+                        assert_eq!(v["code"].as_u64(), Some(code as u64), "{m} {uri}: {text}");
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(sent, targets.len() * fields.len() * wrong.len() * 10);
+    assert!(refused > sent / 2, "most wrong shapes are refused ({refused} of {sent})");
+    rt.block_on(async {
+        let raw = client
+            .request_text(
+                http::Request::get("/api/v1/namespaces/fz/configmaps/cm")
+                    .body(vec![])
+                    .expect("req"),
+            )
+            .await
+            .expect("raw get");
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "fz");
+        cms.get("cm")
+            .await
+            .unwrap_or_else(|e| panic!("the stored object stays well-shaped ({e}): {raw}"));
+        cp.shutdown().await;
+    });
+}
