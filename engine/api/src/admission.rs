@@ -54,7 +54,8 @@ pub struct Lookup {
 }
 
 impl Lookup {
-    fn ns_labels(&self, ns: &str) -> BTreeMap<String, String> {
+    /// The labels of namespace `ns` (none when it is not known).
+    pub fn ns_labels(&self, ns: &str) -> BTreeMap<String, String> {
         self.namespaces.get(ns).cloned().unwrap_or_default()
     }
 }
@@ -566,7 +567,7 @@ pub fn validate_backup_configuration(
 
 /// The storageRef of the backend a repository uses: the named backend, or for an empty name the
 /// backend with an empty name, or the only backend.
-fn resolve_backend_storage<'a>(
+pub(crate) fn resolve_backend_storage<'a>(
     bc: &'a BackupConfiguration,
     backend: Option<&str>,
 ) -> Result<&'a ObjectReference, String> {
@@ -845,8 +846,12 @@ pub fn validate_restore_session(rs: &RestoreSession, ctx: &Lookup) -> Result<(),
             );
         }
     }
+    let ns = ns_of(rs);
+    if let Some(t) = &rs.spec.target {
+        crate::tenancy::restore_target(&ns, t, "spec.target")?;
+    }
+    crate::tenancy::restore_source(rs, ctx)?;
     if let Some(h) = &rs.spec.hooks {
-        let ns = ns_of(rs);
         check_hooks(&h.pre_restore, "spec.hooks.preRestore", &ns, ctx)?;
         check_hooks(&h.post_restore, "spec.hooks.postRestore", &ns, ctx)?;
     }

@@ -38,6 +38,10 @@ pub mod annotations {
     /// kstash's own, on a Snapshot: the addon's per-part counts (`report.part`), as JSON
     /// `{"<part>": {"items": N, "bytes": N}}`, e.g. a Redis addon's `db0`, `db1`.
     pub const SNAPSHOT_PARTS: &str = "kstash.io/parts";
+    /// On a Secret: the other namespaces (comma-separated names, or `*` for all) whose
+    /// BackupConfigurations, Repositories and RestoreSessions may use it as their encryption
+    /// secret. Without it a Secret serves its own namespace only.
+    pub const SECRET_ALLOWED_NAMESPACES: &str = "kstash.io/allowed-namespaces";
 }
 
 /// Labels (spec §2.2, §4, §5.1).

@@ -18,3 +18,4 @@ pub mod retention;
 pub mod shared;
 pub mod size;
 pub mod storage;
+pub mod tenancy;

@@ -91,9 +91,7 @@ fn check_shape(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
             match m.get(field) {
                 None | Some(Value::Null) | Some(Value::Object(_)) => {}
                 Some(_) => {
-                    return Err(ApiError::bad_request(format!(
-                        "{field}: must be an object"
-                    )))
+                    return Err(ApiError::bad_request(format!("{field}: must be an object")))
                 }
             }
         }

@@ -859,9 +859,27 @@ fn wrong_shaped_fields_get_status_errors() {
     });
     // (collection, object, apiVersion, kind, object name)
     let targets = [
-        ("/api/v1/namespaces", "/api/v1/namespaces/fz", "v1", "Namespace", "fz"),
-        ("/api/v1/namespaces/fz/configmaps", "/api/v1/namespaces/fz/configmaps/cm", "v1", "ConfigMap", "cm"),
-        ("/apis/test.kstash.dev/v1/namespaces/fz/widgets", "/apis/test.kstash.dev/v1/namespaces/fz/widgets/w", "test.kstash.dev/v1", "Widget", "w"),
+        (
+            "/api/v1/namespaces",
+            "/api/v1/namespaces/fz",
+            "v1",
+            "Namespace",
+            "fz",
+        ),
+        (
+            "/api/v1/namespaces/fz/configmaps",
+            "/api/v1/namespaces/fz/configmaps/cm",
+            "v1",
+            "ConfigMap",
+            "cm",
+        ),
+        (
+            "/apis/test.kstash.dev/v1/namespaces/fz/widgets",
+            "/apis/test.kstash.dev/v1/namespaces/fz/widgets/w",
+            "test.kstash.dev/v1",
+            "Widget",
+            "w",
+        ),
     ];
     let fields: &[&[&str]] = &[
         &[],
@@ -880,7 +898,14 @@ fn wrong_shaped_fields_get_status_errors() {
         &["status"],
         &["data"],
     ];
-    let wrong = [json!("s"), json!(5), json!([1, {"a": 2}]), json!(true), json!(null), json!({"x": [null]})];
+    let wrong = [
+        json!("s"),
+        json!(5),
+        json!([1, {"a": 2}]),
+        json!(true),
+        json!(null),
+        json!({"x": [null]}),
+    ];
     let send = |method: &str, uri: &str, ctype: &str, body: Vec<u8>| -> (u16, String) {
         let req = http::Request::builder()
             .method(method)
@@ -928,14 +953,54 @@ fn wrong_shaped_fields_get_status_errors() {
                 let requests = [
                     ("POST", coll.to_string(), "application/json", b.clone()),
                     ("PUT", item.to_string(), "application/json", b.clone()),
-                    ("PUT", format!("{item}/status"), "application/json", b.clone()),
-                    ("PUT", format!("{item}/finalize"), "application/json", b.clone()),
-                    ("PATCH", item.to_string(), "application/merge-patch+json", b.clone()),
-                    ("PATCH", item.to_string(), "application/strategic-merge-patch+json", b.clone()),
-                    ("PATCH", format!("{item}/status"), "application/merge-patch+json", b.clone()),
-                    ("PATCH", format!("{item}?fieldManager=fz"), "application/apply-patch+yaml", b.clone()),
-                    ("PATCH", item.to_string(), "application/json-patch+json", serde_json::to_vec(&json_patch).expect("json")),
-                    ("PATCH", format!("{item}/status"), "application/json-patch+json", serde_json::to_vec(&json_patch).expect("json")),
+                    (
+                        "PUT",
+                        format!("{item}/status"),
+                        "application/json",
+                        b.clone(),
+                    ),
+                    (
+                        "PUT",
+                        format!("{item}/finalize"),
+                        "application/json",
+                        b.clone(),
+                    ),
+                    (
+                        "PATCH",
+                        item.to_string(),
+                        "application/merge-patch+json",
+                        b.clone(),
+                    ),
+                    (
+                        "PATCH",
+                        item.to_string(),
+                        "application/strategic-merge-patch+json",
+                        b.clone(),
+                    ),
+                    (
+                        "PATCH",
+                        format!("{item}/status"),
+                        "application/merge-patch+json",
+                        b.clone(),
+                    ),
+                    (
+                        "PATCH",
+                        format!("{item}?fieldManager=fz"),
+                        "application/apply-patch+yaml",
+                        b.clone(),
+                    ),
+                    (
+                        "PATCH",
+                        item.to_string(),
+                        "application/json-patch+json",
+                        serde_json::to_vec(&json_patch).expect("json"),
+                    ),
+                    (
+                        "PATCH",
+                        format!("{item}/status"),
+                        "application/json-patch+json",
+                        serde_json::to_vec(&json_patch).expect("json"),
+                    ),
                 ];
                 for (m, uri, ct, body) in requests {
                     let (code, text) = send(m, &uri, ct, body);
@@ -943,8 +1008,9 @@ fn wrong_shaped_fields_get_status_errors() {
                     assert_ne!(code, 500, "{m} {uri} {ct} with {pointer} = {w}: {text}");
                     if code >= 400 {
                         refused += 1;
-                        let v: Value = serde_json::from_str(&text)
-                            .unwrap_or_else(|e| panic!("{m} {uri}: {code} body is not JSON ({e}): {text}"));
+                        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+                            panic!("{m} {uri}: {code} body is not JSON ({e}): {text}")
+                        });
                         assert_eq!(v["kind"], "Status", "{m} {uri}: {text}");
                         assert_eq!(v["code"].as_u64(), Some(code as u64), "{m} {uri}: {text}");
                     }
@@ -953,7 +1019,10 @@ fn wrong_shaped_fields_get_status_errors() {
         }
     }
     assert_eq!(sent, targets.len() * fields.len() * wrong.len() * 10);
-    assert!(refused > sent / 2, "most wrong shapes are refused ({refused} of {sent})");
+    assert!(
+        refused > sent / 2,
+        "most wrong shapes are refused ({refused} of {sent})"
+    );
     rt.block_on(async {
         let raw = client
             .request_text(

@@ -216,6 +216,21 @@ async fn reconcile_target(obj: Arc<DynamicObject>, tc: Arc<TargetCtl>) -> Result
     let target_json = serde_json::to_value(obj.as_ref()).expect("object serializes");
     if kind == "AppBinding" {
         let app_ref = &target_json["spec"]["appRef"];
+        if let Err(denied) =
+            kstash_api::tenancy::app_ref(&ns, app_ref["namespace"].as_str(), "spec.appRef")
+        {
+            ctl.events
+                .publish_with(
+                    obj.as_ref(),
+                    ar,
+                    true,
+                    REASON_AUTO_BACKUP_FAILED,
+                    "Validate",
+                    format!("refused: {denied}"),
+                )
+                .await;
+            return Ok(Action::await_change());
+        }
         if app_ref["apiGroup"] == GROUP_KUBEDB {
             let rns = app_ref["namespace"]
                 .as_str()

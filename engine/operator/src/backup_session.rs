@@ -544,7 +544,7 @@ impl Run<'_> {
                 return self.finish(status, &[], Vec::new(), Ok(()), start).await;
             }
         };
-        let conn = target::resolve(&self.client, &app_ref, &self.ns).await;
+        let conn = target::resolve(&self.client, &app_ref, &self.ns, target::Access::Backup).await;
         let db_version = match &conn {
             Ok(c) if bsx::is_kubedb(&app_ref) => c.db_version.clone(),
             _ => None,
@@ -736,16 +736,13 @@ impl Run<'_> {
         for (repo, snap) in repos.iter().zip(snapshots) {
             let rname = repo.metadata.name.clone().unwrap_or_default();
             let info = sess.repositories.iter().find(|r| r.name == rname);
-            let enc = info
-                .and_then(|i| i.encryption_secret.clone())
-                .or_else(|| repo.spec.encryption_secret.clone())
-                .ok_or_else(|| format!("Repository {}/{rname}: no encryptionSecret", self.ns))?;
+            let enc = info.and_then(|i| i.encryption_secret.as_ref());
             let field = format!(
                 "BackupSession {}/{} (encryptionSecret of repository {rname})",
                 self.ns,
                 self.bs.metadata.name.as_deref().unwrap_or("")
             );
-            let resolved = backend::resolve_repository(&self.client, repo, &enc, &self.ns, &field)
+            let resolved = backend::resolve_repository(&self.client, repo, enc, &self.ns, &field)
                 .await
                 .map_err(|e| e.to_string())?;
             out.push(RepoTarget {
@@ -1197,17 +1194,10 @@ impl Run<'_> {
             .repositories
             .iter()
             .find(|r| r.name == repo_name)
-            .and_then(|i| i.encryption_secret.clone())
-            .or_else(|| repo.spec.encryption_secret.clone())
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "Repository {}/{repo_name}: no encryptionSecret",
-                    self.ns
-                ))
-            })?;
+            .and_then(|i| i.encryption_secret.as_ref());
         let field = format!("Repository {}/{repo_name} (spec.encryptionSecret)", self.ns);
         let resolved =
-            backend::resolve_repository(&self.client, &repo, &enc, &self.ns, &field).await?;
+            backend::resolve_repository(&self.client, &repo, enc, &self.ns, &field).await?;
         let (dir, password) = (&resolved.dir, resolved.password.expose());
         let deletions: Vec<SnapshotDeletion> = names
             .iter()
@@ -1321,7 +1311,14 @@ async fn commit(
         .await
         .map_err(|e| format!("checking {loc}: {e}"))?;
     if !check.ok {
+        // A snapshot the check does not vouch for is not Succeeded: retention never keeps it
+        // in place of a verified one. Its data stays in the repository for inspection.
         tracing::warn!(repository = %loc, findings = ?check.findings, "restic check failed");
+        return Err(format!(
+            "the integrity check of {loc} after committing restic snapshot {} failed: {}; run `restic check` on it",
+            s.snapshot_id,
+            check.findings.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+        ));
     }
     Ok(bsx::ComponentResult {
         size: kstash_api::size::format_size(s.repository_size),

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use kstash_api::admission::Lookup;
 use kstash_api::core::{BackupConfiguration, RestorePhase, RestoreSession, RestoreSessionStatus};
 use kstash_api::shared::TypedObjectReference;
 use kstash_api::storage::{Repository, Snapshot};
@@ -226,7 +225,7 @@ async fn execute(exec: &Executor, rs: &RestoreSession, start: Timestamp) -> Resu
         Some(t) => target_exists(&client, t, &ns).await,
         None => Some(false),
     };
-    let lookup = Lookup::default();
+    let lookup = crate::control::admission_lookup(&exec.ctx).await?;
     let obs = rsx::Observed {
         lookup: &lookup,
         target_found,
@@ -358,18 +357,13 @@ impl Restore<'_> {
             .spec
             .data_source
             .as_ref()
-            .and_then(|d| d.encryption_secret.clone())
-            .or_else(|| repo.spec.encryption_secret.clone())
-            .ok_or_else(|| {
-                "spec.dataSource.encryptionSecret is missing (and the Repository has none)"
-                    .to_string()
-            })?;
+            .and_then(|d| d.encryption_secret.as_ref());
         let field = format!(
             "RestoreSession {}/{} (spec.dataSource.encryptionSecret)",
             self.ns,
             self.rs.metadata.name.as_deref().unwrap_or("")
         );
-        let resolved = backend::resolve_repository(&self.client, &repo, &enc, &self.ns, &field)
+        let resolved = backend::resolve_repository(&self.client, &repo, enc, &self.ns, &field)
             .await
             .map_err(|e| e.to_string())?;
         let addon = self
@@ -399,7 +393,7 @@ impl Restore<'_> {
             .target
             .as_ref()
             .ok_or_else(|| "spec.target is missing".to_string())?;
-        let conn = target::resolve(&self.client, tgt, &self.ns)
+        let conn = target::resolve(&self.client, tgt, &self.ns, target::Access::Restore)
             .await
             .map_err(|e| format!("target: {e}"))?;
         let builtins = [
@@ -443,10 +437,30 @@ impl Restore<'_> {
                 .status
                 .as_ref()
                 .and_then(|s| s.components.get(comp))
-                .cloned()
+                .cloned();
+            // Exactly the snapshot asked for: a component it does not hold, or holds without
+            // a restic snapshot id, fails naming both (never restic's `latest`).
+            let stats = c
+                .as_ref()
+                .and_then(|c| c.restic_stats.first().cloned())
                 .unwrap_or_default();
-            let stats = c.restic_stats.first().cloned().unwrap_or_default();
-            let id = stats.id.clone().unwrap_or_else(|| "latest".to_string());
+            let id: Result<String, String> = match (&c, stats.id.clone()) {
+                (Some(_), Some(id)) => Ok(id),
+                (None, _) => Err(format!(
+                    "component {comp:?} is not in Snapshot {}/{} (it has: {})",
+                    snap.namespace,
+                    snap.name,
+                    snapshot
+                        .status
+                        .as_ref()
+                        .map(|s| s.components.keys().cloned().collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default()
+                )),
+                (Some(_), None) => Err(format!(
+                    "component {comp:?} of Snapshot {}/{} records no restic snapshot id",
+                    snap.namespace, snap.name
+                )),
+            };
             let host = stats
                 .host_path
                 .clone()
@@ -454,6 +468,7 @@ impl Restore<'_> {
                 .unwrap_or_else(|| DEFAULT_INTERIM_DIR.to_string());
             let progress = Arc::new(Progress::new(self.name.clone()));
             let result: Result<(), String> = async {
+                let id = id?;
                 let repo = kstash_repo::ComponentPath::new(&session, comp)
                     .and_then(|p| resolved.component(&p))
                     .map_err(|e| e.to_string())?;

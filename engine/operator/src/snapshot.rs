@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use kstash_api::constants::FINALIZER_CLEANUP;
 use kstash_api::storage::{Repository, Snapshot};
+use kstash_api::tenancy;
 use kstash_repo::ComponentPath;
 use kstash_rules::snapshot::{cleanup, Cleanup, ComponentData};
 use kube::api::Api;
@@ -94,6 +95,25 @@ async fn wipe_out(
                 format!("Repository {ns}/{repo_name} (spec.repository) not found"),
             )
         })?;
+    // A Repository the tenancy rules refuse (another's storage or directory) is never written.
+    let lookup = crate::control::admission_lookup(&cx.ctx)
+        .await
+        .map_err(|e| Error::message(ErrorKind::Api, &object, e.to_string()))?;
+    let foreign = match tenancy::password_secret(&repo, None, &ns) {
+        Some((sns, sname)) if sns != ns => {
+            crate::execute::backend::secret_annotations(cx.client(), &sns, &sname)
+                .await
+                .map_err(|e| Error::api(&object, format!("reading Secret {sns}/{sname}"), e))?
+        }
+        _ => None,
+    };
+    if let Err(denied) = tenancy::repository(&repo, &lookup, foreign.as_ref()) {
+        return Err(Error::message(
+            ErrorKind::NotFound,
+            &object,
+            format!("Repository {ns}/{repo_name} is refused: {denied}"),
+        ));
+    }
     let resolved = storage::resolve(cx.client(), &repo, None, &object).await?;
     for c in components {
         let path = match c.path.as_deref() {

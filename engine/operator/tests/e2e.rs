@@ -395,23 +395,28 @@ spec:
 "#
         ));
         let api: Api<RestoreSession> = self.cluster.api(NS);
-        wait_for_object(&api, name, TIMEOUT, |r| {
-            matches!(
-                r.status
-                    .as_ref()
-                    .and_then(|s| s.phase)
-                    .map(|p| format!("{p:?}"))
-                    .as_deref(),
-                Some("Succeeded" | "Failed" | "Invalid" | "Unknown")
-            )
-        })
-        .await
+        restore_finished(&api, name).await
     }
 
     /// A KubeDB Elasticsearch object `name` (restore target) with its AppBinding.
     async fn database(&self, name: &str, emu: &RunningEmulator) {
         support::es_database(&self.cluster, NS, name, emu, ES_PW, true).await;
     }
+}
+
+/// Waits for RestoreSession `name` to reach a final phase; returns it.
+async fn restore_finished(api: &Api<RestoreSession>, name: &str) -> RestoreSession {
+    wait_for_object(api, name, TIMEOUT, |r| {
+        matches!(
+            r.status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .map(|p| format!("{p:?}"))
+                .as_deref(),
+            Some("Succeeded" | "Failed" | "Invalid" | "Unknown")
+        )
+    })
+    .await
 }
 
 fn phase_of(s: &BackupSession) -> String {
@@ -1476,17 +1481,7 @@ async fn redis_auto_backup_and_restore_through_the_operator() {
     t.cluster
         .apply_yaml(&redis_example("restoresession.yaml", "RestoreSession"));
     let rss: Api<RestoreSession> = t.cluster.api(NS);
-    let rs = wait_for_object(&rss, "redis-restore", TIMEOUT, |r| {
-        matches!(
-            r.status
-                .as_ref()
-                .and_then(|s| s.phase)
-                .map(|p| format!("{p:?}"))
-                .as_deref(),
-            Some("Succeeded" | "Failed" | "Invalid" | "Unknown")
-        )
-    })
-    .await;
+    let rs = restore_finished(&rss, "redis-restore").await;
     let rst = rs.status.clone().unwrap();
     assert_eq!(
         rst.phase.map(|p| format!("{p:?}")).as_deref(),
@@ -1505,17 +1500,7 @@ async fn redis_auto_backup_and_restore_through_the_operator() {
         &redis_example("restoresession.yaml", "RestoreSession")
             .replace("name: redis-restore\n", "name: redis-restore-again\n"),
     );
-    let again = wait_for_object(&rss, "redis-restore-again", TIMEOUT, |r| {
-        matches!(
-            r.status
-                .as_ref()
-                .and_then(|s| s.phase)
-                .map(|p| format!("{p:?}"))
-                .as_deref(),
-            Some("Succeeded" | "Failed" | "Invalid" | "Unknown")
-        )
-    })
-    .await;
+    let again = restore_finished(&rss, "redis-restore-again").await;
     let ast = again.status.clone().unwrap();
     assert_eq!(
         ast.phase.map(|p| format!("{p:?}")).as_deref(),
@@ -1834,17 +1819,7 @@ async fn postgres_auto_backup_and_restore_through_the_operator() {
     t.cluster
         .apply_yaml(&postgres_example("restoresession.yaml", "RestoreSession"));
     let rss: Api<RestoreSession> = t.cluster.api(NS);
-    let rs = wait_for_object(&rss, "pg-restore", TIMEOUT, |r| {
-        matches!(
-            r.status
-                .as_ref()
-                .and_then(|s| s.phase)
-                .map(|p| format!("{p:?}"))
-                .as_deref(),
-            Some("Succeeded" | "Failed" | "Invalid" | "Unknown")
-        )
-    })
-    .await;
+    let rs = restore_finished(&rss, "pg-restore").await;
     let rst = rs.status.clone().unwrap();
     assert_eq!(
         rst.phase.map(|p| format!("{p:?}")).as_deref(),
@@ -1852,5 +1827,447 @@ async fn postgres_auto_backup_and_restore_through_the_operator() {
         "{rst:?}"
     );
     assert_eq!(restored.contents(), want, "restored PostgreSQL differs");
+    op.stop().await;
+}
+
+// ------------------------------------------------------------------------------------------
+// Tenancy: a second namespace tries to reach the first one's data through kstash
+// ------------------------------------------------------------------------------------------
+
+const ATTACKER: &str = "attacker";
+
+/// An AppBinding `name` in `ns` for `server` with its auth Secret `<name>-auth`.
+async fn redis_appbinding(t: &Tutorial, ns: &str, name: &str, server: &RedisServer) {
+    t.cluster
+        .create_secret(
+            ns,
+            &format!("{name}-auth"),
+            &[("username", "default"), ("password", REDIS_PW)],
+        )
+        .await;
+    t.cluster.apply_yaml(&format!(
+        r#"apiVersion: appcatalog.appscode.com/v1alpha1
+kind: AppBinding
+metadata:
+  name: {name}
+  namespace: {ns}
+spec:
+  type: kubedb.com/redis
+  version: 7.2.4
+  clientConfig:
+    url: redis://127.0.0.1:{port}
+  secret:
+    name: {name}-auth
+"#,
+        port = server.port
+    ));
+}
+
+/// A BackupConfiguration `name` in `ns` of AppBinding `target_ns/target` into Repository `repo`
+/// (directory `/<repo>`) on the tutorial's storage, with encryption Secret `key_ns/encrypt-key`.
+fn redis_bc(
+    name: &str,
+    ns: &str,
+    (target_ns, target): (&str, &str),
+    repo: &str,
+    key_ns: &str,
+) -> String {
+    format!(
+        r#"apiVersion: core.kubestash.com/v1alpha1
+kind: BackupConfiguration
+metadata:
+  name: {name}
+  namespace: {ns}
+spec:
+  target: {{apiGroup: appcatalog.appscode.com, kind: AppBinding, name: {target}, namespace: {target_ns}}}
+  backends:
+  - name: s3-backend
+    storageRef: {{name: s3-storage, namespace: {NS}}}
+    retentionPolicy: {{name: demo-retention, namespace: {NS}}}
+  sessions:
+  - name: frequent-backup
+    scheduler:
+      schedule: "0 0 1 1 *"
+    repositories:
+    - name: {repo}
+      backend: s3-backend
+      directory: /{repo}
+      encryptionSecret: {{name: encrypt-key, namespace: {key_ns}}}
+    addon:
+      name: redis-addon
+      tasks:
+      - name: logical-backup
+"#
+    )
+}
+
+/// A RestoreSession `name` in the attacker's namespace from `demo/victim-repo`'s latest
+/// Snapshot into AppBinding `target_ns/target`, with `encryption` (`None`: the Repository's).
+fn redis_rs(
+    name: &str,
+    (target_ns, target): (&str, &str),
+    encryption: Option<(&str, &str)>,
+) -> String {
+    let enc = encryption
+        .map(|(ns, n)| format!("    encryptionSecret: {{name: {n}, namespace: {ns}}}\n"))
+        .unwrap_or_default();
+    format!(
+        r#"apiVersion: core.kubestash.com/v1alpha1
+kind: RestoreSession
+metadata:
+  name: {name}
+  namespace: {ATTACKER}
+spec:
+  target: {{apiGroup: appcatalog.appscode.com, kind: AppBinding, name: {target}, namespace: {target_ns}}}
+  dataSource:
+    namespace: {NS}
+    repository: victim-repo
+    snapshot: latest
+{enc}  addon:
+    name: redis-addon
+    tasks:
+    - name: logical-backup-restore
+"#
+    )
+}
+
+async fn restore_done(t: &Tutorial, name: &str) -> RestoreSession {
+    restore_finished(&t.cluster.api(ATTACKER), name).await
+}
+
+fn phase_and_status(rs: &RestoreSession) -> (String, String) {
+    let st = rs.status.clone().unwrap_or_default();
+    (
+        st.phase.map(|p| format!("{p:?}")).unwrap_or_default(),
+        serde_json::to_string(&st).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tenancy_attacks_fail_closed_and_the_victims_data_is_untouched() {
+    let t = Tutorial::start().await;
+    t.cluster.apply_yaml(
+        &std::fs::read_to_string(support::repo_root().join("examples/addons/redis.yaml")).unwrap(),
+    );
+    // The victim (namespace demo, the tutorial's storage `from: All`): a Redis and its backup.
+    let victim = RedisServer::start();
+    for (db, args) in [
+        (0, vec!["SET", "secret", "the victim's data"]),
+        (0, vec!["HSET", "account:1", "iban", "XX00"]),
+        (2, vec!["RPUSH", "orders", "1", "2"]),
+    ] {
+        victim.cli(db, &args);
+    }
+    let want = victim.contents();
+    redis_appbinding(&t, NS, "redis-victim", &victim).await;
+    t.cluster
+        .create_secret(NS, "encrypt-key", &[("RESTIC_PASSWORD", RESTIC_PW)])
+        .await;
+    t.cluster.apply_yaml(&redis_bc(
+        "victim",
+        NS,
+        (NS, "redis-victim"),
+        "victim-repo",
+        NS,
+    ));
+    // The attacker: its own namespace, key and (empty) Redis.
+    t.cluster.create_namespace(ATTACKER).await;
+    t.cluster
+        .create_secret(ATTACKER, "encrypt-key", &[("RESTIC_PASSWORD", "a guess")])
+        .await;
+    let stolen = RedisServer::start();
+    redis_appbinding(&t, ATTACKER, "redis-attacker", &stolen).await;
+    let op = Operator::start(&t.cluster, "e2e-tenancy", None).await;
+
+    let bcs: Api<BackupConfiguration> = t.cluster.api(NS);
+    wait_for_object(&bcs, "victim", TIMEOUT, |b| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .map(|p| format!("{p:?}"))
+            .as_deref()
+            == Some("Ready")
+    })
+    .await;
+    // The configuration's initial backup.
+    let first = t.next_completed_session("victim", &[]).await;
+    assert_eq!(
+        phase_of(&first),
+        "Succeeded",
+        "{}",
+        messages(&t, &first).await
+    );
+    let snaps: Api<Snapshot> = t.cluster.api(NS);
+    let snap_name = kstash_api::names::snapshot_name("victim-repo", &first.name_any());
+    let snap = wait_for_object(&snaps, &snap_name, TIMEOUT, |s| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.phase)
+            .is_some_and(|p| format!("{p:?}") == "Succeeded")
+    })
+    .await;
+    let victim_snapshot = serde_json::to_value(&snap.status).unwrap();
+
+    // 1. A BackupConfiguration in the attacker's namespace that backs up the victim's database.
+    // 2. One that uses the victim's encryption Secret.
+    t.cluster.apply_yaml(&redis_bc(
+        "steal-target",
+        ATTACKER,
+        (NS, "redis-victim"),
+        "steal-target",
+        ATTACKER,
+    ));
+    t.cluster.apply_yaml(&redis_bc(
+        "steal-key",
+        ATTACKER,
+        (ATTACKER, "redis-attacker"),
+        "steal-key",
+        NS,
+    ));
+    let abcs: Api<BackupConfiguration> = t.cluster.api(ATTACKER);
+    for (bc, field) in [
+        ("steal-target", "spec.target.namespace"),
+        (
+            "steal-key",
+            "spec.sessions[0].repositories[0].encryptionSecret.namespace",
+        ),
+    ] {
+        let b = wait_for_object(&abcs, bc, TIMEOUT, |b| {
+            b.status
+                .as_ref()
+                .and_then(|s| condition(&s.conditions, "ValidationPassed"))
+                .is_some_and(|c| !c.is_true())
+        })
+        .await;
+        let st = b.status.unwrap();
+        let msg = condition(&st.conditions, "ValidationPassed")
+            .and_then(|c| c.message.clone())
+            .unwrap_or_default();
+        assert!(
+            msg.starts_with(field) && msg.contains("demo/"),
+            "{bc}: {msg}"
+        );
+        assert_eq!(format!("{:?}", st.phase.unwrap()), "Invalid", "{bc}: {msg}");
+    }
+
+    // 3. The victim's own storage (`usagePolicy: Same`): neither a BackupConfiguration nor a
+    //    Repository of the attacker may use it.
+    t.cluster.apply_yaml(
+        &support::tutorial_backup_storage(&t.moto, "esbackup")
+            .replace("name: s3-storage", "name: victim-only")
+            .replace("from: All", "from: Same")
+            .replace("default: true", "default: false")
+            .replace("prefix: elastic", "prefix: victim-only"),
+    );
+    t.cluster.apply_yaml(
+        &redis_bc(
+            "steal-storage",
+            ATTACKER,
+            (ATTACKER, "redis-attacker"),
+            "steal-storage",
+            ATTACKER,
+        )
+        .replace(
+            "name: s3-storage, namespace: demo",
+            "name: victim-only, namespace: demo",
+        ),
+    );
+    let b = wait_for_object(&abcs, "steal-storage", TIMEOUT, |b| {
+        b.status
+            .as_ref()
+            .and_then(|s| condition(&s.conditions, "ValidationPassed"))
+            .is_some_and(|c| !c.is_true())
+    })
+    .await;
+    let msg = condition(&b.status.unwrap().conditions, "ValidationPassed")
+        .and_then(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        msg.starts_with("spec.backends[0].storageRef: ")
+            && msg.contains("not allowed to refer BackupStorage demo/victim-only"),
+        "{msg}"
+    );
+    t.cluster.apply_yaml(&format!(
+        r#"apiVersion: storage.kubestash.com/v1alpha1
+kind: Repository
+metadata:
+  name: on-victim-storage
+  namespace: {ATTACKER}
+spec:
+  storageRef: {{name: victim-only, namespace: {NS}}}
+  path: /mine
+  deletionPolicy: WipeOut
+  encryptionSecret: {{name: encrypt-key, namespace: {ATTACKER}}}
+"#
+    ));
+    let repos: Api<Repository> = t.cluster.api(ATTACKER);
+    let r = wait_for_object(&repos, "on-victim-storage", TIMEOUT, |r| {
+        r.status
+            .as_ref()
+            .and_then(|s| condition(&s.conditions, "RepositoryInitialized"))
+            .is_some_and(|c| c.reason.as_deref() == Some("TenancyRefused"))
+    })
+    .await;
+    let msg = condition(&r.status.unwrap().conditions, "RepositoryInitialized")
+        .and_then(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        msg.starts_with("spec.storageRef: ") && msg.contains("demo/victim-only"),
+        "{msg}"
+    );
+    assert!(
+        t.bucket_keys("victim-only/mine").is_empty(),
+        "the refused Repository wrote nothing into the victim's storage"
+    );
+
+    // 4. An annotated AppBinding of the attacker whose appRef names the victim's database.
+    t.cluster.apply_yaml(&format!(
+        r#"apiVersion: appcatalog.appscode.com/v1alpha1
+kind: AppBinding
+metadata:
+  name: pointing-away
+  namespace: {ATTACKER}
+  annotations:
+    blueprint.kubestash.com/name: redis-backup-blueprint
+    blueprint.kubestash.com/namespace: {NS}
+spec:
+  appRef: {{apiGroup: kubedb.com, kind: Redis, name: redis-victim, namespace: {NS}}}
+  type: kubedb.com/redis
+  clientConfig:
+    url: redis://127.0.0.1:{port}
+"#,
+        port = stolen.port
+    ));
+    let ev = t
+        .cluster
+        .wait_for_event(ATTACKER, "pointing-away", TIMEOUT, |e| {
+            e.reason.as_deref() == Some("AutoBackupFailed")
+        })
+        .await;
+    let note = ev.note.unwrap_or_default();
+    assert!(note.contains("spec.appRef.namespace"), "{note}");
+    assert!(abcs
+        .get_opt("appbinding-pointing-away")
+        .await
+        .unwrap()
+        .is_none());
+
+    // 5. A Repository on the victim's directory, WipeOut: refused, and deleting it wipes nothing.
+    t.cluster.apply_yaml(&format!(
+        r#"apiVersion: storage.kubestash.com/v1alpha1
+kind: Repository
+metadata:
+  name: overlap
+  namespace: {ATTACKER}
+spec:
+  storageRef: {{name: s3-storage, namespace: {NS}}}
+  path: /victim-repo
+  deletionPolicy: WipeOut
+  encryptionSecret: {{name: encrypt-key, namespace: {ATTACKER}}}
+"#
+    ));
+    let r = wait_for_object(&repos, "overlap", TIMEOUT, |r| {
+        r.status
+            .as_ref()
+            .and_then(|s| condition(&s.conditions, "RepositoryInitialized"))
+            .is_some_and(|c| c.reason.as_deref() == Some("TenancyRefused"))
+    })
+    .await;
+    let msg = condition(&r.status.unwrap().conditions, "RepositoryInitialized")
+        .and_then(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        msg.starts_with("spec.path: ") && msg.contains("demo/victim-repo"),
+        "{msg}"
+    );
+    let keys_before = t.bucket_keys("elastic/victim-repo/");
+    assert!(!keys_before.is_empty());
+    repos
+        .delete("overlap", &Default::default())
+        .await
+        .expect("delete the Repository");
+    wait_for("the refused Repository to be gone", TIMEOUT, || async {
+        repos
+            .get_opt("overlap")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(t.bucket_keys("elastic/victim-repo/"), keys_before);
+
+    // 6. Restore the victim's snapshot with the victim's key: refused before any read.
+    // 7. Restore into the victim's database: refused.
+    t.cluster
+        .apply_yaml(&redis_rs("steal-data", (ATTACKER, "redis-attacker"), None));
+    t.cluster.apply_yaml(&redis_rs(
+        "overwrite",
+        (NS, "redis-victim"),
+        Some((ATTACKER, "encrypt-key")),
+    ));
+    let (phase, st) = phase_and_status(&restore_done(&t, "steal-data").await);
+    assert_eq!(phase, "Failed", "{st}");
+    assert!(
+        st.contains("spec.encryptionSecret.namespace")
+            && st.contains("kstash.io/allowed-namespaces"),
+        "{st}"
+    );
+    let (phase, st) = phase_and_status(&restore_done(&t, "overwrite").await);
+    assert_eq!(phase, "Invalid", "{st}");
+    assert!(st.contains("spec.target.namespace"), "{st}");
+    assert!(
+        stolen.contents().is_empty(),
+        "nothing reached the attacker's Redis"
+    );
+    assert_eq!(victim.contents(), want, "the victim's Redis is untouched");
+
+    // The allowed case: the victim shares its key with the attacker's namespace on purpose.
+    t.cluster.apply_yaml(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: encrypt-key\n  namespace: {NS}\n  \
+         annotations:\n    kstash.io/allowed-namespaces: \"{ATTACKER}\"\n\
+         stringData:\n  RESTIC_PASSWORD: {RESTIC_PW}\n"
+    ));
+    t.cluster
+        .apply_yaml(&redis_rs("shared", (ATTACKER, "redis-attacker"), None));
+    let (phase, st) = phase_and_status(&restore_done(&t, "shared").await);
+    assert_eq!(phase, "Succeeded", "{st}");
+    assert_eq!(stolen.contents(), want, "the shared restore is complete");
+
+    // The victim: its Snapshot, BackupConfiguration and data as they were; its next backup runs.
+    let snap = snaps.get(&snap_name).await.unwrap();
+    assert_eq!(serde_json::to_value(&snap.status).unwrap(), victim_snapshot);
+    for (name, c) in &snap.status.clone().unwrap().components {
+        let path = c.path.clone().expect("component path");
+        let out = Command::new(restic_bin())
+            .args(["check", "--read-data"])
+            .env(
+                "RESTIC_REPOSITORY",
+                format!(
+                    "s3:{}/esbackup/elastic/victim-repo/{path}",
+                    t.moto.endpoint()
+                ),
+            )
+            .env("RESTIC_PASSWORD", RESTIC_PW)
+            .env("AWS_ACCESS_KEY_ID", support::S3_ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", support::S3_SECRET_KEY)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env(
+                "RESTIC_CACHE_DIR",
+                t.cluster.dir.path().join("restic-cache"),
+            )
+            .output()
+            .expect("run restic");
+        assert!(
+            out.status.success(),
+            "restic check of the victim's {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let bc = bcs.get("victim").await.unwrap();
+    assert_ne!(bc.spec.paused, Some(true));
+    let next = t.trigger_in("victim", 60).await;
+    t.expect_succeeded(&next).await;
+    assert_eq!(victim.contents(), want);
     op.stop().await;
 }

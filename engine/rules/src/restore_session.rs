@@ -192,8 +192,20 @@ pub fn resolve_snapshot(
             s.metadata.name.as_deref() == Some(name)
                 && s.metadata.namespace.as_deref().unwrap_or(&ns) == ns
         })
-        .map(found)
         .ok_or_else(|| format!("Snapshot {ns}/{name} not found"))
+        .and_then(|s| {
+            let phase = s.status.as_ref().and_then(|st| st.phase);
+            if phase == Some(SnapshotPhase::Succeeded) {
+                Ok(found(s))
+            } else {
+                Err(format!(
+                    "Snapshot {ns}/{name} is {}, not Succeeded: restore from a Succeeded Snapshot",
+                    phase
+                        .map(|p| format!("{p:?}"))
+                        .unwrap_or_else(|| "without a phase".into())
+                ))
+            }
+        })
 }
 
 fn target_ns(t: &TypedObjectReference, default_ns: &str) -> String {

@@ -40,6 +40,12 @@ pub enum Error {
     /// Resolving the target connection failed.
     #[error(transparent)]
     Target(#[from] crate::task::target::TargetError),
+    /// A reference reaches a namespace that did not allow it (the tenancy rules).
+    #[error("refused: {0}")]
+    Denied(#[from] kstash_api::admission::AdmissionError),
+    /// Listing what the admission rules consult failed.
+    #[error(transparent)]
+    Control(#[from] crate::control::Error),
     /// A parameter could not be resolved.
     #[error(transparent)]
     Params(#[from] crate::task::params::ParamError),

@@ -21,6 +21,7 @@ use kstash_api::core::{
 };
 use kstash_api::shared::TypedObjectReference;
 use kstash_api::storage::{BackupStorage, BackupStoragePhase, Repository};
+use kstash_api::tenancy;
 use kstash_rules::backup_configuration::{
     mark_initial_backup_failed, plan, BackendObservation, Observed, Plan, RepositoryChange,
 };
@@ -31,6 +32,7 @@ use kube::runtime::watcher;
 use kube::ResourceExt;
 
 use super::admission::AdmissionStores;
+use crate::execute::backend;
 use crate::shell::{self, describe, status, Error, ErrorKind, Reconciler, Result, Shell, StoreSet};
 
 /// Poll interval while a configuration is not Ready (waiting for storage, target, Addon).
@@ -125,12 +127,35 @@ impl Reconciler for BackupConfigurations {
         if default_backends(&bc, &lookup, cx).await? {
             return Ok(Action::requeue(Duration::from_millis(200)));
         }
+        let ns = bc.namespace().unwrap_or_default();
+        let target = match &bc.spec.target {
+            Some(t) => target_annotations(cx, t, &ns).await.map_err(|e| {
+                Error::api(describe(bc.as_ref()), "reading the target (spec.target)", e)
+            })?,
+            None => None,
+        };
+        let mut secrets = tenancy::ForeignSecrets::new();
+        for (sns, sname) in tenancy::foreign_secrets(&bc) {
+            let found = backend::secret_annotations(cx.client(), &sns, &sname)
+                .await
+                .map_err(|e| {
+                    Error::api(
+                        describe(bc.as_ref()),
+                        format!("reading Secret {sns}/{sname}"),
+                        e,
+                    )
+                })?;
+            if let Some(a) = found {
+                secrets.insert((sns, sname), a);
+            }
+        }
         let validation = admission::validate_backup_configuration(&bc, &lookup)
             .and_then(|()| admission::kstash_limits(&bc))
+            .and_then(|()| tenancy::backup_configuration(&bc, target.as_ref(), &secrets))
             .err();
         let now = Timestamp::now();
         let mut plan = self
-            .plan(&bc, cx, &lookup, validation.as_ref(), now)
+            .plan(&bc, target.is_some(), &lookup, validation.as_ref(), now)
             .await?;
         write_repositories(&bc, cx, &plan).await?;
         create_sessions(&bc, cx, &mut plan, now).await?;
@@ -189,18 +214,12 @@ impl BackupConfigurations {
     async fn plan(
         &self,
         bc: &BackupConfiguration,
-        cx: &Shell,
+        target_found: bool,
         lookup: &Lookup,
         validation: Option<&AdmissionError>,
         now: Timestamp,
     ) -> Result<Plan> {
         let ns = bc.namespace().unwrap_or_default();
-        let target_found = match &bc.spec.target {
-            Some(t) => target_exists(cx, t, &ns)
-                .await
-                .map_err(|e| Error::api(describe(bc), "reading the target (spec.target)", e))?,
-            None => false,
-        };
         let backends = backend_observations(bc, lookup);
         let addons: BTreeSet<String> = self.addons.state().iter().map(|a| a.name_any()).collect();
         let repositories: Vec<Repository> = lookup
@@ -296,13 +315,13 @@ fn backend_observations(
         .collect()
 }
 
-/// Whether the target object exists, any kind through API discovery (a kind the server does
-/// not serve counts as not found).
-pub async fn target_exists(
+/// The target object's annotations, `None` when it does not exist (any kind through API
+/// discovery; a kind the server does not serve counts as not found).
+pub async fn target_annotations(
     cx: &Shell,
     t: &TypedObjectReference,
     default_ns: &str,
-) -> std::result::Result<bool, kube::Error> {
+) -> std::result::Result<Option<BTreeMap<String, String>>, kube::Error> {
     let ns = t
         .namespace
         .as_deref()
@@ -316,7 +335,7 @@ pub async fn target_exists(
         &t.name,
     )
     .await?
-    .is_some())
+    .map(|o| o.metadata.annotations.unwrap_or_default()))
 }
 
 /// Creates or updates the Repositories of the plan.

@@ -10,12 +10,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kstash_api::admission::AdmissionError;
 use kstash_api::constants::{conditions as c, FINALIZER_CLEANUP};
 use kstash_api::phase::repository_phase;
 use kstash_api::storage::{
     BackupStorage, BackupStoragePhase, DeletionPolicy, Repository, RepositoryPhase,
     RepositoryStatus, Snapshot,
 };
+use kstash_api::tenancy;
 use kstash_repo::ComponentPath;
 use kstash_rules::repository::aggregate;
 use kube::api::{Api, DeleteParams};
@@ -24,12 +26,18 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::ResourceExt;
 
+use super::admission::AdmissionStores;
+use crate::execute::backend;
 use crate::shell::error::repo_error;
 use crate::shell::{self, describe, status, Error, Reconciler, Result, Shell, StoreSet};
 use crate::storage;
 
+/// Condition reason and Event reason of a Repository the tenancy rules refuse.
+pub const REASON_TENANCY_REFUSED: &str = "TenancyRefused";
+
 /// The Repository controller.
 pub struct Repositories {
+    admission: AdmissionStores,
     storages: Store<BackupStorage>,
     snapshots: Store<Snapshot>,
     /// Repository uid → (fingerprint of its succeeded snapshots, measured size in bytes).
@@ -40,6 +48,7 @@ impl Repositories {
     /// Reads BackupStorages and Snapshots from `stores`.
     pub fn new(ctx: &crate::Context, stores: &mut StoreSet) -> Self {
         Repositories {
+            admission: AdmissionStores::new(ctx, stores),
             storages: stores.store(Api::all(ctx.client.clone())),
             snapshots: stores.store(ctx.scoped_api()),
             sizes: Mutex::new(HashMap::new()),
@@ -92,6 +101,9 @@ impl Reconciler for Repositories {
     async fn apply(&self, repo: Arc<Repository>, cx: &Shell) -> Result<Action> {
         let mut st = repo.status.clone().unwrap_or_default();
         let was_ready = st.phase == Some(RepositoryPhase::Ready);
+        if let Err(denied) = self.tenancy(&repo, cx).await? {
+            return self.refuse(&repo, cx, st, denied).await;
+        }
         let retry = if repository_phase(&st) != RepositoryPhase::Ready {
             self.initialize(&repo, cx, &mut st).await
         } else {
@@ -148,13 +160,82 @@ impl Reconciler for Repositories {
             return Ok(Action::requeue(Duration::from_secs(2)));
         }
         if repo.spec.deletion_policy == Some(DeletionPolicy::WipeOut) {
-            self.wipe(&repo, cx, &paths).await?;
+            match self.tenancy(&repo, cx).await? {
+                Ok(()) => self.wipe(&repo, cx, &paths).await?,
+                Err(denied) => {
+                    cx.events
+                        .warning(
+                            repo.as_ref(),
+                            "WipeOutSkipped",
+                            "Delete",
+                            format!("the repository data was left in place: {denied}"),
+                        )
+                        .await
+                }
+            }
         }
         Ok(Action::await_change())
     }
 }
 
 impl Repositories {
+    /// The tenancy rules on `repo` (`kstash_api::tenancy::repository`), reading its
+    /// encryption Secret's annotations when it is in another namespace.
+    async fn tenancy(
+        &self,
+        repo: &Repository,
+        cx: &Shell,
+    ) -> Result<std::result::Result<(), AdmissionError>> {
+        let ns = repo.namespace().unwrap_or_default();
+        let foreign = match tenancy::password_secret(repo, None, &ns) {
+            Some((sns, sname)) if sns != ns => {
+                backend::secret_annotations(cx.client(), &sns, &sname)
+                    .await
+                    .map_err(|e| {
+                        Error::api(describe(repo), format!("reading Secret {sns}/{sname}"), e)
+                    })?
+            }
+            _ => None,
+        };
+        Ok(tenancy::repository(
+            repo,
+            &self.admission.lookup(),
+            foreign.as_ref(),
+        ))
+    }
+
+    /// A Repository the tenancy rules refuse: `RepositoryInitialized` false naming the field,
+    /// phase NotReady, nothing read or written in the storage. Checked again every minute and
+    /// on every change (a grant given later is picked up).
+    async fn refuse(
+        &self,
+        repo: &Repository,
+        cx: &Shell,
+        mut st: RepositoryStatus,
+        denied: AdmissionError,
+    ) -> Result<Action> {
+        let msg = denied.to_string();
+        let changed = !st.conditions.iter().any(|k| {
+            k.type_ == c::TYPE_REPOSITORY_INITIALIZED && k.message.as_deref() == Some(msg.as_str())
+        });
+        status::set(
+            &mut st.conditions,
+            c::TYPE_REPOSITORY_INITIALIZED,
+            false,
+            REASON_TENANCY_REFUSED,
+            &msg,
+        );
+        st.phase = Some(repository_phase(&st));
+        let api = shell::namespaced_api(cx, repo);
+        status::update(&api, &repo.name_any(), repo.status.as_ref(), &st).await?;
+        if changed {
+            cx.events
+                .warning(repo, REASON_TENANCY_REFUSED, "Validate", msg)
+                .await;
+        }
+        Ok(Action::requeue(Duration::from_secs(60)))
+    }
+
     /// `RepositoryInitialized`; returns when to look again if it did not succeed.
     async fn initialize(
         &self,

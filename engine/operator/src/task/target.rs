@@ -17,8 +17,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kstash_api::constants::{GROUP_APPCATALOG, GROUP_KUBEDB};
 use kstash_api::external::{AppBinding, ClientConfig};
 use kstash_api::shared::TypedObjectReference;
+use kstash_api::tenancy;
 use kstash_runtime::{Credentials, Target};
-use kube::Api;
+use kube::{Api, ResourceExt};
 
 use super::not_found_none;
 
@@ -41,6 +42,9 @@ pub enum TargetError {
         /// Why.
         reason: String,
     },
+    /// The tenancy rules refuse the reference.
+    #[error("refused: {0}")]
+    Denied(#[from] kstash_api::admission::AdmissionError),
     /// An API call failed.
     #[error("reading {what}: {source}")]
     Kube {
@@ -233,17 +237,33 @@ pub fn secret_data(s: &Secret) -> BTreeMap<String, String> {
     out
 }
 
-/// Resolves `target` (namespace defaulting to `default_ns`) to a connection.
+/// Who reaches a target, for the tenancy rules ([`kstash_api::tenancy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// A backup (a BackupConfiguration's `spec.target`): another namespace only where the
+    /// target asked for a blueprint of the requester's namespace.
+    Backup,
+    /// A restore (a RestoreSession's `spec.target`): its own namespace only.
+    Restore,
+}
+
+/// Resolves `target` (namespace defaulting to `default_ns`, the requester's namespace) to a
+/// connection, after the tenancy check for `access`: a refusal reads no AppBinding Secret.
 pub async fn resolve(
     client: &kube::Client,
     target: &TypedObjectReference,
     default_ns: &str,
+    access: Access,
 ) -> Result<Connection, TargetError> {
     let ns = target
         .namespace
         .as_deref()
+        .filter(|n| !n.is_empty())
         .unwrap_or(default_ns)
         .to_string();
+    if access == Access::Restore {
+        tenancy::restore_target(default_ns, target, "spec.target")?;
+    }
     let group = target.api_group.as_deref().unwrap_or("");
     let kube_err = |what: String| move |source: kube::Error| TargetError::Kube { what, source };
     let mut db_version = None;
@@ -254,6 +274,9 @@ pub async fn resolve(
             .await
             .map_err(kube_err(what.clone()))?
             .ok_or(TargetError::NotFound(what))?;
+        if access == Access::Backup {
+            tenancy::backup_target(default_ns, target, Some(db.annotations()), "spec.target")?;
+        }
         db_version = db.data["spec"]["version"].as_str().map(str::to_string);
     } else if group != GROUP_APPCATALOG || target.kind.as_deref() != Some("AppBinding") {
         return Err(TargetError::UnsupportedKind(ref_string(target, default_ns)));
@@ -263,6 +286,9 @@ pub async fn resolve(
     let ab = not_found_none(api.get(&target.name).await)
         .map_err(kube_err(object.clone()))?
         .ok_or_else(|| TargetError::NotFound(object.clone()))?;
+    if access == Access::Backup && group != GROUP_KUBEDB {
+        tenancy::backup_target(default_ns, target, Some(ab.annotations()), "spec.target")?;
+    }
     let cc = ab
         .spec
         .client_config

@@ -268,6 +268,15 @@ fn snapshot_resolution_table() {
             mk(Some("nope"), None, None),
             Err("Snapshot demo/nope not found"),
         ),
+        // A named Snapshot must be Succeeded: a failed or running one is refused by name.
+        (
+            mk(Some("failed-one"), None, None),
+            Err("Snapshot demo/failed-one is Failed, not Succeeded: restore from a Succeeded Snapshot"),
+        ),
+        (
+            mk(Some("running-one"), None, None),
+            Err("Snapshot demo/running-one is Running, not Succeeded: restore from a Succeeded Snapshot"),
+        ),
         // Another namespace has none of these snapshots.
         (
             mk(Some("latest"), None, Some("prod")),
