@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_es;
+mod bench_postgres;
 mod bench_redis;
 mod events;
 
@@ -19,6 +20,7 @@ use kstash_runtime::{
 
 pub use bench::{bench, BenchArgs};
 pub use bench_es::{bench as bench_es, EsBenchArgs};
+pub use bench_postgres::{bench as bench_postgres, PostgresBenchArgs};
 pub use bench_redis::{bench as bench_redis, RedisBenchArgs};
 
 /// `kstash addon` subcommands.

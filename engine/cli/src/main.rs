@@ -77,6 +77,9 @@ enum BenchCommand {
     /// Redis addon via `kstash addon run` vs `redis-cli --rdb` / `--pipe` on the same server.
     #[cfg(feature = "addon")]
     Redis(addon::RedisBenchArgs),
+    /// PostgreSQL addon via `kstash addon run` vs `pg_dump -Fp` / `psql -f` on the same server.
+    #[cfg(feature = "addon")]
+    Postgres(addon::PostgresBenchArgs),
     /// Repository ingest vs `restic backup --stdin`, dedup ratio, CPU and memory.
     #[cfg(feature = "repo")]
     Repo(repo::BenchArgs),
@@ -122,6 +125,8 @@ async fn main() -> std::process::ExitCode {
             BenchCommand::Es(args) => addon::bench_es(args).await,
             #[cfg(feature = "addon")]
             BenchCommand::Redis(args) => addon::bench_redis(args).await,
+            #[cfg(feature = "addon")]
+            BenchCommand::Postgres(args) => addon::bench_postgres(args).await,
             #[cfg(feature = "repo")]
             BenchCommand::Repo(args) => repo::bench(args).await,
             #[cfg(feature = "controlplane")]

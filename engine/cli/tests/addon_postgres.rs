@@ -570,3 +570,43 @@ fn failures_name_the_object() {
     assert!(dropped, "the COPY was never seen running: {err}");
     assert!(err.contains("\"doomed\""), "{err}");
 }
+
+#[test]
+fn bench_postgres_runs_end_to_end_at_a_tiny_size() {
+    let o = Command::new(env!("CARGO_BIN_EXE_kstash"))
+        .args([
+            "bench", "postgres", "--scale", "1", "--rounds", "1", "--module",
+        ])
+        .arg(module())
+        .arg("--bindir")
+        .arg(server::bindir())
+        .arg("--allow-debug-build")
+        .output()
+        .expect("kstash bench postgres");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "bench: {}\n{out}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for row in [
+        "kstash backup",
+        "pg_dump -Fp",
+        "kstash restore",
+        "psql -f (pg_dump's script)",
+        "backup vs pg_dump -Fp",
+        "pgbench -i -s 1 (100011 rows",
+    ] {
+        assert!(out.contains(row), "no {row:?} in:\n{out}");
+    }
+    if cfg!(debug_assertions) {
+        let o = Command::new(env!("CARGO_BIN_EXE_kstash"))
+            .args(["bench", "postgres", "--scale", "1", "--module"])
+            .arg(module())
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        assert!(String::from_utf8_lossy(&o.stderr).contains("--allow-debug-build"));
+    }
+}
