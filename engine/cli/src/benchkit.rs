@@ -93,6 +93,29 @@ pub fn refuse_debug_ratios(allow_debug: bool) -> Result<()> {
     Ok(())
 }
 
+/// Runs `cmd` to the end with its stdout and stderr in `log`: wall seconds, CPU seconds, peak
+/// RSS and the output. A non-zero exit fails naming `what`, with the output.
+pub fn run_timed(
+    log: &std::path::Path,
+    what: &str,
+    cmd: &mut std::process::Command,
+) -> Result<(f64, f64, u64, String)> {
+    let out = std::fs::File::create(log)?;
+    let t = std::time::Instant::now();
+    let child = cmd
+        .stdout(std::process::Stdio::from(out.try_clone()?))
+        .stderr(std::process::Stdio::from(out))
+        .spawn()
+        .with_context(|| format!("{what}: starting it"))?;
+    let (code, usage) = wait_usage(&child)?;
+    let secs = t.elapsed().as_secs_f64();
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    if code != 0 {
+        bail!("{what} failed (exit {code}):\n{text}");
+    }
+    Ok((secs, usage.cpu, usage.peak, text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,16 +4,14 @@
 //! server vs `psql -f` of pg_dump's script. Every run is checked: each restored server must hold
 //! every row of every pgbench table with the same `pgbench_accounts` balance sum.
 
-use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Instant;
 
 use anyhow::{bail, ensure, Context as _};
 use clap::Args;
 
-use crate::benchkit::{machine_line, median, refuse_debug_ratios, wait_usage};
+use crate::benchkit::{machine_line, median, refuse_debug_ratios, run_timed};
 
 const PASSWORD: &str = "kstash-bench";
 /// The database `pgbench -i` fills.
@@ -392,21 +390,8 @@ impl Bench {
 
     /// Runs `cmd` to the end; its wall time, CPU and peak RSS. `what` names it in errors.
     fn timed(&self, what: &str, cmd: &mut Command) -> anyhow::Result<(f64, f64, u64)> {
-        let log = self.work.join("child.log");
-        let out = File::create(&log)?;
-        let t = Instant::now();
-        let child = cmd
-            .stdout(Stdio::from(out.try_clone()?))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .with_context(|| format!("{what}: starting it"))?;
-        let (code, usage) = wait_usage(&child)?;
-        let secs = t.elapsed().as_secs_f64();
-        if code != 0 {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            bail!("{what} failed (exit {code}):\n{text}");
-        }
-        Ok((secs, usage.cpu, usage.peak))
+        let (secs, cpu, peak, _) = run_timed(&self.work.join("child.log"), what, cmd)?;
+        Ok((secs, cpu, peak))
     }
 
     fn addon_run(&self, s: &Server, task: &str) -> Command {

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context as _};
+use anyhow::{ensure, Context as _};
 use clap::Args;
 
-use crate::benchkit::{machine_line, median, refuse_debug_ratios, wait_usage};
+use crate::benchkit::{machine_line, median, refuse_debug_ratios, run_timed};
 
 const PASSWORD: &str = "kstash-bench";
 
@@ -259,23 +259,9 @@ impl Bench {
         Ok(())
     }
 
-    /// Runs `cmd` to the end; its wall time, CPU and peak RSS. `what` names it in errors.
+    /// Runs `cmd` to the end; its wall time, CPU, peak RSS and output. `what` names it in errors.
     fn timed(&self, what: &str, cmd: &mut Command) -> anyhow::Result<(f64, f64, u64, String)> {
-        let log = self.work.join("child.log");
-        let out = File::create(&log)?;
-        let t = Instant::now();
-        let child = cmd
-            .stdout(Stdio::from(out.try_clone()?))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .with_context(|| format!("{what}: starting it"))?;
-        let (code, usage) = wait_usage(&child)?;
-        let secs = t.elapsed().as_secs_f64();
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if code != 0 {
-            bail!("{what} failed (exit {code}):\n{text}");
-        }
-        Ok((secs, usage.cpu, usage.peak, text))
+        run_timed(&self.work.join("child.log"), what, cmd)
     }
 
     fn addon_run(&self, s: &Server, task: &str) -> Command {
