@@ -19,3 +19,4 @@ pub mod shared;
 pub mod size;
 pub mod storage;
 pub mod tenancy;
+pub mod webhook;

@@ -57,6 +57,10 @@ pub async fn run(args: ControlplaneArgs) -> anyhow::Result<()> {
     kstash_controlplane::private::restrict_umask();
     let mut cfg = ServerConfig::new(&args.data_dir, args.listen);
     cfg.bootstrap_crds = kstash_crds()?;
+    // KubeStash's webhook rules at write time: an invalid object is refused by `kubectl apply`.
+    cfg.admission = Some(std::sync::Arc::new(
+        kstash_controlplane::kstash_admission::KstashAdmission,
+    ));
     let cp = ControlPlane::start(cfg)
         .await
         .with_context(|| format!("starting the control plane in {}", args.data_dir.display()))?;

@@ -225,6 +225,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut cfg = ServerConfig::new(&data_dir, args.listen);
     cfg.bootstrap_crds = crds;
+    // KubeStash's webhook rules at write time: an invalid object is refused by `kubectl apply`.
+    cfg.admission = Some(std::sync::Arc::new(
+        kstash_controlplane::kstash_admission::KstashAdmission,
+    ));
     let cp = ControlPlane::start(cfg)
         .await
         .with_context(|| format!("starting the control plane in {}", data_dir.display()))?;

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use base64::Engine;
 use serde_json::{json, Value};
 
+use crate::admission;
 use crate::objects::{self, deleting, finalizers, ns_name, present};
 use crate::patch;
 use crate::query::{Query, Selectors};
@@ -56,6 +57,22 @@ pub struct Api {
     pub registry: RwLock<Registry>,
     /// Wakes the controllers.
     pub wake: tokio::sync::Notify,
+    /// The admission hook every create and main-resource update passes ([`admission`]).
+    pub admission: Option<admission::Hook>,
+}
+
+/// The stored objects as an admission hook reads them.
+struct TxObjects<'a>(&'a State);
+
+impl admission::StoredObjects for TxObjects<'_> {
+    fn list(&self, group: &str, plural: &str) -> Vec<Value> {
+        let group = if group.is_empty() { "core" } else { group };
+        self.0
+            .list(&format!("{group}/{plural}"), None)
+            .iter()
+            .map(|a| (**a).clone())
+            .collect()
+    }
 }
 
 const CRD_STORAGE: &str = "apiextensions.k8s.io/customresourcedefinitions";
@@ -220,6 +237,43 @@ impl Api {
             store,
             registry: RwLock::new(Registry::build(&crds)),
             wake: tokio::sync::Notify::new(),
+            admission: None,
+        }
+    }
+
+    /// Installs the admission hook.
+    pub fn with_admission(mut self, hook: Option<admission::Hook>) -> Self {
+        self.admission = hook;
+        self
+    }
+
+    /// Runs the admission hook on `obj` (replacing it by the hook's mutation) or answers its
+    /// denial as a webhook's: `403 Forbidden` with the hook's message.
+    fn review(
+        &self,
+        st: &State,
+        def: &ResourceDef,
+        operation: admission::Operation,
+        old: Option<&Value>,
+        obj: &mut Value,
+    ) -> Result<(), ApiError> {
+        let Some(hook) = &self.admission else {
+            return Ok(());
+        };
+        let review = admission::Review {
+            group: &def.group,
+            kind: &def.kind,
+            operation,
+            old,
+            object: obj,
+        };
+        match hook.review(&review, &TxObjects(st)) {
+            Ok(Some(mutated)) => {
+                *obj = mutated;
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(denial) => Err(ApiError::forbidden(denial.message)),
         }
     }
 
@@ -535,6 +589,7 @@ impl Api {
             if tx.get(&def.storage, &ns, &name).is_some() {
                 return Err(ApiError::already_exists(&def.group, &def.plural, &name));
             }
+            self.review(tx.st, &def, admission::Operation::Create, None, &mut obj)?;
             let meta = &mut obj["metadata"];
             strip_metadata_server_fields(meta);
             for f in [
@@ -776,7 +831,18 @@ impl Api {
                     return Err(ApiError::conflict(&def.group, &def.plural, &name));
                 }
             }
-            let new = f(&old)?;
+            let mut new = f(&old)?;
+            // Admission sees the object as written (before the generation is computed, so a
+            // change its defaults undo is no change).
+            if t.sub.is_none() && !deleting(&old) {
+                self.review(
+                    tx.st,
+                    &def,
+                    admission::Operation::Update,
+                    Some(&old),
+                    &mut new,
+                )?;
+            }
             let new = self.merge_update(&def, t.sub.as_deref(), &old, new)?;
             let mut cmp_new = new.clone();
             cmp_new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();

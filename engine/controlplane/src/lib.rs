@@ -12,9 +12,11 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admission;
 pub mod api;
 pub mod audit;
 pub mod controllers;
+pub mod kstash_admission;
 pub mod objects;
 pub mod patch;
 pub mod private;
@@ -77,6 +79,9 @@ pub struct ServerConfig {
     /// Record every authenticated resource request as RBAC would authorize it
     /// (read with [`RunningControlPlane::audit`]). Off by default.
     pub audit: bool,
+    /// The admission hook (validating and mutating rules) every create and main-resource update
+    /// passes; none by default.
+    pub admission: Option<admission::Hook>,
 }
 
 impl ServerConfig {
@@ -87,6 +92,7 @@ impl ServerConfig {
             listen,
             bootstrap_crds: vec![],
             audit: false,
+            admission: None,
         }
     }
 }
@@ -123,7 +129,7 @@ impl ControlPlane {
         let store = tokio::task::spawn_blocking(move || store::Store::open(&db_path))
             .await
             .map_err(|e| Error::Bootstrap(e.to_string()))??;
-        let api = Arc::new(Api::new(store));
+        let api = Arc::new(Api::new(store).with_admission(config.admission.clone()));
         bootstrap(&api, &config.bootstrap_crds)?;
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;

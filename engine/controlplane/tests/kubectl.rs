@@ -84,6 +84,10 @@ async fn start(dir: &Path) -> RunningControlPlane {
         .into_iter()
         .map(|c| serde_json::to_value(c).expect("crd json"))
         .collect();
+    // As `kstash up` runs it: KubeStash's webhook rules at write time.
+    cfg.admission = Some(std::sync::Arc::new(
+        kstash_controlplane::kstash_admission::KstashAdmission,
+    ));
     ControlPlane::start(cfg)
         .await
         .expect("control plane starts")
@@ -208,6 +212,73 @@ async fn kubectl_tutorial_flow() {
         kc.ok(&["delete", "ns", "demo", "--timeout=60s"]);
         let err = kc.fail(&["get", "ns", "demo"]);
         assert!(err.contains("not found"), "{err}");
+    })
+    .await
+    .expect("kubectl flow");
+    cp.shutdown().await;
+}
+
+/// KubeStash's webhook rules refuse invalid objects when `kubectl` writes them (as a cluster with
+/// the webhooks does), with the webhook's message naming the field; status writes and metadata
+/// changes are not held to spec rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_refuses_invalid_objects_with_the_webhook_message() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cp = start(dir.path()).await;
+    let kc = Kc {
+        kubeconfig: cp.kubeconfig_path.clone(),
+        cache: dir.path().join("kubectl-cache"),
+    };
+    let files = dir.path().join("yaml");
+    std::fs::create_dir_all(&files).expect("mkdir");
+    tokio::task::spawn_blocking(move || {
+        let write = |name: &str, yaml: &str| {
+            let p = files.join(name);
+            std::fs::write(&p, yaml).expect("write");
+            p.to_str().expect("path").to_string()
+        };
+        kc.ok(&["create", "ns", "demo"]);
+        let storage = |name: &str, bucket: &str| {
+            format!("apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\nmetadata:\n  name: {name}\n  namespace: demo\nspec:\n  default: true\n  deletionPolicy: WipeOut\n  storage:\n    provider: s3\n    s3:\n      bucket: {bucket}/\n      endpoint: http://127.0.0.1:9000\n      secretName: s3-secret\n")
+        };
+        let first = write("first.yaml", &storage("s3-first", "one"));
+        kc.ok(&["apply", "-f", &first]);
+        // The mutating rules ran: usagePolicy defaulted, the bucket's trailing `/` trimmed.
+        let got = kc.ok(&["get", "backupstorage", "s3-first", "-n", "demo", "-o", "jsonpath={.spec.usagePolicy.allowedNamespaces.from} {.spec.storage.s3.bucket}"]);
+        assert_eq!(got, "Same one");
+        // A second apply of the same file writes nothing (kubectl still sends the trailing `/`
+        // the defaults trimmed, as it would to a cluster with a mutating webhook).
+        let rv = |kc: &Kc| kc.ok(&["get", "backupstorage", "s3-first", "-n", "demo", "-o", "jsonpath={.metadata.resourceVersion}"]);
+        let before = rv(&kc);
+        kc.ok(&["apply", "-f", &first]);
+        assert_eq!(rv(&kc), before);
+
+        let second = write("second.yaml", &storage("s3-second", "two"));
+        let err = kc.fail(&["apply", "-f", &second]);
+        assert!(
+            err.contains("Error from server (Forbidden)")
+                && err.contains("admission webhook \"backupstorage.storage.kubestash.com\" denied the request: spec.default: multiple default BackupStorages are not allowed within the same namespace"),
+            "{err}"
+        );
+        let err = kc.fail(&["get", "backupstorage", "s3-second", "-n", "demo"]);
+        assert!(err.contains("not found"), "a refused object is not stored: {err}");
+
+        let session = |name: &str| {
+            format!("apiVersion: core.kubestash.com/v1alpha1\nkind: BackupSession\nmetadata:\n  name: bs-1\n  namespace: demo\nspec:\n  invoker:\n    apiGroup: core.kubestash.com\n    kind: BackupConfiguration\n    name: es-backup\n  session: {name}\n")
+        };
+        let bs = write("bs.yaml", &session("frequent-backup"));
+        kc.ok(&["apply", "-f", &bs]);
+        let changed = write("bs-changed.yaml", &session("other-session"));
+        let err = kc.fail(&["apply", "-f", &changed]);
+        assert!(
+            err.contains("admission webhook \"backupsession.core.kubestash.com\" denied the request: spec: spec can not be updated"),
+            "{err}"
+        );
+        assert_eq!(kc.ok(&["get", "backupsession", "bs-1", "-n", "demo", "-o", "jsonpath={.spec.session}"]), "frequent-backup");
+        // Metadata and status are not spec: a label and a status write pass.
+        kc.ok(&["label", "backupsession", "bs-1", "-n", "demo", "kstash.io/checked=yes"]);
+        kc.ok(&["patch", "backupsession", "bs-1", "-n", "demo", "--subresource=status", "--type", "merge", "-p", r#"{"status":{"phase":"Running"}}"#]);
+        assert_eq!(kc.ok(&["get", "backupsession", "bs-1", "-n", "demo", "-o", "jsonpath={.status.phase}"]), "Running");
     })
     .await
     .expect("kubectl flow");

@@ -24,7 +24,7 @@ pub enum Error {
         key: String,
     },
     /// The storage could not be reached or an object operation failed.
-    #[error("storage {storage}: {op} `{path}` failed: {source}")]
+    #[error("storage {storage}: {op} `{path}` failed: {}", with_causes(.source))]
     Storage {
         /// Storage name.
         storage: String,
@@ -35,6 +35,18 @@ pub enum Error {
         /// The opendal error (boxed: it is large, and errors travel through every result).
         #[source]
         source: Box<opendal::Error>,
+    },
+    /// The operator's workload identity gave no credentials for the storage.
+    #[error("storage {storage}: {op} `{path}` failed: no credentials from the operator's workload identity: {reason}")]
+    Identity {
+        /// Storage name.
+        storage: String,
+        /// Operation.
+        op: &'static str,
+        /// Object path relative to the storage prefix.
+        path: String,
+        /// Why STS (or the credentials endpoint) gave none.
+        reason: String,
     },
     /// A restic operation failed.
     #[error("restic repository {repo}: {op} failed: {message}")]
@@ -115,4 +127,20 @@ impl From<tokio::task::JoinError> for Error {
     fn from(e: tokio::task::JoinError) -> Self {
         Error::Task(e.to_string())
     }
+}
+
+/// An opendal error with the causes below it that its own text leaves out (e.g. why a
+/// credential could not be loaded), each once.
+fn with_causes(e: &opendal::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let line = c.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        cause = c.source();
+    }
+    text
 }

@@ -21,6 +21,7 @@ mod bufpool;
 mod chunker;
 mod config;
 mod error;
+pub mod identity;
 mod io;
 pub mod layout;
 mod locks;
@@ -34,6 +35,7 @@ mod tree;
 pub use backup::{Backup, BackupOptions, BackupSummary, FileWriter};
 pub use config::{AzureConfig, GcsConfig, LocalConfig, Provider, S3Config, StorageConfig};
 pub use error::{Error, Result};
+pub use identity::{AwsIdentity, WebIdentity};
 pub use layout::{
     ComponentPath, ComponentSnapshot, RepositoryDir, SnapshotDeletion, METADATA_FILE,
     REPOSITORY_FILE, RESTIC_DIR, SNAPSHOTS_DIR,

@@ -9,6 +9,7 @@ use opendal::{HttpTransporter, OperationContext, Operator};
 
 use crate::config::{Provider, StorageConfig};
 use crate::error::{Error, Result};
+use crate::identity::{AwsIdentity, LastFailure};
 use crate::io::run_io;
 
 /// Tuning of the storage client (timeouts and retries of every request).
@@ -20,6 +21,9 @@ pub struct ConnectOptions {
     pub io_timeout: Duration,
     /// Retries of a failed request (with exponential backoff).
     pub retries: usize,
+    /// Credentials of an S3 storage that names no storage Secret (the operator's workload
+    /// identity; by default read from this process's environment).
+    pub aws_identity: AwsIdentity,
 }
 
 impl Default for ConnectOptions {
@@ -28,6 +32,7 @@ impl Default for ConnectOptions {
             timeout: Duration::from_secs(60),
             io_timeout: Duration::from_secs(30),
             retries: 4,
+            aws_identity: AwsIdentity::FromProcess,
         }
     }
 }
@@ -37,6 +42,7 @@ impl Default for ConnectOptions {
 pub struct Storage {
     cfg: Arc<StorageConfig>,
     op: Operator,
+    identity_failure: LastFailure,
 }
 
 fn install_crypto_provider() {
@@ -79,7 +85,11 @@ fn http_client(cfg: &StorageConfig) -> Result<reqwest::Client> {
     })
 }
 
-fn build_operator(cfg: &StorageConfig, opts: &ConnectOptions) -> Result<Operator> {
+fn build_operator(
+    cfg: &StorageConfig,
+    opts: &ConnectOptions,
+    identity_failure: &LastFailure,
+) -> Result<Operator> {
     let cfg_err = |e: opendal::Error| Error::Config {
         storage: cfg.name.clone(),
         field: "spec.storage".into(),
@@ -111,7 +121,19 @@ fn build_operator(cfg: &StorageConfig, opts: &ConnectOptions) -> Result<Operator
                 b = b.endpoint(&endpoint);
             }
             if s3.secret_name.is_empty() {
-                b = b.skip_signature();
+                // No storage Secret: the operator's own workload identity, else unsigned.
+                let chain = opts
+                    .aws_identity
+                    .credential_chain(identity_failure)
+                    .map_err(|e| Error::Config {
+                        storage: cfg.name.clone(),
+                        field: "spec.storage.s3.secretName".into(),
+                        reason: format!("no storage Secret is named and {e}"),
+                    })?;
+                b = match chain {
+                    Some(chain) => b.credential_provider_chain(chain),
+                    None => b.skip_signature(),
+                };
             } else {
                 b = b
                     .access_key_id(cfg.secret("AWS_ACCESS_KEY_ID")?)
@@ -218,10 +240,12 @@ impl Storage {
     /// Builds the storage client with explicit timeouts/retries.
     pub fn connect_with(cfg: StorageConfig, opts: &ConnectOptions) -> Result<Self> {
         let cfg = cfg.normalized()?;
-        let op = build_operator(&cfg, opts)?;
+        let identity_failure = LastFailure::default();
+        let op = build_operator(&cfg, opts, &identity_failure)?;
         Ok(Storage {
             cfg: Arc::new(cfg),
             op,
+            identity_failure,
         })
     }
 
@@ -235,6 +259,19 @@ impl Storage {
     }
 
     pub(crate) fn err(&self, op: &'static str, path: &str, e: opendal::Error) -> Error {
+        let failure = self
+            .identity_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(reason) = failure.filter(|_| e.kind() == opendal::ErrorKind::Unexpected) {
+            return Error::Identity {
+                storage: self.cfg.name.clone(),
+                op,
+                path: path.to_string(),
+                reason,
+            };
+        }
         Error::Storage {
             storage: self.cfg.name.clone(),
             op,

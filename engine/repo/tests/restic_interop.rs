@@ -663,6 +663,7 @@ async fn s3_server_paused_mid_backup_then_recovers() {
         timeout: Duration::from_secs(3),
         io_timeout: Duration::from_secs(2),
         retries: 1,
+        ..ConnectOptions::default()
     };
     let storage = s3_storage(&moto, "faults", &opts);
     let repo = storage
@@ -725,6 +726,7 @@ async fn storage_errors_name_the_storage_and_the_key() {
         timeout: Duration::from_secs(2),
         io_timeout: Duration::from_secs(2),
         retries: 0,
+        ..ConnectOptions::default()
     };
     let st = Storage::connect_with(cfg, &opts).unwrap();
     let e = st.verify().await.unwrap_err().to_string();
