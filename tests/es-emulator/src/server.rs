@@ -263,7 +263,7 @@ impl Server {
             .scroll_continuations
             .fetch_add(1, Ordering::Relaxed)
             + 1;
-        n % every == 0
+        n.is_multiple_of(every)
     }
 
     /// Serves one HTTP request. `Err` closes the connection without a response.
