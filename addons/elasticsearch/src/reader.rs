@@ -352,8 +352,11 @@ impl IndexRead {
         let req = match &self.scroll_id {
             None => Request::json(
                 Method::Post,
+                // Partial results allowed (whatever the cluster's default), so a shard failing
+                // inside a continuation shows in `_shards.failed` of a 200 answer, and a 429/503
+                // means no shard executed it (the scroll did not move).
                 format!(
-                    "/{}/_search?scroll={}",
+                    "/{}/_search?scroll={}&allow_partial_search_results=true",
                     encode_segment(&self.name),
                     self.keep_alive
                 ),
