@@ -102,6 +102,7 @@ impl Host for Native {
         http(&self.authority, req).map_err(|e| TransportError {
             message: e.to_string(),
             retryable: true,
+            maybe_processed: e.kind() != std::io::ErrorKind::ConnectionRefused,
         })
     }
     fn sleep(&mut self, d: Duration) {

@@ -38,18 +38,48 @@ impl<'h> Es<'h> {
     }
 
     /// Send with retries on transport errors, 429 (unless a permanent circuit breaker) and 5xx.
-    /// Returns the final response whatever its status.
+    /// Returns the final response whatever its status. Only for requests that may be repeated
+    /// after the server processed them (reads, PIT searches, idempotent writes); see
+    /// [`Es::send_unrepeatable`] for the others.
     pub fn send(&mut self, req: &Request) -> Result<Response> {
+        self.send_with(req, Repeat::Always)
+    }
+
+    /// Send a request that must not be repeated once the server may have processed it: a scroll
+    /// continuation moves the server's cursor, so asking again after its answer was lost returns
+    /// the next page and silently skips the lost one. Retried only when the answer says the
+    /// request was not executed (429 other than a permanent circuit breaker, 503) or the
+    /// transport failed before the request reached the server (connection refused, DNS, TLS,
+    /// connect timeout). Otherwise the first failure is returned: a transport error that may
+    /// have been processed as [`AddonError::Connect`] saying so, another status as the response.
+    pub fn send_unrepeatable(&mut self, req: &Request) -> Result<Response> {
+        self.send_with(req, Repeat::OnlyIfUnprocessed)
+    }
+
+    fn send_with(&mut self, req: &Request, repeat: Repeat) -> Result<Response> {
         let mut attempt = 1;
         loop {
             self.requests += 1;
             let reason = match self.host.send(req) {
                 Ok(r) if !should_retry(&r) => return Ok(r),
+                Ok(r) if repeat == Repeat::OnlyIfUnprocessed && !matches!(r.status, 429 | 503) => {
+                    return Ok(r)
+                }
                 Ok(r) => {
                     if attempt >= self.backoff.max_attempts {
                         return Ok(r);
                     }
                     format!("HTTP {}: {}", r.status, error_reason(&r.body))
+                }
+                Err(e) if repeat == Repeat::OnlyIfUnprocessed && e.maybe_processed => {
+                    return Err(AddonError::Connect {
+                        method: req.method.as_str().to_string(),
+                        path: req.path.clone(),
+                        reason: format!(
+                            "{} (the server may have processed the request, so it is not sent again)",
+                            e.message
+                        ),
+                    });
                 }
                 Err(e) => {
                     if !e.retryable || attempt >= self.backoff.max_attempts {
@@ -93,6 +123,15 @@ impl<'h> Es<'h> {
         let body = self.ok(req)?;
         parse_json(req, &body)
     }
+}
+
+/// Which failures [`Es::send_with`] repeats a request after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Every transport error, 429 and 5xx.
+    Always,
+    /// Only failures that prove the server did not execute the request.
+    OnlyIfUnprocessed,
 }
 
 fn should_retry(r: &Response) -> bool {
@@ -223,6 +262,7 @@ mod tests {
         let reset = Err(TransportError {
             message: "connection reset".into(),
             retryable: true,
+            maybe_processed: true,
         });
         let mut h = host(vec![
             status(429, "{}"),
@@ -274,6 +314,7 @@ mod tests {
         let denied = Err(TransportError {
             message: "denied".into(),
             retryable: false,
+            maybe_processed: false,
         });
         let mut h = host(vec![denied]);
         assert!(matches!(
@@ -287,6 +328,53 @@ mod tests {
         )]);
         assert!(Es::new(&mut h).ok(&get("/x")).is_err());
         assert_eq!(h.sent, 1);
+    }
+
+    #[test]
+    fn unrepeatable_requests_are_only_repeated_when_surely_not_executed() {
+        let refused = || {
+            Err(TransportError {
+                message: "ErrorCode::ConnectionRefused".into(),
+                retryable: true,
+                maybe_processed: false,
+            })
+        };
+        let cut = || {
+            Err(TransportError {
+                message: "ErrorCode::HttpProtocolError".into(),
+                retryable: true,
+                maybe_processed: true,
+            })
+        };
+        // Rejections and refused connections: repeated.
+        let mut h = host(vec![
+            status(429, "{}"),
+            status(503, "{}"),
+            refused(),
+            status(200, "{}"),
+        ]);
+        let r = Es::new(&mut h)
+            .send_unrepeatable(&get("/_search/scroll"))
+            .unwrap();
+        assert_eq!((r.status, h.sent), (200, 4));
+        // A cut connection after sending: not repeated, and the error says why.
+        let mut h = host(vec![cut(), status(200, "{}")]);
+        let e = Es::new(&mut h)
+            .send_unrepeatable(&get("/_search/scroll"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(h.sent, 1);
+        assert!(e.contains("may have processed"), "{e}");
+        // A gateway timeout may hide an executed request: returned as it is.
+        let mut h = host(vec![status(504, "{}"), status(200, "{}")]);
+        let r = Es::new(&mut h)
+            .send_unrepeatable(&get("/_search/scroll"))
+            .unwrap();
+        assert_eq!((r.status, h.sent), (504, 1));
+        // The ordinary send repeats the cut request.
+        let mut h = host(vec![cut(), status(200, "{}")]);
+        assert_eq!(Es::new(&mut h).send(&get("/x")).unwrap().status, 200);
+        assert_eq!(h.sent, 2);
     }
 
     #[test]

@@ -164,8 +164,14 @@ impl Host for SdkHost {
 
 fn transport_error(e: HttpError) -> TransportError {
     let retryable = matches!(e, HttpError::Transport(_) | HttpError::Body(_));
+    let maybe_processed = match &e {
+        HttpError::Transport(m) => host::may_have_been_processed(m),
+        HttpError::Body(_) => true,
+        _ => false,
+    };
     TransportError {
         message: e.to_string(),
         retryable,
+        maybe_processed,
     }
 }

@@ -96,6 +96,41 @@ pub struct TransportError {
     /// Whether trying again may help (connection reset/refused, timeout) or not (denied by the
     /// host's sandbox, invalid URL).
     pub retryable: bool,
+    /// Whether the server may have received and processed the request: the connection broke or
+    /// timed out after it was sent. `false` only when it certainly never arrived (connection
+    /// refused, DNS, TLS or connect failure). Repeating a request that may have been processed is
+    /// only safe when it is idempotent; a scroll continuation is not (see [`crate::reader`]).
+    pub maybe_processed: bool,
+}
+
+/// The `wasi:http` error codes (as the SDK's transport errors spell them, `ErrorCode::…`) of a
+/// request that never reached the server: it failed while resolving, connecting or shaking
+/// hands, before a byte of the request was sent.
+const NOT_SENT: [&str; 12] = [
+    "ErrorCode::DnsTimeout",
+    "ErrorCode::DnsError",
+    "ErrorCode::DestinationNotFound",
+    "ErrorCode::DestinationUnavailable",
+    "ErrorCode::DestinationIpProhibited",
+    "ErrorCode::DestinationIpUnroutable",
+    "ErrorCode::ConnectionRefused",
+    "ErrorCode::ConnectionTimeout",
+    "ErrorCode::ConnectionLimitReached",
+    "ErrorCode::TlsProtocolError",
+    "ErrorCode::TlsCertificateError",
+    "ErrorCode::TlsAlertReceived",
+];
+
+/// Whether a transport error message of the SDK may mean the server processed the request (see
+/// [`TransportError::maybe_processed`]): everything but the codes of [`NOT_SENT`], so an unknown
+/// error counts as possibly processed.
+pub fn may_have_been_processed(message: &str) -> bool {
+    !NOT_SENT.iter().any(|code| {
+        message.match_indices(code).any(|(i, _)| {
+            // `ConnectionTimeout` must not match inside a longer name.
+            !message[i + code.len()..].starts_with(|c: char| c.is_ascii_alphanumeric())
+        })
+    })
 }
 
 /// Log levels.
@@ -135,4 +170,31 @@ pub trait Host {
     fn open_input(&mut self, name: &str) -> std::io::Result<Box<dyn Read>>;
     /// A random 64-bit value for retry jitter (need not be cryptographic).
     fn random(&mut self) -> u64;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_have_been_processed;
+
+    #[test]
+    fn only_errors_before_sending_are_surely_unprocessed() {
+        for m in [
+            "POST /_search/scroll: ErrorCode::ConnectionRefused",
+            "GET /: ErrorCode::DnsError(DnsErrorPayload { rcode: None, info_code: None })",
+            "GET /: ErrorCode::ConnectionTimeout",
+            "GET /: ErrorCode::TlsCertificateError",
+        ] {
+            assert!(!may_have_been_processed(m), "{m}");
+        }
+        for m in [
+            "POST /_search/scroll: ErrorCode::HttpProtocolError",
+            "POST /_search/scroll: ErrorCode::ConnectionTerminated",
+            "POST /_search/scroll: ErrorCode::ConnectionReadTimeout",
+            "POST /_search/scroll: ErrorCode::HttpResponseTimeout",
+            "HTTP body: reading: stream closed",
+            "something new",
+        ] {
+            assert!(may_have_been_processed(m), "{m}");
+        }
+    }
 }

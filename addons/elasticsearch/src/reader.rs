@@ -9,9 +9,13 @@
 //! * A PIT that expires after documents were written cannot be resumed: `_shard_doc` and `_doc`
 //!   values mean nothing in another PIT. The read fails naming the index (before the first
 //!   document is written, a new PIT simply starts over).
-//! * Without a PIT API the reader scrolls. A scroll page whose answer was lost after the server
-//!   advanced cannot be asked again; the count check at the end ([`IndexRead::check_complete`])
-//!   turns that into a failure naming the index.
+//! * Without a PIT API the reader scrolls. A scroll continuation moves the server's cursor when
+//!   it is executed, so one whose answer was lost (a cut connection, a timeout, a gateway error)
+//!   is never sent again — that would return the next page and skip the lost one. It is only
+//!   repeated when the failure proves it was not executed (429/503 rejections, a connection
+//!   refused before sending; [`Es::send_unrepeatable`]); otherwise the index fails, naming it.
+//!   The first scroll search may be repeated: it opens a new scroll from the start. The count
+//!   check at the end ([`IndexRead::check_complete`]) backs this up.
 
 use crate::cluster::{ClusterInfo, Flavor};
 use crate::error::{AddonError, Result};
@@ -331,12 +335,28 @@ impl IndexRead {
         }
     }
 
+    /// Fails the index after a scroll continuation that may have been executed without its
+    /// answer arriving.
+    fn lost_scroll_page(&self, what: String) -> AddonError {
+        AddonError::incomplete(
+            &self.name,
+            format!(
+                "the scroll page after {} documents got no usable answer ({what}); the server may already have moved the scroll past it, and a scroll cannot ask for a page again, so the backup stops rather than skip documents. Run the backup again (a server with a point-in-time API, Elasticsearch 7.10+ or OpenSearch 2.4+, is read without this risk)",
+                self.returned
+            ),
+        )
+    }
+
     fn scroll_page(&mut self, es: &mut Es, max: u32) -> Result<Option<Page>> {
+        let continuation = self.scroll_id.is_some();
         let req = match &self.scroll_id {
             None => Request::json(
                 Method::Post,
+                // Partial results allowed (whatever the cluster's default), so a shard failing
+                // inside a continuation shows in `_shards.failed` of a 200 answer, and a 429/503
+                // means no shard executed it (the scroll did not move).
                 format!(
-                    "/{}/_search?scroll={}",
+                    "/{}/_search?scroll={}&allow_partial_search_results=true",
                     encode_segment(&self.name),
                     self.keep_alive
                 ),
@@ -348,8 +368,20 @@ impl IndexRead {
                 &json!({"scroll": self.keep_alive, "scroll_id": id}),
             ),
         };
-        let r = es.send(&req)?;
-        if r.status == 404 && self.scroll_id.is_some() {
+        let r = if continuation {
+            // Never repeated once the server may have executed it (it moves the cursor).
+            match es.send_unrepeatable(&req) {
+                Ok(r) => r,
+                Err(e @ AddonError::Connect { .. }) => {
+                    return Err(self.lost_scroll_page(e.to_string()))
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            // A repeated first search opens a new scroll from the start: nothing is skipped.
+            es.send(&req)?
+        };
+        if r.status == 404 && continuation {
             return Err(AddonError::incomplete(
                 &self.name,
                 format!(
@@ -359,6 +391,9 @@ impl IndexRead {
             ));
         }
         if !(200..300).contains(&r.status) {
+            if continuation {
+                return Err(self.lost_scroll_page(remote_error(&req, &r).to_string()));
+            }
             return Err(remote_error(&req, &r));
         }
         let v = parse_answer(&req, &r.body)?;

@@ -329,6 +329,79 @@ fn scroll_fallback_when_pit_is_unsupported() {
         .any(|(m, p)| *m == Method::Delete && p == "/_search/scroll"));
 }
 
+/// The ids of a dump data file, each once (panics on a repeated id).
+fn unique_ids(text: &str) -> std::collections::BTreeSet<String> {
+    let mut ids = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let id = v["_id"].as_str().unwrap().to_string();
+        assert!(ids.insert(id.clone()), "{id} dumped twice");
+    }
+    ids
+}
+
+#[test]
+fn scroll_mode_under_rejections_and_refused_connections_round_trips() {
+    let mut src = seeded();
+    src.pit_supported = false;
+    src.fault_rate = 0.2;
+    run_task(&mut src, Task::Backup, &params("--limit=100")).unwrap();
+    assert!(src.faults > 10, "faults injected: {}", src.faults);
+    let continuations = src
+        .requests
+        .iter()
+        .filter(|(m, p)| *m == Method::Post && p == "/_search/scroll")
+        .count();
+    assert!(continuations > 25, "{continuations} scroll continuations");
+    assert_eq!(unique_ids(&file(&src, "products.json")).len(), 2500);
+    let mut dst = FakeEs::new();
+    dst.files = src.files.clone();
+    run_task(&mut dst, Task::Restore, &params("--limit=100")).unwrap();
+    src.fault_rate = 0.0;
+    for idx in ["products", "routed", "large-docs", "empty"] {
+        assert_eq!(docs_of(&src, idx), docs_of(&dst, idx), "documents of {idx}");
+    }
+}
+
+#[test]
+fn lost_scroll_answer_fails_naming_the_index_and_is_not_asked_again() {
+    let mut es = seeded();
+    es.pit_supported = false;
+    es.lose_scroll_answer_at = Some(3);
+    let e = run_task(
+        &mut es,
+        Task::Backup,
+        &params("--limit=100 --match=^products$"),
+    )
+    .unwrap_err();
+    match &e {
+        AddonError::Incomplete { index, reason } => {
+            assert_eq!(index, "products");
+            assert!(
+                reason.contains("after 300 documents")
+                    && reason.contains("cannot ask for a page again")
+                    && reason.contains("Run the backup again"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected Incomplete, got {other}"),
+    }
+    assert_eq!(es.faults, 1);
+    // The lost continuation was not sent again (that would have skipped its page) ...
+    let continuations = es
+        .requests
+        .iter()
+        .filter(|(m, p)| *m == Method::Post && p == "/_search/scroll")
+        .count();
+    assert_eq!(continuations, 3);
+    // ... the scroll was released, and the dump has no manifest (it is not whole).
+    assert_eq!(
+        es.requests.last(),
+        Some(&(Method::Delete, "/_search/scroll".to_string()))
+    );
+    assert!(!es.files.borrow().contains_key(".kstash.manifest.json"));
+}
+
 #[test]
 fn sliced_reading_covers_every_document_once() {
     let mut es = seeded();

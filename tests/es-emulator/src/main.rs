@@ -69,6 +69,10 @@ struct Cli {
     /// Every new point in time, scroll or search sees the shards in another order.
     #[arg(long)]
     fault_shuffle_shards: bool,
+    /// Every N-th scroll continuation is handled (the scroll moves on) and its connection then
+    /// closed without a response: an answer lost after the server advanced (0 = never).
+    #[arg(long, default_value_t = 0)]
+    fault_scroll_lost_answer_every: u64,
     /// Answer as `elasticsearch` (8.19) or `opensearch` (2.x).
     #[arg(long, default_value = "elasticsearch", value_parser = ["elasticsearch", "opensearch"])]
     flavor: String,
@@ -117,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
         shard_failure_rate: cli.fault_shard_failure_rate,
         pit_expire_every: cli.fault_pit_expire_every,
         shuffle_shards: cli.fault_shuffle_shards,
+        scroll_lost_answer_every: cli.fault_scroll_lost_answer_every,
         seed: cli.fault_seed,
         paths: cli.fault_paths,
     });

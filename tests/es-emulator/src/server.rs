@@ -46,6 +46,12 @@ pub struct Faults {
     /// Every new point in time, scroll or search sees the shards in another order, so
     /// `_shard_doc` values of two PITs over the same index differ.
     pub shuffle_shards: bool,
+    /// Every N-th scroll continuation (`GET|POST /_search/scroll`) that the server answers 200
+    /// is handled — the scroll moves past the page — and then its connection is closed without
+    /// a response, as when an answer is lost to a cut connection or a client timeout after the
+    /// server advanced. Asking again with the same `scroll_id` returns the page after the lost
+    /// one, as Elasticsearch does. 0 = never.
+    pub scroll_lost_answer_every: u64,
     /// Seed: the same seed and request sequence give the same faults.
     pub seed: u64,
     /// Only requests whose path contains one of these substrings get request-level faults
@@ -65,6 +71,7 @@ impl Default for Faults {
             shard_failure_rate: 0.0,
             pit_expire_every: 0,
             shuffle_shards: false,
+            scroll_lost_answer_every: 0,
             seed: 0,
             paths: Vec::new(),
         }
@@ -82,7 +89,8 @@ pub struct LoggedRequest {
     pub query: BTreeMap<String, String>,
     /// Status answered.
     pub status: u16,
-    /// Injected fault: `429`, `5xx`, `drop`, `delay` or absent.
+    /// Injected fault: `429`, `5xx`, `drop`, `delay`, `lost-answer` (handled, connection closed
+    /// without a response) or absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
 }
@@ -106,6 +114,8 @@ pub struct Stats {
     pub shard_failures: u64,
     /// Points in time expired by fault injection.
     pub pit_expiries: u64,
+    /// Scroll continuations handled whose connection was closed without a response.
+    pub lost_answers: u64,
 }
 
 #[derive(Default)]
@@ -115,7 +125,22 @@ struct Counters {
     injected_5xx: AtomicU64,
     dropped: AtomicU64,
     delayed: AtomicU64,
+    scroll_continuations: AtomicU64,
+    lost_answers: AtomicU64,
 }
+
+/// The service error that makes hyper close the connection without writing a response (the
+/// `lost-answer` fault).
+#[derive(Debug)]
+pub struct LostAnswer;
+
+impl std::fmt::Display for LostAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("answer lost by fault injection (connection closed without a response)")
+    }
+}
+
+impl std::error::Error for LostAnswer {}
 
 /// Everything a connection needs.
 pub struct Server {
@@ -178,6 +203,7 @@ impl Server {
             bulk_item_429: self.api.bulk_item_429s.load(Ordering::Relaxed),
             shard_failures: self.api.shard_failures.load(Ordering::Relaxed),
             pit_expiries: self.api.pit_expiries.load(Ordering::Relaxed),
+            lost_answers: c.lost_answers.load(Ordering::Relaxed),
         }
     }
 
@@ -225,11 +251,26 @@ impl Server {
         (fault, delay)
     }
 
-    /// Serves one HTTP request.
+    /// Whether this answer to a scroll continuation is the one to lose
+    /// ([`Faults::scroll_lost_answer_every`]).
+    fn loses_scroll_answer(&self, status: u16) -> bool {
+        let every = self.faults.scroll_lost_answer_every;
+        if every == 0 || status != 200 {
+            return false;
+        }
+        let n = self
+            .counters
+            .scroll_continuations
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        n.is_multiple_of(every)
+    }
+
+    /// Serves one HTTP request. `Err` closes the connection without a response.
     pub async fn serve(
         self: Arc<Self>,
         req: hyper::Request<Incoming>,
-    ) -> Result<hyper::Response<RespBody>, Infallible> {
+    ) -> Result<hyper::Response<RespBody>, LostAnswer> {
         let started = Instant::now();
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let (parts, body) = req.into_parts();
@@ -340,12 +381,23 @@ impl Server {
             body,
             started,
         };
+        let scroll_continuation = matches!(parts.method, http::Method::GET | http::Method::POST)
+            && request.segments.len() >= 2
+            && request.segments[0] == "_search"
+            && request.segments[1] == "scroll";
         let api = self.api.clone();
         let reply = tokio::task::spawn_blocking(move || api.handle(&request))
             .await
             .unwrap_or_else(|e| {
                 EsError::new(500, "exception", format!("handler panicked: {e}")).into()
             });
+        if fault == Fault::None && scroll_continuation && self.loses_scroll_answer(reply.status) {
+            self.counters.lost_answers.fetch_add(1, Ordering::Relaxed);
+            entry.fault = Some("lost-answer".into());
+            entry.status = reply.status;
+            self.log(entry);
+            return Err(LostAnswer);
+        }
         Ok(self.finish(entry, reply, fault == Fault::Drop, compat, pretty))
     }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::Method;
 use kstash_es_emulator::client::EsClient;
-use kstash_es_emulator::{EmulatorBuilder, Faults};
+use kstash_es_emulator::{EmulatorBuilder, Faults, LoggedRequest};
 use serde_json::{json, Value};
 
 /// Binomial tolerance: 5 standard deviations.
@@ -206,4 +206,86 @@ async fn bulk_item_429s_are_reported_and_not_applied() {
     assert_eq!(emu.stats().bulk_item_429, rejected.len() as u64);
     let (_, v) = c.json(Method::GET, "/b/_count", None).await.unwrap();
     assert_eq!(v["count"], json!(400 - rejected.len()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_scroll_answer_has_advanced_the_scroll() {
+    let emu = EmulatorBuilder::new()
+        .faults(Faults {
+            scroll_lost_answer_every: 2,
+            ..Faults::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let c = EsClient::new(&emu.url, None, None).unwrap();
+    let mut bulk = String::new();
+    for i in 0..10 {
+        bulk.push_str(&format!(
+            "{{\"index\":{{\"_index\":\"s\",\"_id\":\"d{i}\"}}}}\n{{\"i\":{i}}}\n"
+        ));
+    }
+    let (s, _) = c
+        .request(
+            Method::POST,
+            "/_bulk?refresh=true",
+            Some((Bytes::from(bulk), "application/x-ndjson")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    let ids = |v: &Value| -> Vec<String> {
+        v["hits"]["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (s, first) = c
+        .json(
+            Method::POST,
+            "/s/_search?scroll=1m",
+            Some(&json!({"size": 3, "sort": ["_doc"]})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    let id = first["_scroll_id"].as_str().unwrap().to_string();
+    let next = json!({"scroll": "1m", "scroll_id": id});
+    let mut seen = ids(&first);
+    let (s, second) = c
+        .json(Method::POST, "/_search/scroll", Some(&next))
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    seen.extend(ids(&second));
+    // The second continuation is handled, then its connection closes without an answer.
+    assert!(c
+        .json(Method::POST, "/_search/scroll", Some(&next))
+        .await
+        .is_err());
+    assert_eq!(emu.stats().lost_answers, 1);
+    // Asking again with the same id gives the page after the lost one: three documents are gone.
+    let (s, fourth) = c
+        .json(Method::POST, "/_search/scroll", Some(&next))
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    seen.extend(ids(&fourth));
+    assert_eq!(seen.len(), 7, "{seen:?}");
+    let logged: Vec<LoggedRequest> = emu.requests();
+    let lost: Vec<&LoggedRequest> = logged
+        .iter()
+        .filter(|l| l.fault.as_deref() == Some("lost-answer"))
+        .collect();
+    assert_eq!(lost.len(), 1);
+    assert_eq!(
+        (lost[0].path.as_str(), lost[0].status),
+        ("/_search/scroll", 200)
+    );
+    // Other requests never lose their answer.
+    for _ in 0..3 {
+        assert_eq!(c.json(Method::GET, "/s/_count", None).await.unwrap().0, 200);
+    }
 }

@@ -45,8 +45,12 @@ pub struct FakeEs {
     /// After this many successful PIT searches, the PIT disappears once (expiry).
     pub expire_pit_after: Option<u32>,
     pit_searches: u32,
-    /// Probability (0..1) that a request is answered 429/503/connection reset before processing.
+    /// Probability (0..1) that a request is answered 429/503/connection refused before processing.
     pub fault_rate: f64,
+    /// The N-th scroll continuation (1-based) is processed — the scroll moves on — and its answer
+    /// lost (a transport error after sending).
+    pub lose_scroll_answer_at: Option<u32>,
+    scroll_continuations: u32,
     /// Probability that one bulk item is rejected with 429.
     pub item_429_rate: f64,
     /// Ids whose bulk item fails with a mapping error.
@@ -464,11 +468,24 @@ impl Host for FakeEs {
                 return Ok(err(503, "unavailable_shards_exception", "try later"));
             }
             return Err(TransportError {
-                message: "connection reset".into(),
+                message: "ErrorCode::ConnectionRefused".into(),
                 retryable: true,
+                maybe_processed: false,
             });
         }
-        Ok(self.route(req))
+        let resp = self.route(req);
+        if req.method == Method::Post && req.path == "/_search/scroll" && resp.status == 200 {
+            self.scroll_continuations += 1;
+            if self.lose_scroll_answer_at == Some(self.scroll_continuations) {
+                self.faults += 1;
+                return Err(TransportError {
+                    message: "POST /_search/scroll: ErrorCode::HttpProtocolError".into(),
+                    retryable: true,
+                    maybe_processed: true,
+                });
+            }
+        }
+        Ok(resp)
     }
     fn sleep(&mut self, d: Duration) {
         self.sleeps.push(d);
