@@ -172,11 +172,26 @@ ensure_postgres() {
   id postgres >/dev/null 2>&1 || die "the postgresql package did not create the postgres user"
 }
 
+# buildah (builds kstash's OCI image from scratch), podman and runc (runs it; crun 1.8 refuses
+# hosts with hybrid cgroups), from Debian's apt.
+ensure_image() {
+  if command -v buildah >/dev/null && command -v podman >/dev/null && command -v runc >/dev/null; then
+    return 0
+  fi
+  log "installing buildah, podman, runc (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || die "apt-get update failed"
+  apt-get install -y -qq --no-install-recommends buildah podman runc ca-certificates >/dev/null \
+    || die "apt-get install buildah podman runc failed"
+  buildah --version >/dev/null || die "buildah does not run"
+  podman --version >/dev/null || die "podman does not run"
+}
+
 want=("$@")
 [ ${#want[@]} -eq 0 ] && want=(all)
 for w in "${want[@]}"; do
   case "$w" in
-    all) ensure_wasm; ensure_restic; ensure_redis; ensure_moto; ensure_pyes; ensure_elasticdump; ensure_azurite; ensure_gcs; ensure_kubectl; ensure_helm; ensure_postgres ;;
+    all) ensure_wasm; ensure_restic; ensure_redis; ensure_moto; ensure_pyes; ensure_elasticdump; ensure_azurite; ensure_gcs; ensure_kubectl; ensure_helm; ensure_postgres; ensure_image ;;
     wasm) ensure_wasm ;;
     restic) ensure_restic ;;
     redis) ensure_redis ;;
@@ -188,7 +203,8 @@ for w in "${want[@]}"; do
     kubectl) ensure_kubectl ;;
     helm) ensure_helm ;;
     postgres) ensure_postgres ;;
-    *) die "unknown tool '$w' (known: all wasm restic redis moto pyes elasticdump azurite gcs kubectl helm postgres)" ;;
+    image) ensure_image ;;
+    *) die "unknown tool '$w' (known: all wasm restic redis moto pyes elasticdump azurite gcs kubectl helm postgres image)" ;;
   esac
 done
 log "ok: ${want[*]}"

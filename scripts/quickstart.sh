@@ -8,6 +8,10 @@
 #   scripts/quickstart.sh --es-url https://my-es:9200 --es-user elastic --es-password … [--es-ca ca.crt]
 #                                         # back up a real Elasticsearch instead of the emulator
 #                                         # (the restore then goes to a second emulator)
+#   scripts/quickstart.sh --operator-image localhost/kstash:dev
+#                                         # run the operator from kstash's OCI image (podman,
+#                                         # read-only root, user 65532) instead of in `kstash up`
+#                                         # (build it with engine/deploy/image/build.sh)
 #
 # What runs (all on 127.0.0.1, state in .kstash/quickstart, logs in .kstash/quickstart/logs):
 #   - moto        a local S3 server (the tutorial's bucket `esbackup`)
@@ -15,6 +19,7 @@
 #                 sample documents) standing in for the tutorial's KubeDB `es-quickstart`
 #   - es-restore  a second, empty emulator: the restore target
 #   - kstash up   the embedded Kubernetes API server + the kstash operator, one process
+#                 (with --operator-image: the API server only, the operator in a container)
 # Running it again reuses what is still running (and restarts what is not).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,6 +29,10 @@ LOGS="$STATE/logs"
 NS=demo
 ES_USER=elastic
 ES_URL="" ES_CA="" ES_PASSWORD=""
+OPERATOR_IMAGE="${KSTASH_OPERATOR_IMAGE:-}"
+CONTAINER=kstash-quickstart-operator
+# crun 1.8 (Debian 12) refuses hosts with hybrid cgroups; runc runs there and everywhere else.
+OCI_RUNTIME="${KSTASH_OCI_RUNTIME:-$(command -v runc >/dev/null 2>&1 && echo runc || echo crun)}"
 ACTION=run
 
 say() { printf '\n==> %s\n' "$*"; }
@@ -37,7 +46,8 @@ while [ $# -gt 0 ]; do
     --es-user) ES_USER="$2"; shift ;;
     --es-password) ES_PASSWORD="$2"; shift ;;
     --es-ca) ES_CA="$2"; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --operator-image) OPERATOR_IMAGE="$2"; shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
   shift
@@ -46,6 +56,11 @@ done
 alive() { [ -f "$STATE/$1.pid" ] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
 
 stop_all() {
+  if command -v podman >/dev/null 2>&1 && podman container exists "$CONTAINER" 2>/dev/null; then
+    podman logs "$CONTAINER" >"$LOGS/operator-image.log" 2>&1 || true
+    podman --runtime "$OCI_RUNTIME" rm -f -t 10 "$CONTAINER" >/dev/null 2>&1 || true
+    echo "stopped $CONTAINER (container)"
+  fi
   for p in kstash-up es-restore es-source moto; do
     if alive "$p"; then
       pid="$(cat "$STATE/$p.pid")"
@@ -149,10 +164,12 @@ if [ "$MOTO_FRESH" = 1 ] && [ -d "$STATE/up" ]; then
   echo "the S3 server started empty: starting kstash's state afresh (removing $STATE/up)"
   rm -rf "$STATE/up"
 fi
+UP_FLAGS=()
+[ -n "$OPERATOR_IMAGE" ] && UP_FLAGS=(--no-operator)
 if ! alive kstash-up; then
   KSTASH_LOG="${KSTASH_LOG:-info}" "$KSTASH" up --data-dir "$STATE/up" --listen "127.0.0.1:$API_PORT" \
     --module-dir "$MODULES" --addons "$ROOT/examples/addons" --metrics-addr "127.0.0.1:$(port_of metrics)" \
-    >"$LOGS/kstash-up.log" 2>&1 &
+    "${UP_FLAGS[@]}" >"$LOGS/kstash-up.log" 2>&1 &
   echo $! >"$STATE/kstash-up.pid"
 fi
 for _ in $(seq 600); do
@@ -164,6 +181,34 @@ grep -q '^export KUBECONFIG=' "$LOGS/kstash-up.log" || die "kstash up did not st
 grep '^addons:\|^metrics:\|^modules:' "$LOGS/kstash-up.log" || true
 export KUBECONFIG="$STATE/up/kubeconfig"
 k() { "$KUBECTL_BIN" "$@"; }
+
+# The operator from the image: the host's network (the API server, S3 and Elasticsearch are on
+# 127.0.0.1), a read-only root, user 65532, the module cache in a 0700 directory of that user
+# (the pod's emptyDir), the kubeconfig as a read-only file only that user can read.
+operator_alive() {
+  [ -z "$OPERATOR_IMAGE" ] || [ "$(podman inspect -f '{{.State.Running}}' "$CONTAINER" 2>/dev/null)" = true ]
+}
+if [ -n "$OPERATOR_IMAGE" ]; then
+  say "the operator from image $OPERATOR_IMAGE (podman --runtime $OCI_RUNTIME, read-only root, user 65532)"
+  command -v podman >/dev/null || die "--operator-image needs podman (scripts/ensure-tools.sh image)"
+  podman image exists "$OPERATOR_IMAGE" || die "image $OPERATOR_IMAGE not found (build it: engine/deploy/image/build.sh)"
+  if ! operator_alive; then
+    install -m 0600 -o 65532 -g 65532 "$KUBECONFIG" "$STATE/operator-kubeconfig"
+    install -d -m 0700 -o 65532 -g 65532 "$STATE/operator-data"
+    # This host may not raise rlimits (no CAP_SYS_RESOURCE): give the container limits no higher
+    # than ours instead of podman's defaults.
+    podman --runtime "$OCI_RUNTIME" run -d --replace --name "$CONTAINER" --read-only --network host \
+      --ulimit "nofile=$(ulimit -n):$(ulimit -n)" --ulimit nproc=4096:4096 \
+      -v "$STATE/operator-data:/var/lib/kstash:rw" --tmpfs /tmp:rw,mode=1777 \
+      -v "$STATE/operator-kubeconfig:/etc/kstash/kubeconfig:ro" -e KSTASH_LOG="${KSTASH_LOG:-info}" \
+      "$OPERATOR_IMAGE" operator --kubeconfig /etc/kstash/kubeconfig \
+      --module-dir /usr/lib/kstash/addons --metrics-addr off --identity kstash-image >/dev/null \
+      || die "podman could not start the operator from $OPERATOR_IMAGE"
+  fi
+  sleep 1
+  operator_alive || { podman logs "$CONTAINER" 2>&1 | tail -20; die "the operator container exited"; }
+  echo "operator: $(podman inspect -f '{{.Config.User}} read-only={{.HostConfig.ReadonlyRootfs}}' "$CONTAINER") in $CONTAINER"
+fi
 
 say "the tutorial's objects (examples/auto-backup), storage pointed at the local S3 server"
 k get ns "$NS" >/dev/null 2>&1 || k create ns "$NS"
@@ -207,6 +252,7 @@ for i in $(seq 600); do
   SNAP="$(snap_ok)"
   [ -n "$SNAP" ] && break
   alive kstash-up || die "kstash up exited; see $LOGS/kstash-up.log"
+  operator_alive || { podman logs "$CONTAINER" 2>&1 | tail -20; die "the operator container exited"; }
   [ $((i % 30)) = 0 ] && k get backupsession -n "$NS" 2>/dev/null | tail -n +2 || true
   sleep 1
 done

@@ -26,7 +26,7 @@ if [ "$free_kib" -lt $(( 8 * 1048576 )) ]; then
   exit 1
 fi
 
-step "tools (restic, moto, elasticdump, python client, kubectl, helm, wasm32-wasip2)"
+step "tools (restic, moto, elasticdump, python client, kubectl, helm, wasm32-wasip2, postgresql, redis, buildah/podman)"
 scripts/ensure-tools.sh all
 
 step "formatting"
@@ -64,6 +64,26 @@ trap qs_stop EXIT
 KSTASH_BIN="$TARGET/debug/kstash" KSTASH_ES_EMULATOR_BIN="$TARGET/debug/kstash-es-emulator" \
   scripts/quickstart.sh
 scripts/quickstart.sh --stop
+trap - EXIT
+rm -rf "$QS_DIR"
+
+step "the OCI image: built from this build's kstash (engine/deploy/image/build.sh), the tutorial again with the operator inside it (podman, read-only root, user 65532)"
+IMAGE=localhost/kstash:test-$$
+engine/deploy/image/build.sh --kstash "$TARGET/debug/kstash" \
+  --modules addons/target/wasm32-wasip2/release --tag "$IMAGE"
+QS_DIR="$(mktemp -d)"
+export KSTASH_QUICKSTART_DIR="$QS_DIR"
+img_stop() { scripts/quickstart.sh --stop >/dev/null 2>&1 || true; podman rmi -f "$IMAGE" >/dev/null 2>&1 || true; }
+trap img_stop EXIT
+KSTASH_BIN="$TARGET/debug/kstash" KSTASH_ES_EMULATOR_BIN="$TARGET/debug/kstash-es-emulator" \
+  scripts/quickstart.sh --operator-image "$IMAGE"
+scripts/quickstart.sh --stop
+# The backup and the restore were the container's work: `kstash up` ran no operator.
+grep -q "no operator (--no-operator)" "$QS_DIR/logs/kstash-up.log" \
+  || { echo "error: kstash up ran its own operator" >&2; exit 1; }
+grep -q "kstash_operator" "$QS_DIR/logs/operator-image.log" \
+  || { echo "error: the operator container logged nothing" >&2; exit 1; }
+img_stop
 trap - EXIT
 rm -rf "$QS_DIR"
 

@@ -44,6 +44,10 @@ pub struct UpArgs {
     pub shutdown_grace: f64,
     #[command(flatten)]
     pub egress: crate::operator::EgressArgs,
+    /// Serve the control plane and register the addons, but run no operator: run `kstash
+    /// operator` elsewhere (e.g. the OCI image) against the printed kubeconfig.
+    #[arg(long)]
+    pub no_operator: bool,
 }
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -247,6 +251,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             println!("addons: registered {counts:?} from {}", dir.display());
         }
         None => println!("addons: no manifest directory (pass --addons DIR); none registered"),
+    }
+
+    if args.no_operator {
+        println!(
+            "kstash up: control plane {} (data in {}); no operator (--no-operator)",
+            cp.url(),
+            data_dir.display()
+        );
+        println!("export KUBECONFIG={}", cp.kubeconfig_path.display());
+        crate::operator::shutdown_on_signal().cancelled().await;
+        cp.shutdown().await;
+        println!("kstash up: stopped");
+        return Ok(());
     }
 
     let identity = args
