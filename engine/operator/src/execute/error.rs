@@ -38,8 +38,17 @@ pub enum Error {
     #[error(transparent)]
     Module(#[from] crate::task::module::ModuleError),
     /// Resolving the target connection failed.
-    #[error(transparent)]
+    #[error("target: {0}")]
     Target(#[from] crate::task::target::TargetError),
+    /// The session asks for something kstash does not run (hooks, …).
+    #[error(transparent)]
+    Unsupported(kstash_api::admission::AdmissionError),
+    /// A BackupSession rule refused the session's fields (deadline, retry).
+    #[error(transparent)]
+    Session(#[from] kstash_rules::backup_session::SessionError),
+    /// The RestoreSession could not be planned.
+    #[error(transparent)]
+    Plan(#[from] kstash_rules::restore_session::PlanError),
     /// A reference reaches a namespace that did not allow it (the tenancy rules).
     #[error("refused: {0}")]
     Denied(#[from] kstash_api::admission::AdmissionError),
