@@ -36,7 +36,7 @@ pub enum Error {
     Resolve(#[from] kstash_repo::resolve::ResolveError),
     /// Resolving or loading the addon module failed.
     #[error(transparent)]
-    Module(#[from] crate::task::module::ModuleError),
+    Module(Box<crate::task::module::ModuleError>),
     /// Resolving the target connection failed.
     #[error("target: {0}")]
     Target(#[from] crate::task::target::TargetError),
@@ -58,6 +58,12 @@ pub enum Error {
     /// A parameter could not be resolved.
     #[error(transparent)]
     Params(#[from] crate::task::params::ParamError),
+}
+
+impl From<crate::task::module::ModuleError> for Error {
+    fn from(e: crate::task::module::ModuleError) -> Self {
+        Error::Module(Box::new(e))
+    }
 }
 
 impl Error {
