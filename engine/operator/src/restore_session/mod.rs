@@ -110,8 +110,7 @@ async fn reconcile(obj: Arc<RestoreSession>, exec: Arc<Executor>) -> Result<Acti
         Step::Idle => Ok(Action::await_change()),
         Step::RecoverOrphan => r.recover().await,
         Step::Plan => {
-            let claim = exec.live.claim(&uid, None);
-            let _claim = claim.expect("a claim without an overlap key is never refused");
+            let _claim = exec.live.enter(&uid);
             r.plan().await
         }
     }

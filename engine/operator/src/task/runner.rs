@@ -126,6 +126,16 @@ impl Live {
         lock(&self.keys).get(key).cloned()
     }
 
+    /// Claims `uid` alone (a session without an overlap key: a restore).
+    pub fn enter(&self, uid: &str) -> Claim<'_> {
+        lock(&self.uids).insert(uid.to_string());
+        Claim {
+            live: self,
+            uid: uid.to_string(),
+            key: None,
+        }
+    }
+
     /// Claims `uid`, and `key` for the session `name` when given. `Err` names the other session
     /// holding `key` (nothing is claimed then).
     pub fn claim(&self, uid: &str, key: Option<(&str, &str)>) -> Result<Claim<'_>, String> {
@@ -158,6 +168,42 @@ impl Drop for Claim<'_> {
 mod tests {
     use super::*;
 
+    fn running(
+        task: impl Future<Output = Result<TaskReport, TaskError>> + Send + 'static,
+        abort: &CancellationToken,
+    ) -> Running<'static> {
+        Running {
+            task: Box::pin(task),
+            tick: interval_at(Instant::now() + PROGRESS_INTERVAL, PROGRESS_INTERVAL),
+            abort: abort.clone(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_running_task_ticks_ends_and_is_aborted() {
+        let abort = CancellationToken::new();
+        let failed = async { Err(TaskError::Invalid("no such task".into())) };
+        match running(failed, &abort).next().await {
+            Event::Done(Err(RunError::Task(TaskError::Invalid(m)))) => {
+                assert_eq!(m, "no such task")
+            }
+            other => panic!("the task's own error: {other:?}"),
+        }
+
+        let mut forever = running(std::future::pending(), &abort);
+        let t0 = std::time::Instant::now();
+        assert!(matches!(forever.next().await, Event::Tick));
+        assert!(
+            t0.elapsed() >= PROGRESS_INTERVAL,
+            "the first tick after one interval"
+        );
+        abort.cancel();
+        match forever.next().await {
+            Event::Done(Err(e @ RunError::Aborted)) => assert_eq!(e.to_string(), SHUTDOWN_ABORT),
+            other => panic!("aborted: {other:?}"),
+        }
+    }
+
     #[test]
     fn a_claim_holds_the_uid_and_the_key_until_dropped() {
         let live = Live::default();
@@ -169,7 +215,7 @@ mod tests {
             "a"
         );
         assert!(!live.contains("uid-b"), "a refused claim holds nothing");
-        let r = live.claim("uid-r", None).unwrap();
+        let r = live.enter("uid-r");
         drop(a);
         assert!(!live.contains("uid-a"));
         assert_eq!(live.holder("demo/bc/s"), None);
