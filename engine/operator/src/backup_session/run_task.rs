@@ -36,8 +36,9 @@ impl Run<'_> {
         let t0 = Instant::now();
         let backups = match self.open_backups(&task, targets).await {
             Ok(b) => b,
-            Err(msg) => {
+            Err(e) => {
                 let snaps: Vec<Snapshot> = targets.iter().map(|t| t.snapshot.clone()).collect();
+                let msg = e.to_string();
                 return Ok(self.fail_snapshots(&snaps, &task.components, &msg).await);
             }
         };
@@ -84,7 +85,7 @@ impl Run<'_> {
         &self,
         task: &PreparedTask,
         targets: &[RepoTarget],
-    ) -> Result<Backups, String> {
+    ) -> Result<Backups, OpenError> {
         let session = self.bs.spec.session.clone().unwrap_or_default();
         let mut backups = Vec::new();
         for t in targets {
@@ -98,11 +99,10 @@ impl Run<'_> {
                         .map(|b| (Arc::new(b), repo)),
                     Err(e) => Err(e),
                 };
-                per_component.push(opened.map_err(|e| {
-                    format!(
-                        "Repository {} (component {comp}): {e}",
-                        t.repo.metadata.name.as_deref().unwrap_or("")
-                    )
+                per_component.push(opened.map_err(|source| OpenError {
+                    repository: t.repo.metadata.name.clone().unwrap_or_default(),
+                    component: comp.clone(),
+                    source,
                 })?);
             }
             backups.push(per_component);
@@ -219,6 +219,16 @@ impl Run<'_> {
             })
             .collect()
     }
+}
+
+/// A restic backup of one repository's component could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("Repository {repository} (component {component}): {source}")]
+struct OpenError {
+    repository: String,
+    component: String,
+    #[source]
+    source: kstash_repo::Error,
 }
 
 /// Commits backup `b` to `repo` and checks the repository; the component's result.

@@ -184,6 +184,7 @@ impl<'a> Restore<'a> {
         let update = match result {
             Ok(()) => ComponentUpdate::Succeeded(to_progress(&progress, 0, t0), t0.elapsed()),
             Err(e) => {
+                let e = e.to_string();
                 self.rc
                     .exec
                     .events
@@ -206,7 +207,7 @@ impl<'a> Restore<'a> {
         comp: &str,
         progress: &Arc<Progress>,
         t0: Instant,
-    ) -> Result<(), String> {
+    ) -> Result<(), ComponentError> {
         let stats = p
             .snapshot
             .status
@@ -222,19 +223,16 @@ impl<'a> Restore<'a> {
             .unwrap_or_else(|| DEFAULT_INTERIM_DIR.to_string());
         let session = p.snapshot.spec.session.clone().unwrap_or_default();
         let repo = kstash_repo::ComponentPath::new(&session, comp)
-            .and_then(|c| p.resolved.component(&c))
-            .map_err(|e| e.to_string())?;
+            .and_then(|c| p.resolved.component(&c))?;
         let reader = repo
             .open_snapshot(&id)
             .await
-            .map_err(|e| format!("opening restic snapshot {id} of {}: {e}", repo.location()))?;
-        let total: u64 = reader
-            .files()
-            .await
-            .map_err(|e| e.to_string())?
-            .iter()
-            .map(|f| f.size)
-            .sum();
+            .map_err(|source| ComponentError::Open {
+                id: id.clone(),
+                location: repo.location().to_string(),
+                source: Box::new(source),
+            })?;
+        let total: u64 = reader.files().await?.iter().map(|f| f.size).sum();
         // Several components: each restore task sees `<component>/<file>`, the names its backup
         // wrote (task::sink).
         let several = p
@@ -273,11 +271,11 @@ impl<'a> Restore<'a> {
                 }
             }
         };
-        result.map(|_| ()).map_err(|e| {
-            format!(
-                "task {} (Function {}) against {} failed: {e}",
-                p.task, p.function, p.conn.describe
-            )
+        result.map(|_| ()).map_err(|source| ComponentError::Task {
+            task: p.task.clone(),
+            function: p.function.clone(),
+            target: p.conn.describe.clone(),
+            source: Box::new(source),
         })
     }
 }
@@ -297,7 +295,7 @@ fn component_id(
     snapshot: &Snapshot,
     snap: &ResolvedSnapshot,
     comp: &str,
-) -> Result<String, String> {
+) -> Result<String, ComponentError> {
     let c = snapshot
         .status
         .as_ref()
@@ -305,22 +303,64 @@ fn component_id(
     let id = c
         .and_then(|c| c.restic_stats.first())
         .and_then(|s| s.id.clone());
+    let named = format!("{}/{}", snap.namespace, snap.name);
     match (c, id) {
         (Some(_), Some(id)) => Ok(id),
-        (None, _) => Err(format!(
-            "component {comp:?} is not in Snapshot {}/{} (it has: {})",
-            snap.namespace,
-            snap.name,
-            snapshot
+        (None, _) => Err(ComponentError::NotInSnapshot {
+            component: comp.to_string(),
+            snapshot: named,
+            has: snapshot
                 .status
                 .as_ref()
                 .map(|s| s.components.keys().cloned().collect::<Vec<_>>().join(", "))
-                .unwrap_or_default()
-        )),
-        (Some(_), None) => Err(format!(
-            "component {comp:?} of Snapshot {}/{} records no restic snapshot id",
-            snap.namespace, snap.name
-        )),
+                .unwrap_or_default(),
+        }),
+        (Some(_), None) => Err(ComponentError::NoResticId {
+            component: comp.to_string(),
+            snapshot: named,
+        }),
+    }
+}
+
+/// Why one component of a restore failed (the message lands in `components.<c>` and in the
+/// `RestoreTaskFailed` Event).
+#[derive(Debug, thiserror::Error)]
+enum ComponentError {
+    /// The Snapshot does not hold the component.
+    #[error("component {component:?} is not in Snapshot {snapshot} (it has: {has})")]
+    NotInSnapshot {
+        component: String,
+        snapshot: String,
+        has: String,
+    },
+    /// The Snapshot holds the component without a restic snapshot id.
+    #[error("component {component:?} of Snapshot {snapshot} records no restic snapshot id")]
+    NoResticId { component: String, snapshot: String },
+    /// The component's repository could not be opened, or its files listed.
+    #[error(transparent)]
+    Repo(Box<kstash_repo::Error>),
+    /// Opening the restic snapshot failed.
+    #[error("opening restic snapshot {id} of {location}: {source}")]
+    Open {
+        id: String,
+        location: String,
+        #[source]
+        source: Box<kstash_repo::Error>,
+    },
+    /// The restore task failed (or was aborted).
+    #[error("task {task} (Function {function}) against {target} failed: {source}")]
+    Task {
+        task: String,
+        function: String,
+        target: String,
+        #[source]
+        source: Box<runner::RunError>,
+    },
+}
+
+impl From<kstash_repo::Error> for ComponentError {
+    fn from(e: kstash_repo::Error) -> Self {
+        ComponentError::Repo(Box::new(e))
     }
 }
 
