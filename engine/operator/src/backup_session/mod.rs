@@ -5,16 +5,16 @@
 //! was observed (its invoker, the other sessions, the sessions whose task runs here):
 //!
 //! - `Skip` / `WaitForInvoker` / `Idle` / `Requeue`: admission (spec §4 step 1) and waiting;
-//! - `Start` ([`start`]): claims the session in the shared live map
-//!   ([`crate::task::runner::Live`]) and runs it in the order of spec §4: deadline → one
-//!   Snapshot per repository ([`snapshots`]) → executor (Addon task → Function → digest-pinned
-//!   WASM module; target connection from the AppBinding: [`prepare`]) → the task streams into
-//!   each repository's components through the shared runner ([`run_task`]) → Snapshot status and its
-//!   YAML copy in the bucket → retention ([`retention`]) → session history → `MetricsPushed` →
-//!   phase ([`history`]);
-//! - `RecoverOrphan` ([`recover`]): a session found `Running` with no live task in this
+//! - `Start` (`start.rs`): claims the session in the shared live map
+//!   ([`crate::task::runner::Live`]) and runs it in the order of spec §4 (`run.rs`): deadline
+//!   → one Snapshot per repository (`snapshots.rs`) → executor (Addon task → Function →
+//!   digest-pinned WASM module; target connection from the AppBinding: `prepare.rs`) → the task
+//!   streams into each repository's components through the shared runner (`run_task.rs`) →
+//!   Snapshot status and its YAML copy in the bucket → retention (`retention.rs`) → session
+//!   history → `MetricsPushed` → phase (`history.rs`);
+//! - `RecoverOrphan` (`recover.rs`): a session found `Running` with no live task in this
 //!   executor (the engine restarted) is driven to `Failed` by `recover_orphan`;
-//! - `CreateRetry` ([`retry`]): a failed session with `retryLeft` gets its retry when due.
+//! - `CreateRetry` (`retry.rs`): a failed session with `retryLeft` gets its retry when due.
 //!
 //! Every decision comes from `kstash_rules::backup_session`; this module does the I/O.
 

@@ -8,7 +8,7 @@
 //! dependencies, the target, the BackupConfigurations of the target to pause), whose
 //! [`Next`] says what to do: mark it Invalid, wait, fail, or run. Running pauses those
 //! configurations, runs the Addon's restore task per component through the shared task runner
-//! ([`crate::task::runner`], see [`run`]), then resumes them and finishes (`MetricsPushed`,
+//! ([`crate::task::runner`], see `run.rs`), then resumes them and finishes (`MetricsPushed`,
 //! phase by the calculator).
 
 mod pause;
