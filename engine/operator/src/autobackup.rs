@@ -187,216 +187,263 @@ async fn delete_keeping_data(ctx: &Context, bc: &BackupConfiguration) -> Result<
     }
 }
 
+/// One target object being reconciled.
+struct Target<'a> {
+    tc: &'a TargetCtl,
+    obj: &'a DynamicObject,
+    ns: String,
+    name: String,
+    uid: String,
+}
+
 async fn reconcile_target(obj: Arc<DynamicObject>, tc: Arc<TargetCtl>) -> Result<Action> {
-    let ctl = &tc.ctl;
-    let ar = &tc.resource;
-    let ctx = &ctl.ctx;
-    let ns = obj.namespace().unwrap_or_default();
-    let name = obj.name_any();
-    let kind = ar.kind.clone();
-    let uid = obj.uid().unwrap_or_default();
     if obj.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-
+    let t = Target {
+        tc: &tc,
+        obj: &obj,
+        ns: obj.namespace().unwrap_or_default(),
+        name: obj.name_any(),
+        uid: obj.uid().unwrap_or_default(),
+    };
     // Annotations gone: delete what was generated for this object, keep the data.
     if !obj.annotations().contains_key(ann::BLUEPRINT_NAME) {
-        for bc in generated_for(ctx, &uid).await? {
-            delete_keeping_data(ctx, &bc).await?;
-            ctl.events
-                .publish_with(obj.as_ref(), ar, false, "AutoBackupRemoved", "Delete",
-                    format!("annotation {} removed: BackupConfiguration {}/{} deleted (repositories and snapshots kept)",
-                        ann::BLUEPRINT_NAME, bc.namespace().unwrap_or_default(), bc.name_any()))
-                .await;
-        }
+        t.remove_generated().await?;
         return Ok(Action::await_change());
     }
-
-    // An AppBinding defers to its annotated database object.
     let target_json = serde_json::to_value(obj.as_ref()).expect("object serializes");
-    if kind == "AppBinding" {
-        let app_ref = &target_json["spec"]["appRef"];
-        if let Err(denied) =
-            kstash_api::tenancy::app_ref(&ns, app_ref["namespace"].as_str(), "spec.appRef")
-        {
-            ctl.events
-                .publish_with(
-                    obj.as_ref(),
-                    ar,
-                    true,
-                    REASON_AUTO_BACKUP_FAILED,
-                    "Validate",
-                    format!("refused: {denied}"),
-                )
-                .await;
-            return Ok(Action::await_change());
-        }
-        if app_ref["apiGroup"] == GROUP_KUBEDB {
-            let rns = app_ref["namespace"]
-                .as_str()
-                .filter(|s| !s.is_empty())
-                .unwrap_or(&ns);
-            if let Some(db) = crate::kinds::get(
-                &ctx.client,
-                GROUP_KUBEDB,
-                app_ref["kind"].as_str().unwrap_or_default(),
-                rns,
-                app_ref["name"].as_str().unwrap_or_default(),
+    if t.tc.resource.kind == "AppBinding" && t.defers_to_database(&target_json).await? {
+        return Ok(Action::await_change());
+    }
+    let Some(bp) = t.blueprint(&target_json).await? else {
+        return Ok(Action::await_change());
+    };
+    let Some(bc) = t.render(&target_json, &bp).await? else {
+        return Ok(Action::await_change());
+    };
+    t.apply(&bc, &bp).await
+}
+
+impl Target<'_> {
+    /// A Warning Event `AutoBackupFailed` on the target.
+    async fn failed(&self, action: &str, msg: String) {
+        self.tc
+            .ctl
+            .events
+            .publish_with(
+                self.obj,
+                &self.tc.resource,
+                true,
+                REASON_AUTO_BACKUP_FAILED,
+                action,
+                msg,
             )
-            .await
-            .map_err(kube_err("reading the AppBinding's appRef"))?
-            {
-                if db.annotations().contains_key(ann::BLUEPRINT_NAME) {
-                    return Ok(Action::await_change());
-                }
-            }
-        }
+            .await;
     }
 
-    // The blueprint.
-    let a = obj.annotations();
-    let bp_name = a.get(ann::BLUEPRINT_NAME).cloned().unwrap_or_default();
-    let bp_ns = a.get(ann::BLUEPRINT_NAMESPACE).cloned().unwrap_or_default();
-    let bp = if bp_ns.is_empty() {
-        None
-    } else {
-        Api::<BackupBlueprint>::namespaced(ctx.client.clone(), &bp_ns)
+    /// A Normal Event on the target.
+    async fn done(&self, reason: &str, action: &str, msg: String) {
+        self.tc
+            .ctl
+            .events
+            .publish_with(self.obj, &self.tc.resource, false, reason, action, msg)
+            .await;
+    }
+
+    /// The annotations are gone: every BC generated for the target is deleted (repositories
+    /// and snapshots kept).
+    async fn remove_generated(&self) -> Result<()> {
+        let ctx = &self.tc.ctl.ctx;
+        for bc in generated_for(ctx, &self.uid).await? {
+            delete_keeping_data(ctx, &bc).await?;
+            let msg = format!(
+                "annotation {} removed: BackupConfiguration {}/{} deleted (repositories and snapshots kept)",
+                ann::BLUEPRINT_NAME,
+                bc.namespace().unwrap_or_default(),
+                bc.name_any()
+            );
+            self.done("AutoBackupRemoved", "Delete", msg).await;
+        }
+        Ok(())
+    }
+
+    /// Whether an AppBinding leaves the BC to its annotated database object (or its `appRef`
+    /// is refused by the tenancy rules: a Warning Event).
+    async fn defers_to_database(&self, target_json: &serde_json::Value) -> Result<bool> {
+        let app_ref = &target_json["spec"]["appRef"];
+        if let Err(denied) =
+            kstash_api::tenancy::app_ref(&self.ns, app_ref["namespace"].as_str(), "spec.appRef")
+        {
+            self.failed("Validate", format!("refused: {denied}")).await;
+            return Ok(true);
+        }
+        if app_ref["apiGroup"] != GROUP_KUBEDB {
+            return Ok(false);
+        }
+        let rns = app_ref["namespace"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&self.ns);
+        let db = crate::kinds::get(
+            &self.tc.ctl.ctx.client,
+            GROUP_KUBEDB,
+            app_ref["kind"].as_str().unwrap_or_default(),
+            rns,
+            app_ref["name"].as_str().unwrap_or_default(),
+        )
+        .await
+        .map_err(kube_err("reading the AppBinding's appRef"))?;
+        Ok(db.is_some_and(|db| db.annotations().contains_key(ann::BLUEPRINT_NAME)))
+    }
+
+    /// The BackupBlueprint the annotations name (`None`, with a Warning Event, when it is
+    /// missing or not named fully).
+    async fn blueprint(&self, target_json: &serde_json::Value) -> Result<Option<BackupBlueprint>> {
+        let a = self.obj.annotations();
+        let bp_name = a.get(ann::BLUEPRINT_NAME).cloned().unwrap_or_default();
+        let bp_ns = a.get(ann::BLUEPRINT_NAMESPACE).cloned().unwrap_or_default();
+        if bp_ns.is_empty() {
+            // Missing namespace annotation: let the renderer report it.
+            let err = kstash_blueprint::render(
+                target_json,
+                &BackupBlueprint::new(&bp_name, Default::default()),
+                &Default::default(),
+            )
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| format!("annotation {} is required", ann::BLUEPRINT_NAMESPACE));
+            self.failed("Render", err).await;
+            return Ok(None);
+        }
+        let bp = Api::<BackupBlueprint>::namespaced(self.tc.ctl.ctx.client.clone(), &bp_ns)
             .get_opt(&bp_name)
             .await
             .map_err(kube_err(format!(
                 "reading BackupBlueprint {bp_ns}/{bp_name}"
             )))?
-            .filter(|b| b.metadata.deletion_timestamp.is_none())
-    };
-    let Some(bp) = bp else {
-        if !bp_ns.is_empty() {
-            ctl.events
-                .publish_with(
-                    obj.as_ref(),
-                    ar,
-                    true,
-                    REASON_AUTO_BACKUP_FAILED,
-                    "Render",
-                    format!(
-                        "BackupBlueprint {bp_ns}/{bp_name} (annotations {}, {}) not found",
-                        ann::BLUEPRINT_NAME,
-                        ann::BLUEPRINT_NAMESPACE
-                    ),
-                )
-                .await;
-            return Ok(Action::await_change());
+            .filter(|b| b.metadata.deletion_timestamp.is_none());
+        if bp.is_none() {
+            let msg = format!(
+                "BackupBlueprint {bp_ns}/{bp_name} (annotations {}, {}) not found",
+                ann::BLUEPRINT_NAME,
+                ann::BLUEPRINT_NAMESPACE
+            );
+            self.failed("Render", msg).await;
         }
-        // Missing namespace annotation: let the renderer report it.
-        let err = kstash_blueprint::render(
-            &target_json,
-            &BackupBlueprint::new(&bp_name, Default::default()),
-            &Default::default(),
-        )
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_else(|| format!("annotation {} is required", ann::BLUEPRINT_NAMESPACE));
-        ctl.events
-            .publish_with(
-                obj.as_ref(),
-                ar,
-                true,
-                REASON_AUTO_BACKUP_FAILED,
-                "Render",
-                err,
-            )
-            .await;
-        return Ok(Action::await_change());
-    };
-
-    // Render.
-    let ns_labels = namespace_labels(ctx).await?;
-    let mut bc = match kstash_blueprint::render(&target_json, &bp, &ns_labels) {
-        Ok(bc) => bc,
-        Err(e) => {
-            ctl.events
-                .publish_with(
-                    obj.as_ref(),
-                    ar,
-                    true,
-                    REASON_AUTO_BACKUP_FAILED,
-                    "Render",
-                    format!("BackupBlueprint {bp_ns}/{bp_name}: {e}"),
-                )
-                .await;
-            return Ok(Action::await_change());
-        }
-    };
-    let lookup = crate::control::admission_lookup(ctx).await?;
-    kstash_api::admission::default_backup_configuration(&mut bc, &lookup);
-    let bc_ns = bc.namespace().unwrap_or_default();
-    let bc_name = bc.name_any();
-    bc.labels_mut().insert(SOURCE_UID_LABEL.into(), uid.clone());
-    bc.annotations_mut()
-        .insert(SOURCE_ANNOTATION.into(), format!("{kind}/{ns}/{name}"));
-    if bc_ns == ns {
-        bc.metadata.owner_references = Some(vec![OwnerReference {
-            api_version: ar.api_version.clone(),
-            kind: kind.clone(),
-            name: name.clone(),
-            uid: uid.clone(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        }]);
+        Ok(bp)
     }
 
-    // Create or update.
-    let api: Api<BackupConfiguration> = Api::namespaced(ctx.client.clone(), &bc_ns);
-    match api.get_opt(&bc_name).await.map_err(kube_err(format!(
-        "reading BackupConfiguration {bc_ns}/{bc_name}"
-    )))? {
-        None => {
-            api.create(&PostParams::default(), &bc)
+    /// The BC rendered from `bp` for the target, defaulted, labelled with its source (and owned
+    /// by it in its namespace); `None`, with a Warning Event, when rendering fails.
+    async fn render(
+        &self,
+        target_json: &serde_json::Value,
+        bp: &BackupBlueprint,
+    ) -> Result<Option<BackupConfiguration>> {
+        let ctx = &self.tc.ctl.ctx;
+        let ns_labels = namespace_labels(ctx).await?;
+        let mut bc = match kstash_blueprint::render(target_json, bp, &ns_labels) {
+            Ok(bc) => bc,
+            Err(e) => {
+                let msg = format!("BackupBlueprint {}: {e}", blueprint_ref(bp));
+                self.failed("Render", msg).await;
+                return Ok(None);
+            }
+        };
+        let lookup = crate::control::admission_lookup(ctx).await?;
+        kstash_api::admission::default_backup_configuration(&mut bc, &lookup);
+        let ar = &self.tc.resource;
+        bc.labels_mut()
+            .insert(SOURCE_UID_LABEL.into(), self.uid.clone());
+        bc.annotations_mut().insert(
+            SOURCE_ANNOTATION.into(),
+            format!("{}/{}/{}", ar.kind, self.ns, self.name),
+        );
+        if bc.namespace().unwrap_or_default() == self.ns {
+            bc.metadata.owner_references = Some(vec![OwnerReference {
+                api_version: ar.api_version.clone(),
+                kind: ar.kind.clone(),
+                name: self.name.clone(),
+                uid: self.uid.clone(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]);
+        }
+        Ok(Some(bc))
+    }
+
+    /// Creates `bc`, or patches the one generated for this target when it differs (one that
+    /// kstash did not generate is left unchanged, with a Warning Event).
+    async fn apply(&self, bc: &BackupConfiguration, bp: &BackupBlueprint) -> Result<Action> {
+        let bc_ns = bc.namespace().unwrap_or_default();
+        let bc_name = bc.name_any();
+        let bp_ref = blueprint_ref(bp);
+        let api: Api<BackupConfiguration> = Api::namespaced(self.tc.ctl.ctx.client.clone(), &bc_ns);
+        let existing = api.get_opt(&bc_name).await.map_err(kube_err(format!(
+            "reading BackupConfiguration {bc_ns}/{bc_name}"
+        )))?;
+        let Some(existing) = existing else {
+            api.create(&PostParams::default(), bc)
                 .await
                 .map_err(kube_err(format!(
                     "creating BackupConfiguration {bc_ns}/{bc_name}"
                 )))?;
-            ctl.events
-                .publish_with(obj.as_ref(), ar, false, "BackupConfigurationCreated", "Render",
-                    format!("BackupConfiguration {bc_ns}/{bc_name} created from BackupBlueprint {bp_ns}/{bp_name}"))
-                .await;
+            let msg = format!(
+                "BackupConfiguration {bc_ns}/{bc_name} created from BackupBlueprint {bp_ref}"
+            );
+            self.done("BackupConfigurationCreated", "Render", msg).await;
+            return Ok(Action::requeue(Duration::from_secs(600)));
+        };
+        if existing.labels().get(SOURCE_UID_LABEL) != Some(&self.uid) {
+            let msg = format!(
+                "BackupConfiguration {bc_ns}/{bc_name} exists and was not generated for this object: left unchanged"
+            );
+            self.failed("Render", msg).await;
+            return Ok(Action::await_change());
         }
-        Some(existing) => {
-            if existing.labels().get(SOURCE_UID_LABEL) != Some(&uid) {
-                ctl.events
-                    .publish_with(obj.as_ref(), ar, true, REASON_AUTO_BACKUP_FAILED, "Render",
-                        format!("BackupConfiguration {bc_ns}/{bc_name} exists and was not generated for this object: left unchanged"))
-                    .await;
-                return Ok(Action::await_change());
-            }
-            let same = existing.spec.target == bc.spec.target
-                && existing.spec.backends == bc.spec.backends
-                && existing.spec.sessions == bc.spec.sessions
-                && bc
-                    .labels()
-                    .iter()
-                    .all(|(k, v)| existing.labels().get(k) == Some(v));
-            if !same {
-                let patch = serde_json::json!({
-                    "metadata": {"labels": bc.labels(), "annotations": bc.annotations()},
-                    "spec": {"target": bc.spec.target, "backends": bc.spec.backends, "sessions": bc.spec.sessions},
-                });
-                api.patch(
-                    &bc_name,
-                    &PatchParams::apply(control::FIELD_MANAGER),
-                    &Patch::Merge(&patch),
-                )
-                .await
-                .map_err(kube_err(format!(
-                    "updating BackupConfiguration {bc_ns}/{bc_name}"
-                )))?;
-                ctl.events
-                    .publish_with(obj.as_ref(), ar, false, "BackupConfigurationUpdated", "Render",
-                        format!("BackupConfiguration {bc_ns}/{bc_name} re-rendered from BackupBlueprint {bp_ns}/{bp_name}"))
-                    .await;
-            }
+        if !same_generated(&existing, bc) {
+            let patch = serde_json::json!({
+                "metadata": {"labels": bc.labels(), "annotations": bc.annotations()},
+                "spec": {"target": bc.spec.target, "backends": bc.spec.backends, "sessions": bc.spec.sessions},
+            });
+            api.patch(
+                &bc_name,
+                &PatchParams::apply(control::FIELD_MANAGER),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(kube_err(format!(
+                "updating BackupConfiguration {bc_ns}/{bc_name}"
+            )))?;
+            let msg = format!(
+                "BackupConfiguration {bc_ns}/{bc_name} re-rendered from BackupBlueprint {bp_ref}"
+            );
+            self.done("BackupConfigurationUpdated", "Render", msg).await;
         }
+        Ok(Action::requeue(Duration::from_secs(600)))
     }
-    Ok(Action::requeue(Duration::from_secs(600)))
+}
+
+/// `namespace/name` of a blueprint.
+fn blueprint_ref(bp: &BackupBlueprint) -> String {
+    format!(
+        "{}/{}",
+        bp.metadata.namespace.as_deref().unwrap_or(""),
+        bp.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+/// Whether the existing generated BC already is what was rendered (target, backends, sessions
+/// and every rendered label).
+fn same_generated(existing: &BackupConfiguration, bc: &BackupConfiguration) -> bool {
+    existing.spec.target == bc.spec.target
+        && existing.spec.backends == bc.spec.backends
+        && existing.spec.sessions == bc.spec.sessions
+        && bc
+            .labels()
+            .iter()
+            .all(|(k, v)| existing.labels().get(k) == Some(v))
 }
 
 async fn run_blueprints(ctl: Arc<Ctl>) {

@@ -111,6 +111,16 @@ type SessionKey = (String, String, String);
 pub fn render(inputs: &Inputs, state: ProcessState) -> String {
     let mut out = String::new();
     let mut f = Family { out: &mut out };
+    process(&mut f, state);
+    backup_sessions(&mut f, &inputs.backup_sessions);
+    snapshots(&mut f, &inputs.snapshots);
+    repositories(&mut f, &inputs.repositories);
+    restores_and_configurations(&mut f, inputs);
+    out
+}
+
+/// The process: up, leader, scrape success.
+fn process(f: &mut Family<'_>, state: ProcessState) {
     f.header(
         "kstash_operator_up",
         "gauge",
@@ -137,13 +147,27 @@ pub fn render(inputs: &Inputs, state: ProcessState) -> String {
         &[],
         if state.scrape_ok { 1.0 } else { 0.0 },
     );
+}
 
-    // BackupSessions: counts by phase, durations, last success and last duration per session.
-    let mut by_phase: BTreeMap<(SessionKey, String), u64> = BTreeMap::new();
-    let mut dur: BTreeMap<(SessionKey, String), (f64, u64)> = BTreeMap::new();
-    let mut last_success: BTreeMap<SessionKey, f64> = BTreeMap::new();
-    let mut last_done: BTreeMap<SessionKey, (f64, f64)> = BTreeMap::new();
-    for bs in &inputs.backup_sessions {
+/// The BackupSession series, gathered per (session key, phase) and per session key.
+#[derive(Default)]
+struct SessionSeries {
+    by_phase: BTreeMap<(SessionKey, String), u64>,
+    dur: BTreeMap<(SessionKey, String), (f64, u64)>,
+    last_success: BTreeMap<SessionKey, f64>,
+    last_done: BTreeMap<SessionKey, (f64, f64)>,
+}
+
+impl SessionSeries {
+    fn of(sessions: &[BackupSession]) -> Self {
+        let mut s = SessionSeries::default();
+        for bs in sessions {
+            s.add(bs);
+        }
+        s
+    }
+
+    fn add(&mut self, bs: &BackupSession) {
         let ns = bs.namespace().unwrap_or_default();
         let invoker = bs
             .spec
@@ -155,7 +179,10 @@ pub fn render(inputs: &Inputs, state: ProcessState) -> String {
         let key = (ns, invoker, session);
         let status = bs.status.clone().unwrap_or_default();
         let phase = phase_str(&status.phase);
-        *by_phase.entry((key.clone(), phase.clone())).or_default() += 1;
+        *self
+            .by_phase
+            .entry((key.clone(), phase.clone()))
+            .or_default() += 1;
         let d = status
             .duration
             .as_deref()
@@ -167,29 +194,35 @@ pub fn render(inputs: &Inputs, state: ProcessState) -> String {
             .as_ref()
             .map(|t| seconds(&t.0));
         let completed = status.phase.map(|p| p.is_completed()).unwrap_or(false);
-        if let (Some(d), true) = (d, completed) {
-            let e = dur.entry((key.clone(), phase.clone())).or_default();
-            e.0 += d;
-            e.1 += 1;
-            if let Some(c) = created {
-                let end = c + d;
-                let slot = last_done.entry(key.clone()).or_insert((f64::MIN, 0.0));
-                if end > slot.0 {
-                    *slot = (end, d);
-                }
-                if phase == "Succeeded" {
-                    let s = last_success.entry(key.clone()).or_insert(f64::MIN);
-                    *s = s.max(end);
-                }
+        let (Some(d), true) = (d, completed) else {
+            return;
+        };
+        let e = self.dur.entry((key.clone(), phase.clone())).or_default();
+        e.0 += d;
+        e.1 += 1;
+        if let Some(c) = created {
+            let end = c + d;
+            let slot = self.last_done.entry(key.clone()).or_insert((f64::MIN, 0.0));
+            if end > slot.0 {
+                *slot = (end, d);
+            }
+            if phase == "Succeeded" {
+                let s = self.last_success.entry(key).or_insert(f64::MIN);
+                *s = s.max(end);
             }
         }
     }
+}
+
+/// BackupSessions: counts by phase, durations, last success and last duration per session.
+fn backup_sessions(f: &mut Family<'_>, sessions: &[BackupSession]) {
+    let series = SessionSeries::of(sessions);
     f.header(
         "kstash_backup_sessions",
         "gauge",
         "BackupSessions in the cluster by configuration, session and phase.",
     );
-    for (((ns, inv, ses), phase), n) in &by_phase {
+    for (((ns, inv, ses), phase), n) in &series.by_phase {
         f.sample(
             "kstash_backup_sessions",
             &[
@@ -206,7 +239,7 @@ pub fn render(inputs: &Inputs, state: ProcessState) -> String {
         "summary",
         "Durations of the completed BackupSessions still in the cluster.",
     );
-    for (((ns, inv, ses), phase), (sum, count)) in &dur {
+    for (((ns, inv, ses), phase), (sum, count)) in &series.dur {
         let l = [
             ("namespace", ns.as_str()),
             ("invoker", inv.as_str()),
@@ -220,90 +253,114 @@ pub fn render(inputs: &Inputs, state: ProcessState) -> String {
             *count as f64,
         );
     }
-    f.header(
+    let last_done = series.last_done.iter().map(|(k, (_, d))| (k, *d));
+    session_gauge(
+        f,
         "kstash_backup_last_duration_seconds",
-        "gauge",
         "Duration of the most recently completed BackupSession.",
+        last_done,
     );
-    for ((ns, inv, ses), (_, d)) in &last_done {
+    session_gauge(
+        f,
+        "kstash_backup_last_success_timestamp_seconds",
+        "End time (unix seconds) of the last Succeeded BackupSession.",
+        series.last_success.iter().map(|(k, t)| (k, *t)),
+    );
+}
+
+/// One gauge family with a sample per session key.
+fn session_gauge<'k>(
+    f: &mut Family<'_>,
+    name: &str,
+    help: &str,
+    samples: impl Iterator<Item = (&'k SessionKey, f64)>,
+) {
+    f.header(name, "gauge", help);
+    for ((ns, inv, ses), v) in samples {
         f.sample(
-            "kstash_backup_last_duration_seconds",
+            name,
             &[
                 ("namespace", ns.as_str()),
                 ("invoker", inv.as_str()),
                 ("session", ses.as_str()),
             ],
-            *d,
+            v,
         );
     }
-    f.header(
-        "kstash_backup_last_success_timestamp_seconds",
-        "gauge",
-        "End time (unix seconds) of the last Succeeded BackupSession.",
-    );
-    for ((ns, inv, ses), t) in &last_success {
-        f.sample(
-            "kstash_backup_last_success_timestamp_seconds",
-            &[
-                ("namespace", ns.as_str()),
-                ("invoker", inv.as_str()),
-                ("session", ses.as_str()),
-            ],
-            *t,
-        );
+}
+
+/// The Snapshot series: counts by (namespace, repository, phase); per (namespace, repository)
+/// the newest Succeeded one's size and what it moved.
+#[derive(Default)]
+struct SnapshotSeries {
+    counts: BTreeMap<(String, String, String), u64>,
+    newest: BTreeMap<(String, String), (f64, f64)>,
+    /// Newest Succeeded Snapshot's (time, documents, stream bytes), from kstash's annotations.
+    moved: BTreeMap<(String, String), Moved>,
+}
+
+impl SnapshotSeries {
+    fn of(snapshots: &[Snapshot]) -> Self {
+        let mut s = SnapshotSeries::default();
+        for snap in snapshots {
+            s.add(snap);
+        }
+        s
     }
 
-    // Snapshots: counts by repository and phase; size of the newest succeeded one.
-    let mut snaps: BTreeMap<(String, String, String), u64> = BTreeMap::new();
-    let mut newest: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
-    // Newest Succeeded Snapshot's (time, documents, stream bytes), from kstash's annotations.
-    let mut moved: BTreeMap<(String, String), Moved> = BTreeMap::new();
-    for s in &inputs.snapshots {
+    fn add(&mut self, s: &Snapshot) {
         let ns = s.namespace().unwrap_or_default();
         let repo = s.spec.repository.clone().unwrap_or_default();
         let status = s.status.clone().unwrap_or_default();
         let phase = phase_str(&status.phase);
-        *snaps
+        *self
+            .counts
             .entry((ns.clone(), repo.clone(), phase.clone()))
             .or_default() += 1;
-        if phase == "Succeeded" {
-            let t = status
-                .snapshot_time
-                .as_ref()
-                .or(s.metadata.creation_timestamp.as_ref())
-                .map(|t| seconds(&t.0))
-                .unwrap_or(0.0);
-            let count = |k: &str| {
-                s.annotations()
-                    .get(k)
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .map(|v| v as f64)
-            };
-            let docs = count(kstash_api::constants::annotations::SNAPSHOT_DOCUMENTS);
-            let bytes = count(kstash_api::constants::annotations::SNAPSHOT_STREAM_BYTES);
-            if docs.is_some() || bytes.is_some() {
-                let slot =
-                    moved
-                        .entry((ns.clone(), repo.clone()))
-                        .or_insert((f64::MIN, None, None));
-                if t > slot.0 {
-                    *slot = (t, docs, bytes);
-                }
+        if phase != "Succeeded" {
+            return;
+        }
+        let t = status
+            .snapshot_time
+            .as_ref()
+            .or(s.metadata.creation_timestamp.as_ref())
+            .map(|t| seconds(&t.0))
+            .unwrap_or(0.0);
+        let count = |k: &str| {
+            s.annotations()
+                .get(k)
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|v| v as f64)
+        };
+        let docs = count(kstash_api::constants::annotations::SNAPSHOT_DOCUMENTS);
+        let bytes = count(kstash_api::constants::annotations::SNAPSHOT_STREAM_BYTES);
+        if docs.is_some() || bytes.is_some() {
+            let slot =
+                self.moved
+                    .entry((ns.clone(), repo.clone()))
+                    .or_insert((f64::MIN, None, None));
+            if t > slot.0 {
+                *slot = (t, docs, bytes);
             }
-            if let Some(b) = size_bytes(&status.size) {
-                let slot = newest.entry((ns, repo)).or_insert((f64::MIN, 0.0));
-                if t > slot.0 {
-                    *slot = (t, b);
-                }
+        }
+        if let Some(b) = size_bytes(&status.size) {
+            let slot = self.newest.entry((ns, repo)).or_insert((f64::MIN, 0.0));
+            if t > slot.0 {
+                *slot = (t, b);
             }
         }
     }
+}
+
+/// Snapshots: counts by repository and phase; size of the newest succeeded one.
+fn snapshots(f: &mut Family<'_>, snapshots: &[Snapshot]) {
+    let series = SnapshotSeries::of(snapshots);
     f.header(
         "kstash_snapshots",
         "gauge",
         "Snapshots in the cluster by repository and phase.",
     );
-    for ((ns, repo, phase), n) in &snaps {
+    for ((ns, repo, phase), n) in &series.counts {
         f.sample(
             "kstash_snapshots",
             &[
@@ -319,14 +376,13 @@ pub fn render(inputs: &Inputs, state: ProcessState) -> String {
         "gauge",
         "Size of the newest Succeeded Snapshot of a repository.",
     );
-    for ((ns, repo), (_, b)) in &newest {
+    for ((ns, repo), (_, b)) in &series.newest {
         f.sample(
             "kstash_snapshot_last_size_bytes",
             &[("namespace", ns.as_str()), ("repository", repo.as_str())],
             *b,
         );
     }
-
     let moved_families: [MovedFamily; 2] = [
         (
             "kstash_snapshot_last_documents",
@@ -341,7 +397,7 @@ pub fn render(inputs: &Inputs, state: ProcessState) -> String {
     ];
     for (name, help, value) in moved_families {
         f.header(name, "gauge", help);
-        for ((ns, repo), m) in &moved {
+        for ((ns, repo), m) in &series.moved {
             if let Some(v) = value(m) {
                 f.sample(
                     name,
@@ -351,15 +407,18 @@ pub fn render(inputs: &Inputs, state: ProcessState) -> String {
             }
         }
     }
+}
 
-    // Repositories: status fields.
-    f.header(
-        "kstash_repository_size_bytes",
-        "gauge",
-        "Repository.status.size.",
-    );
-    let repo_rows: Vec<_> = inputs
-        .repositories
+/// A Repository gauge: name, help, and the value it reads from the status.
+type RepositoryFamily = (
+    &'static str,
+    &'static str,
+    fn(&kstash_api::storage::RepositoryStatus) -> Option<f64>,
+);
+
+/// Repositories: status fields.
+fn repositories(f: &mut Family<'_>, repositories: &[Repository]) {
+    let repo_rows: Vec<_> = repositories
         .iter()
         .map(|r| {
             (
@@ -369,59 +428,44 @@ pub fn render(inputs: &Inputs, state: ProcessState) -> String {
             )
         })
         .collect();
-    for (ns, name, st) in &repo_rows {
-        if let Some(b) = size_bytes(&st.size) {
-            f.sample(
-                "kstash_repository_size_bytes",
-                &[("namespace", ns.as_str()), ("repository", name.as_str())],
-                b,
-            );
+    let families: [RepositoryFamily; 4] = [
+        (
+            "kstash_repository_size_bytes",
+            "Repository.status.size.",
+            |st| size_bytes(&st.size),
+        ),
+        (
+            "kstash_repository_snapshot_count",
+            "Repository.status.snapshotCount.",
+            |st| st.snapshot_count.map(|c| c as f64),
+        ),
+        (
+            "kstash_repository_last_backup_timestamp_seconds",
+            "Repository.status.lastBackupTime (unix seconds).",
+            |st| st.last_backup_time.as_ref().map(|t| seconds(&t.0)),
+        ),
+        (
+            "kstash_repository_integrity",
+            "Repository.status.integrity (1 true, 0 false).",
+            |st| st.integrity.map(|i| if i { 1.0 } else { 0.0 }),
+        ),
+    ];
+    for (name, help, value) in families {
+        f.header(name, "gauge", help);
+        for (ns, repo, st) in &repo_rows {
+            if let Some(v) = value(st) {
+                f.sample(
+                    name,
+                    &[("namespace", ns.as_str()), ("repository", repo.as_str())],
+                    v,
+                );
+            }
         }
     }
-    f.header(
-        "kstash_repository_snapshot_count",
-        "gauge",
-        "Repository.status.snapshotCount.",
-    );
-    for (ns, name, st) in &repo_rows {
-        if let Some(c) = st.snapshot_count {
-            f.sample(
-                "kstash_repository_snapshot_count",
-                &[("namespace", ns.as_str()), ("repository", name.as_str())],
-                c as f64,
-            );
-        }
-    }
-    f.header(
-        "kstash_repository_last_backup_timestamp_seconds",
-        "gauge",
-        "Repository.status.lastBackupTime (unix seconds).",
-    );
-    for (ns, name, st) in &repo_rows {
-        if let Some(t) = &st.last_backup_time {
-            f.sample(
-                "kstash_repository_last_backup_timestamp_seconds",
-                &[("namespace", ns.as_str()), ("repository", name.as_str())],
-                seconds(&t.0),
-            );
-        }
-    }
-    f.header(
-        "kstash_repository_integrity",
-        "gauge",
-        "Repository.status.integrity (1 true, 0 false).",
-    );
-    for (ns, name, st) in &repo_rows {
-        if let Some(i) = st.integrity {
-            f.sample(
-                "kstash_repository_integrity",
-                &[("namespace", ns.as_str()), ("repository", name.as_str())],
-                if i { 1.0 } else { 0.0 },
-            );
-        }
-    }
+}
 
-    // RestoreSessions and BackupConfigurations by phase.
+/// RestoreSessions and BackupConfigurations by phase.
+fn restores_and_configurations(f: &mut Family<'_>, inputs: &Inputs) {
     let mut restores: BTreeMap<(String, String), u64> = BTreeMap::new();
     for r in &inputs.restore_sessions {
         let phase = phase_str(&r.status.as_ref().and_then(|s| s.phase));
@@ -458,7 +502,6 @@ pub fn render(inputs: &Inputs, state: ProcessState) -> String {
             if phase == "Ready" { 1.0 } else { 0.0 },
         );
     }
-    out
 }
 
 fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>

@@ -36,10 +36,19 @@ pub enum Error {
     Resolve(#[from] kstash_repo::resolve::ResolveError),
     /// Resolving or loading the addon module failed.
     #[error(transparent)]
-    Module(#[from] crate::task::module::ModuleError),
+    Module(Box<crate::task::module::ModuleError>),
     /// Resolving the target connection failed.
-    #[error(transparent)]
+    #[error("target: {0}")]
     Target(#[from] crate::task::target::TargetError),
+    /// The session asks for something kstash does not run (hooks, …).
+    #[error(transparent)]
+    Unsupported(kstash_api::admission::AdmissionError),
+    /// A BackupSession rule refused the session's fields (deadline, retry).
+    #[error(transparent)]
+    Session(#[from] kstash_rules::backup_session::SessionError),
+    /// The RestoreSession could not be planned.
+    #[error(transparent)]
+    Plan(#[from] kstash_rules::restore_session::PlanError),
     /// A reference reaches a namespace that did not allow it (the tenancy rules).
     #[error("refused: {0}")]
     Denied(#[from] kstash_api::admission::AdmissionError),
@@ -49,6 +58,12 @@ pub enum Error {
     /// A parameter could not be resolved.
     #[error(transparent)]
     Params(#[from] crate::task::params::ParamError),
+}
+
+impl From<crate::task::module::ModuleError> for Error {
+    fn from(e: crate::task::module::ModuleError) -> Self {
+        Error::Module(Box::new(e))
+    }
 }
 
 impl Error {

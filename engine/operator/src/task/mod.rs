@@ -6,6 +6,8 @@
 //! - [`module`]: Addon task → Function → WASM module (location + pinned sha256) → loaded addon;
 //! - [`sink`]: the runtime's output/input streams onto repository backups and snapshots;
 //! - [`progress`]: live progress (documents, bytes) collected from the task's events;
+//! - [`runner`]: the one task runner (the addon call, its progress ticker, abort on shutdown)
+//!   and the live map of the sessions whose task runs here;
 //! - [`ulid`]: Snapshot IDs.
 //!
 //! Nothing here imports the executors: they import these modules, never the other way round.
@@ -14,6 +16,7 @@ pub mod module;
 pub mod params;
 pub mod progress;
 pub mod report;
+pub mod runner;
 pub mod sink;
 pub mod target;
 pub mod ulid;

@@ -18,6 +18,8 @@ use crate::backup_configuration::KIND_BACKUP_CONFIGURATION;
 pub const INVOKER_GRACE: Duration = Duration::from_secs(30);
 /// How often a session whose task runs here is looked at (to see its retry once it ends).
 pub const WHILE_RUNNING: Duration = Duration::from_secs(5);
+/// How often a young session looks again for its invoker's `Ready` status.
+pub const INVOKER_RECHECK: Duration = Duration::from_secs(1);
 
 /// What the reconciler observed besides the session.
 #[derive(Debug, Clone)]
@@ -40,8 +42,11 @@ pub struct Observed<'a, O: Borrow<BackupSession>> {
 pub enum Step {
     /// Nothing until the session changes.
     Idle,
-    /// Look again after this long.
+    /// Look again after this long (its task runs here, or its retry is not due yet).
     Requeue(Duration),
+    /// Its invoker exists but shows no `Ready` status yet and the session is young: look again
+    /// in [`INVOKER_RECHECK`] (within [`INVOKER_GRACE`] of its creation).
+    WaitForInvoker,
     /// Do not run it: phase `Skipped` with this message (`BackupSkipped=True`).
     Skip(String),
     /// Claim it and start its backup task.
@@ -67,6 +72,20 @@ pub fn unsupported_invoker(kind: &str) -> String {
              BackupConfiguration"
         ),
     }
+}
+
+/// The message of a session skipped because `other`, of the same invoker and session, runs.
+pub fn overlap_message(other: &str) -> String {
+    format!("Skipped because BackupSession {other} of the same session is running")
+}
+
+/// Whether the next step of `bs` depends on [`Observed::invoker`] and [`Observed::others`]
+/// (a session not started yet): the reconciler reads them only then.
+pub fn admitting(bs: &BackupSession) -> bool {
+    matches!(
+        bs.status.as_ref().and_then(|s| s.phase),
+        None | Some(BackupSessionPhase::Pending)
+    )
 }
 
 /// The next step of `bs`.
@@ -111,7 +130,7 @@ fn admit<O: Borrow<BackupSession>>(bs: &BackupSession, obs: &Observed<'_, O>) ->
         .unwrap_or(obs.now);
     let young = obs.now.duration_since(created).as_secs_f64() < INVOKER_GRACE.as_secs_f64();
     if obs.invoker.is_some() && phase != Some(BackupInvokerPhase::Ready) && young {
-        return Step::Requeue(Duration::from_secs(1));
+        return Step::WaitForInvoker;
     }
     if let Some(msg) = skip_reason(bs, phase, obs.others) {
         return Step::Skip(msg);
@@ -120,9 +139,7 @@ fn admit<O: Borrow<BackupSession>>(bs: &BackupSession, obs: &Observed<'_, O>) ->
         .running_here_same_session
         .filter(|o| Some(*o) != bs.metadata.name.as_deref())
     {
-        return Step::Skip(format!(
-            "Skipped because BackupSession {other} of the same session is running"
-        ));
+        return Step::Skip(overlap_message(other));
     }
     Step::Start
 }
@@ -176,6 +193,7 @@ mod tests {
         use BackupSessionPhase as P;
         let ready = bc(Some(BackupInvokerPhase::Ready));
         let not_ready = bc(Some(BackupInvokerPhase::NotReady));
+        let no_status = bc(None);
         let running_other = session("other-1726722000", "BackupConfiguration", Some(P::Running));
         let young = ts("2024-09-19T04:50:10Z");
         let old = ts("2024-09-19T04:52:00Z");
@@ -191,7 +209,14 @@ mod tests {
             ("Failed, no retry", s(Some(P::Failed)), false, Some(&ready), vec![], None, old, Step::Idle),
             ("Failed, retry due", retry(s(Some(P::Failed)), "2024-09-19T04:51:00Z"), false, Some(&ready), vec![], None, old, Step::CreateRetry),
             ("Failed, retry later", retry(s(Some(P::Failed)), "2024-09-19T04:52:30Z"), false, Some(&ready), vec![], None, old, Step::Requeue(Duration::from_secs(30))),
-            ("young, invoker not Ready yet", s(None), false, Some(&not_ready), vec![], None, young, Step::Requeue(Duration::from_secs(1))),
+            ("young, invoker not Ready yet", s(None), false, Some(&not_ready), vec![], None, young, Step::WaitForInvoker),
+            ("young, invoker without status", s(None), false, Some(&no_status), vec![], None, young, Step::WaitForInvoker),
+            ("young, invoker Ready", s(None), false, Some(&ready), vec![], None, young, Step::Start),
+            ("Pending, its task runs here", s(None), true, Some(&ready), vec![], None, old, Step::Requeue(WHILE_RUNNING)),
+            ("Failed, retried but no nextRetry", { let mut b = s(Some(P::Failed)); b.status.as_mut().unwrap().retried = Some(true); b }, false, None, vec![], None, old, Step::Idle),
+            ("its own task holds the session key", s(None), false, Some(&ready), vec![], Some("s-1726722240"), old, Step::Start),
+            ("empty invoker kind", session("e-1", "", None), false, None, vec![], None, old, Step::Skip(unsupported_invoker(""))),
+            ("another invoker kind", session("r-1", "RestoreSession", None), false, None, vec![], None, old, Step::Skip(unsupported_invoker("RestoreSession"))),
             ("old, invoker not Ready", s(None), false, Some(&not_ready), vec![], None, old,
                 Step::Skip("Skipped because BackupConfiguration appbinding-es-quickstart is not Ready (phase NotReady)".into())),
             ("invoker missing", s(None), false, None, vec![], None, young,
@@ -214,5 +239,16 @@ mod tests {
             assert_eq!(next_step(&bs, &obs), want, "{what}");
         }
         assert!(unsupported_invoker("BackupBatch").contains("spec.invoker.kind BackupBatch"));
+    }
+
+    #[test]
+    fn only_a_session_not_started_yet_is_admitted() {
+        use BackupSessionPhase as P;
+        let s = |p| session("s-1", "BackupConfiguration", p);
+        assert!(admitting(&s(None)));
+        assert!(admitting(&s(Some(P::Pending))));
+        for p in [P::Running, P::Succeeded, P::Failed, P::Skipped] {
+            assert!(!admitting(&s(Some(p))), "{p:?}");
+        }
     }
 }

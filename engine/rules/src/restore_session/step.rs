@@ -1,30 +1,25 @@
-//! The RestoreSession's next step: a pure function of the session, whether its task runs in
-//! this process, and what the reconciler observed for its [`plan`].
+//! The RestoreSession's next step: a pure function of the session and whether its task runs in
+//! this process. A restore not started yet is then decided by [`super::plan`] from what the
+//! executor observed ([`super::Observed`] → [`super::Next`]).
 
 use kstash_api::core::{RestorePhase, RestoreSession};
 
-use super::{plan, Observed, Plan, PlanError};
-
 /// What to do with the restore now.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     /// Nothing until it changes (terminal, or its task runs here).
     Idle,
     /// It is `Running` but no task of it runs here (the operator restarted): drive it to
     /// `Failed` and resume what it paused ([`super::recover_orphan`]).
     RecoverOrphan,
-    /// Validate, resolve and decide ([`Plan::next`]).
-    Plan(Box<Plan>),
+    /// Not started: observe, then validate, resolve and decide with [`super::plan`].
+    Plan,
 }
 
 /// The next step of `rs`.
-pub fn next_step(
-    rs: &RestoreSession,
-    running_here: bool,
-    obs: &Observed<'_>,
-) -> Result<Step, PlanError> {
+pub fn next_step(rs: &RestoreSession, running_here: bool) -> Step {
     if running_here {
-        return Ok(Step::Idle);
+        return Step::Idle;
     }
     match rs.status.as_ref().and_then(|s| s.phase) {
         Some(
@@ -32,38 +27,22 @@ pub fn next_step(
             | RestorePhase::Failed
             | RestorePhase::Invalid
             | RestorePhase::Unknown,
-        ) => Ok(Step::Idle),
-        Some(RestorePhase::Running) => Ok(Step::RecoverOrphan),
-        _ => plan(rs, obs).map(|p| Step::Plan(Box::new(p))),
+        ) => Step::Idle,
+        Some(RestorePhase::Running) => Step::RecoverOrphan,
+        _ => Step::Plan,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use super::*;
-    use kstash_api::admission::Lookup;
     use kstash_api::core::RestoreSessionStatus;
 
     #[test]
     fn the_next_step_follows_the_phase() {
-        let lookup = Lookup::default();
-        let addons = BTreeSet::new();
-        let now: jiff::Timestamp = "2024-09-19T05:00:00Z".parse().unwrap();
-        let obs = Observed {
-            lookup: &lookup,
-            target_found: Some(true),
-            snapshots: &[],
-            addons: &addons,
-            backup_configurations: &[],
-            start: now,
-            now,
-        };
         let rs = |phase: Option<RestorePhase>| {
             let mut r = RestoreSession::new("restore", Default::default());
             r.metadata.namespace = Some("demo".into());
-            r.metadata.uid = Some("uid".into());
             r.status = Some(RestoreSessionStatus {
                 phase,
                 ..Default::default()
@@ -72,24 +51,19 @@ mod tests {
         };
         use RestorePhase as P;
         for (phase, running_here, want) in [
-            (Some(P::Running), true, Some(Step::Idle)),
-            (Some(P::Running), false, Some(Step::RecoverOrphan)),
-            (Some(P::Succeeded), false, Some(Step::Idle)),
-            (Some(P::Failed), false, Some(Step::Idle)),
-            (Some(P::Invalid), false, Some(Step::Idle)),
-            (Some(P::Unknown), false, Some(Step::Idle)),
-            (None, true, Some(Step::Idle)),
-            (None, false, None),
-            (Some(P::Pending), false, None),
+            (Some(P::Running), true, Step::Idle),
+            (Some(P::Running), false, Step::RecoverOrphan),
+            (Some(P::Succeeded), false, Step::Idle),
+            (Some(P::Failed), false, Step::Idle),
+            (Some(P::Invalid), false, Step::Idle),
+            (Some(P::Unknown), false, Step::Idle),
+            (None, true, Step::Idle),
+            (None, false, Step::Plan),
+            (Some(P::Pending), false, Step::Plan),
+            (Some(P::Pending), true, Step::Idle),
         ] {
-            let got = next_step(&rs(phase), running_here, &obs).unwrap();
-            match want {
-                Some(w) => assert_eq!(got, w, "{phase:?} running_here={running_here}"),
-                None => assert!(
-                    matches!(got, Step::Plan(_)),
-                    "{phase:?}: a restore not started yet is planned: {got:?}"
-                ),
-            }
+            let got = next_step(&rs(phase), running_here);
+            assert_eq!(got, want, "{phase:?} running_here={running_here}");
         }
     }
 }

@@ -1,0 +1,97 @@
+//! [`Step::Start`](kstash_rules::backup_session::step::Step::Start): claim the session, run its
+//! backup to a terminal phase, write it, publish the outcome and create a due retry.
+
+use kstash_api::core::{BackupConfiguration, BackupSessionPhase, BackupSessionStatus};
+use kstash_rules::backup_session as bsx;
+use kstash_rules::backup_session::step;
+
+use super::{now, session_key, Reconcile, Run};
+use crate::execute::{patch_status, Error};
+
+impl Reconcile<'_> {
+    /// Claims the session here (uid and overlap key: a session of the same invoker and session
+    /// that claimed it first makes this one `Skipped`), then runs it to its end.
+    pub(super) async fn start(&self, uid: &str, bc: &BackupConfiguration) -> Result<(), Error> {
+        let key = session_key(self.bs);
+        let _claim = match self.exec.live.claim(uid, Some((&key, &self.name))) {
+            Ok(c) => c,
+            Err(other) => return self.skip(step::overlap_message(&other)).await,
+        };
+        let run = Run {
+            exec: self.exec,
+            client: self.client.clone(),
+            bs: self.bs,
+            bc,
+            api: self.api.clone(),
+            ns: self.ns.clone(),
+            name: self.name.clone(),
+        };
+        let start = now();
+        let status = self.bs.status.clone().unwrap_or_default();
+        let status = match run.backup(status, start).await {
+            Ok(s) => s,
+            Err(e) => run.ended_by(e, start).await,
+        };
+        run.conclude(status).await
+    }
+}
+
+impl Run<'_> {
+    /// An API failure in the middle of the backup: the session must still end (never left
+    /// `Running`), as an orphan would.
+    async fn ended_by(&self, e: Error, start: jiff::Timestamp) -> BackupSessionStatus {
+        tracing::warn!(session = %self.name, "backup failed: {e}");
+        let snaps = self.session_snapshots().await;
+        let mut st = self
+            .api
+            .get_status(&self.name)
+            .await
+            .ok()
+            .and_then(|b| b.status)
+            .unwrap_or_default();
+        bsx::mark_executor(&mut st, &Err(e.to_string()), now());
+        let rec = bsx::recover_orphan(&st, &snaps, &Ok(()), start, now());
+        self.write_snapshot_statuses(&rec.snapshots).await;
+        rec.status
+    }
+
+    /// Writes the terminal status (with its retry marked), publishes the outcome and creates
+    /// the retry when it is due now.
+    async fn conclude(&self, mut status: BackupSessionStatus) -> Result<(), Error> {
+        let retry_cfg = self
+            .session_config()
+            .and_then(|s| s.config.retry_config.clone());
+        let retry =
+            bsx::retry(self.bs, &mut status, retry_cfg.as_ref(), now()).unwrap_or_else(|e| {
+                tracing::warn!(session = %self.name, "retry: {e}");
+                None
+            });
+        patch_status(&self.api, &self.name, &status).await?;
+        self.publish_outcome(&status).await;
+        if let Some(r) = retry {
+            if r.at <= now() {
+                super::retry::create(&self.api, &r.session).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish_outcome(&self, status: &BackupSessionStatus) {
+        let events = &self.exec.events;
+        if status.phase == Some(BackupSessionPhase::Succeeded) {
+            let msg = format!(
+                "BackupSession succeeded in {}",
+                status.duration.as_deref().unwrap_or("")
+            );
+            events
+                .publish(self.bs, false, "BackupSessionSucceeded", "Backup", msg)
+                .await
+        } else {
+            let summary = kstash_api::phase::backup_session_summary(status).unwrap_or_default();
+            let msg = format!("BackupSession failed: {summary}");
+            events
+                .publish(self.bs, true, "BackupSessionFailed", "Backup", msg)
+                .await
+        }
+    }
+}
