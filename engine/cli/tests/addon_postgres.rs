@@ -12,30 +12,18 @@
 #[allow(dead_code)]
 mod server;
 
+use kstash_testkit::{fresh_addon_module, repo_root};
 use server::{Server, ServerOptions, SUPERUSER_PASSWORD};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// The PostgreSQL addon, built by `scripts/build-addons.sh` (once per test binary).
 fn module() -> &'static str {
     static MODULE: OnceLock<String> = OnceLock::new();
     MODULE.get_or_init(|| {
-        let root = repo_root();
-        let ok = Command::new("bash")
-            .arg(root.join("scripts/build-addons.sh"))
-            .arg("-q")
-            .status()
-            .expect("run scripts/build-addons.sh")
-            .success();
-        assert!(ok, "scripts/build-addons.sh failed");
-        let path = root.join("addons/target/wasm32-wasip2/release/postgres_addon.wasm");
-        assert!(path.is_file(), "{} missing", path.display());
+        let path = fresh_addon_module("postgres_addon.wasm");
         path.to_str().unwrap().to_string()
     })
 }

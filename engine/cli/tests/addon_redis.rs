@@ -8,25 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PASSWORD: &str = "p@ss word";
+use kstash_testkit::{free_port, fresh_addon_module};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+const PASSWORD: &str = "p@ss word";
 
 /// The Redis addon, built by `scripts/build-addons.sh` (run here once).
 fn module() -> PathBuf {
-    let root = repo_root();
-    let ok = Command::new("bash")
-        .arg(root.join("scripts/build-addons.sh"))
-        .arg("-q")
-        .status()
-        .expect("run scripts/build-addons.sh")
-        .success();
-    assert!(ok, "scripts/build-addons.sh failed");
-    let path = root.join("addons/target/wasm32-wasip2/release/redis_addon.wasm");
-    assert!(path.is_file(), "{} missing", path.display());
-    path
+    fresh_addon_module("redis_addon.wasm")
 }
 
 /// A `redis-server` on 127.0.0.1 with `requirepass`, no persistence; killed on drop.
@@ -43,14 +31,6 @@ impl Drop for Redis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A CA and a server certificate for 127.0.0.1, made with `openssl` in `dir`: (ca, cert, key).
@@ -285,10 +265,7 @@ impl Redis {
 }
 
 fn kstash(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_kstash"))
-        .args(args)
-        .output()
-        .expect("run kstash")
+    kstash_testkit::output(env!("CARGO_BIN_EXE_kstash"), args)
 }
 
 fn populate(r: &Redis) {
