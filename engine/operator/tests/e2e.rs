@@ -21,6 +21,7 @@ use kstash_api::storage::{BackupStorage, Repository, Snapshot};
 use kstash_es_emulator::{Faults, RunningEmulator};
 use kstash_operator::leader::LeaderConfig;
 use kstash_operator::{CancellationToken, ServeOptions};
+use kstash_testkit::redis::RedisServer;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use support::{
@@ -1162,67 +1163,12 @@ async fn graceful_shutdown_finishes_a_running_session_or_fails_it_cleanly() {
 /// The `requirepass` of the test's Redis servers (in the AppBinding's auth Secret).
 const REDIS_PW: &str = "redis e2e p@ss";
 
-/// A `redis-server` on 127.0.0.1 with `requirepass`, no persistence; killed on drop.
-struct RedisServer {
-    port: u16,
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
+/// What a Redis holds, as `redis-cli` shows it.
+trait Contents {
+    fn contents(&self) -> std::collections::BTreeMap<(u32, String), (String, bool, String)>;
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let dir = tempfile::tempdir().unwrap();
-        let port = support::free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--requirepass",
-                REDIS_PW,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/ensure-tools.sh redis)");
-        let r = RedisServer {
-            port,
-            child,
-            _dir: dir,
-        };
-        let start = Instant::now();
-        while r.cli(0, &["PING"]) != "PONG" {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        r
-    }
-
-    /// `redis-cli -n <db> <args>` (quoted output), its stdout.
-    fn cli(&self, db: u32, args: &[&str]) -> String {
-        let o = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-a", REDIS_PW, "--no-auth-warning", "-n", &db.to_string()])
-            .arg("--no-raw")
-            .args(args)
-            .output()
-            .expect("redis-cli must be installed (scripts/ensure-tools.sh redis)");
-        String::from_utf8_lossy(&o.stdout).trim_end().to_string()
-    }
-
+impl Contents for RedisServer {
     /// Every key of databases 0–15, read with `redis-cli`: (db, key) → (type, has a TTL, value).
     fn contents(&self) -> std::collections::BTreeMap<(u32, String), (String, bool, String)> {
         let mut all = std::collections::BTreeMap::new();
@@ -1329,7 +1275,7 @@ async fn redis_auto_backup_and_restore_through_the_operator() {
     t.cluster.apply_yaml(&redis_yaml);
 
     // The source Redis: keys of several types, with TTLs, in two logical databases.
-    let source = RedisServer::start();
+    let source = RedisServer::start(REDIS_PW);
     for (db, args) in [
         (0, vec!["SET", "greeting", "hello world"]),
         (0, vec!["SET", "session:1", "tok", "EX", "86400"]),
@@ -1436,7 +1382,7 @@ async fn redis_auto_backup_and_restore_through_the_operator() {
     );
 
     // Restore into a second, empty Redis (KubeDB object + AppBinding), the example's session.
-    let restored = RedisServer::start();
+    let restored = RedisServer::start(REDIS_PW);
     redis_database(&t, "redis-restored", &restored, true).await;
     t.cluster
         .apply_yaml(&redis_example("restoresession.yaml", "RestoreSession"));
@@ -1893,7 +1839,7 @@ async fn tenancy_attacks_fail_closed_and_the_victims_data_is_untouched() {
     t.cluster
         .apply_yaml(&support::example_yaml("addons/redis.yaml"));
     // The victim (namespace demo, the tutorial's storage `from: All`): a Redis and its backup.
-    let victim = RedisServer::start();
+    let victim = RedisServer::start(REDIS_PW);
     for (db, args) in [
         (0, vec!["SET", "secret", "the victim's data"]),
         (0, vec!["HSET", "account:1", "iban", "XX00"]),
@@ -1918,7 +1864,7 @@ async fn tenancy_attacks_fail_closed_and_the_victims_data_is_untouched() {
     t.cluster
         .create_secret(ATTACKER, "encrypt-key", &[("RESTIC_PASSWORD", "a guess")])
         .await;
-    let stolen = RedisServer::start();
+    let stolen = RedisServer::start(REDIS_PW);
     redis_appbinding(&t, ATTACKER, "redis-attacker", &stolen).await;
     let op = Operator::start(&t.cluster, "e2e-tenancy", None).await;
 

@@ -12,6 +12,7 @@
 //!   CRD, kubectl, Secrets, events), Kubernetes waits, object [`builders`] and [`rbac`] rules
 //!   compared with the control plane's audit;
 //! - feature `http`: a loopback HTTP server whose answers the test writes ([`http`]);
+//! - feature `redis`: a real `redis-server` with a password, optionally TLS only ([`redis`]);
 //! - feature `es`: the Elasticsearch emulator, in-process or as its binary, and what KubeDB
 //!   creates for a database ([`es`]).
 //!
@@ -35,6 +36,8 @@ pub mod es;
 pub mod http;
 #[cfg(feature = "cluster")]
 pub mod rbac;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 pub use moto::{Moto, S3_ACCESS_KEY, S3_SECRET_KEY};
 pub use paths::{
