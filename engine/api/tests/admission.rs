@@ -2,7 +2,6 @@
 //! message where the spec quotes it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use kstash_api::addons::Function;
 use kstash_api::admission::*;
@@ -15,10 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 fn example<K: DeserializeOwned>(name: &str) -> K {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/auto-backup")
-        .join(name);
-    serde_yaml::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    kstash_testkit::tutorial_doc(name)
 }
 
 fn obj<K: DeserializeOwned>(v: Value) -> K {
@@ -35,10 +31,10 @@ fn tutorial_lookup() -> Lookup {
 
 /// The tutorial's generated BackupConfiguration spec (from `kubectl get backupconfiguration -oyaml`).
 fn tutorial_bc() -> BackupConfiguration {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/backupconfiguration-default.yaml");
-    let mut bc: BackupConfiguration =
-        serde_yaml::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    let mut bc: BackupConfiguration = kstash_testkit::crate_fixture(
+        env!("CARGO_MANIFEST_DIR"),
+        "backupconfiguration-default.yaml",
+    );
     bc.status = None;
     bc
 }

@@ -11,7 +11,7 @@ use kstash_api::crds;
 use serde_json::{json, Value};
 
 fn load(path: PathBuf) -> Value {
-    serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    kstash_testkit::yaml_file(&path)
 }
 
 fn apply(obj: &Value) -> Result<Value, Vec<crds::SchemaViolation>> {

@@ -1,24 +1,13 @@
 //! Every YAML object of the tutorial (examples/auto-backup and the `kubectl get -oyaml` outputs
 //! copied into tests/fixtures) parses into the typed API and serializes back to the same JSON.
 
-use std::path::PathBuf;
-
 use kstash_api::core::{BackupBlueprint, BackupConfiguration, BackupConfigurationSpec};
 use kstash_api::external::Elasticsearch;
 use kstash_api::storage::{BackupStorage, RetentionPolicy, Snapshot};
+use kstash_testkit::{crate_fixture, tutorial_doc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn load(path: PathBuf) -> Value {
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
-}
 
 /// Parses `original` as `T`, serializes it back and requires equality with the input.
 fn round_trip<T: DeserializeOwned + Serialize>(what: &str, original: Value) -> T {
@@ -35,15 +24,11 @@ fn round_trip<T: DeserializeOwned + Serialize>(what: &str, original: Value) -> T
 }
 
 fn example(name: &str) -> Value {
-    load(repo_root().join("examples/auto-backup").join(name))
+    tutorial_doc(name)
 }
 
 fn fixture(name: &str) -> Value {
-    load(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name),
-    )
+    crate_fixture(env!("CARGO_MANIFEST_DIR"), name)
 }
 
 #[test]

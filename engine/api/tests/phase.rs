@@ -1,8 +1,6 @@
 //! Phase calculators against the spec's read algorithms (§1.2, §1.3, §1.5, §1.8, §5.1) and the
 //! tutorial's objects.
 
-use std::path::PathBuf;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kstash_api::core::*;
 use kstash_api::phase::*;
@@ -23,10 +21,7 @@ fn cond(t: &str, status: ConditionStatus) -> Condition {
 use ConditionStatus::{False as F, True as T};
 
 fn fixture<K: serde::de::DeserializeOwned>(name: &str) -> K {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    serde_yaml::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    kstash_testkit::crate_fixture(env!("CARGO_MANIFEST_DIR"), name)
 }
 
 // ----- BackupConfiguration -----

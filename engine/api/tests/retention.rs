@@ -8,11 +8,8 @@ use kstash_api::retention::{
     bucket_key, select, to_delete, Action, Bucket, Decision, RetentionRules, SnapshotInfo,
 };
 use kstash_api::storage::{RetentionPolicySpec, SnapshotPhase};
+use kstash_testkit::ts;
 use proptest::prelude::*;
-
-fn ts(s: &str) -> Timestamp {
-    s.parse().unwrap()
-}
 
 fn snap(name: &str, session: &str, phase: SnapshotPhase, time: &str) -> SnapshotInfo {
     SnapshotInfo {

@@ -2,32 +2,18 @@
 //! `kubectl get backupconfiguration -oyaml` output (fixtures copied verbatim from the tutorial).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use kstash_api::core::BackupBlueprint;
 use kstash_blueprint::{render, NamespaceLabels};
+use kstash_testkit::{crate_fixture, tutorial_doc};
 use serde_json::{json, Value};
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn yaml(path: PathBuf) -> Value {
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 fn example(name: &str) -> Value {
-    yaml(repo_root().join("examples/auto-backup").join(name))
+    tutorial_doc(name)
 }
 
 fn fixture(name: &str) -> Value {
-    yaml(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name),
-    )
+    crate_fixture(env!("CARGO_MANIFEST_DIR"), name)
 }
 
 fn blueprint(name: &str) -> BackupBlueprint {

@@ -1,102 +1,44 @@
 //! `kstash addon run|inspect` with the sample `http-fetch` addon against a local HTTP server.
 #![cfg(feature = "addon")]
 
-use std::collections::HashMap;
-use std::convert::Infallible;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use kstash_runtime::Digest;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use kstash_testkit::http::{HttpServer, Method, Request, StatusCode};
 
 /// The sample addon, built by `scripts/build-addons.sh` (run here once if the module is missing).
 fn http_fetch_module() -> PathBuf {
-    let root = repo_root();
-    let path = root.join("addons/target/wasm32-wasip2/release/kstash_addon_http_fetch.wasm");
-    if !path.is_file() {
-        let ok = std::process::Command::new("bash")
-            .arg(root.join("scripts/build-addons.sh"))
-            .arg("-q")
-            .status()
-            .expect("run scripts/build-addons.sh")
-            .success();
-        assert!(ok, "scripts/build-addons.sh failed");
-    }
-    assert!(path.is_file(), "{} missing", path.display());
-    path
+    kstash_testkit::addon_module("kstash_addon_http_fetch.wasm")
 }
 
-type Uploads = Arc<Mutex<HashMap<String, (String, Vec<u8>)>>>;
-
 /// Serves `GET /data.json` and stores PUT/POST bodies (with their Authorization header).
-async fn server() -> (String, Uploads, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let uploads: Uploads = Arc::default();
-    let up = uploads.clone();
-    let task = tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let up = up.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let up = up.clone();
-                        async move {
-                            let path = req.uri().path().to_string();
-                            let auth = req
-                                .headers()
-                                .get("authorization")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("")
-                                .to_string();
-                            let method = req.method().clone();
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            let resp = if method == hyper::Method::GET && path == "/data.json" {
-                                hyper::Response::new(Full::new(Bytes::from_static(
-                                    br#"{"indices":["logs","metrics"],"count":2}"#,
-                                )))
-                            } else if method == hyper::Method::PUT || method == hyper::Method::POST
-                            {
-                                up.lock().unwrap().insert(path, (auth, body.to_vec()));
-                                hyper::Response::new(Full::new(Bytes::from_static(b"ok")))
-                            } else {
-                                let mut r =
-                                    hyper::Response::new(Full::new(Bytes::from_static(b"no")));
-                                *r.status_mut() = hyper::StatusCode::NOT_FOUND;
-                                r
-                            };
-                            Ok::<_, Infallible>(resp)
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
+async fn server() -> HttpServer {
+    HttpServer::start(|req: Request| async move {
+        if req.method == Method::GET && req.path == "/data.json" {
+            (
+                StatusCode::OK,
+                Bytes::from_static(br#"{"indices":["logs","metrics"],"count":2}"#),
+            )
+        } else if req.method == Method::PUT || req.method == Method::POST {
+            (StatusCode::OK, Bytes::from_static(b"ok"))
+        } else {
+            (StatusCode::NOT_FOUND, Bytes::from_static(b"no"))
         }
-    });
-    (url, uploads, task)
+    })
+    .await
 }
 
 async fn kstash(args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_kstash"))
-        .args(args)
-        .output()
-        .await
-        .expect("run kstash")
+    kstash_testkit::output_async(env!("CARGO_BIN_EXE_kstash"), args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_fetch_backs_up_a_url_into_a_stream_and_restores_it() {
     let module = http_fetch_module();
     let module = module.to_str().unwrap();
-    let (url, uploads, server_task) = server().await;
+    let server = server().await;
+    let (url, uploads) = (server.url.clone(), server.uploads.clone());
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let pw = tmp.path().join("pw");
@@ -166,7 +108,7 @@ async fn http_fetch_backs_up_a_url_into_a_stream_and_restores_it() {
     );
     // RFC 7617: Aladdin / open sesame. Attached by the host, not the addon.
     assert_eq!(auth, "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
-    server_task.abort();
+    server.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

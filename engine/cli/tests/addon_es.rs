@@ -2,40 +2,16 @@
 //! the Elasticsearch emulator, and `kstash bench es` end to end at a tiny size (so it cannot rot).
 #![cfg(feature = "addon")]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hyper::Method;
 use kstash_es_emulator::client::EsClient;
 use kstash_es_emulator::EmulatorBuilder;
+use kstash_testkit::{addon_module, repo_root};
 use serde_json::{json, Value};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A guest built by `scripts/build-addons.sh` (run here once if the module is missing).
-fn module(file: &str) -> PathBuf {
-    let root = repo_root();
-    let path = root.join("addons/target/wasm32-wasip2/release").join(file);
-    if !path.is_file() {
-        let ok = std::process::Command::new("bash")
-            .arg(root.join("scripts/build-addons.sh"))
-            .arg("-q")
-            .status()
-            .expect("run scripts/build-addons.sh")
-            .success();
-        assert!(ok, "scripts/build-addons.sh failed");
-    }
-    assert!(path.is_file(), "{} missing", path.display());
-    path
-}
-
 async fn kstash(args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_kstash"))
-        .args(args)
-        .output()
-        .await
-        .expect("run kstash")
+    kstash_testkit::output_async(env!("CARGO_BIN_EXE_kstash"), args).await
 }
 
 fn text(o: &std::process::Output) -> String {
@@ -69,7 +45,7 @@ fn lines(path: &Path) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn es_templates_example_backs_up_and_restores_templates() {
-    let wasm = module("es_templates_addon.wasm");
+    let wasm = addon_module("es_templates_addon.wasm");
     let wasm = wasm.to_str().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
@@ -288,7 +264,7 @@ async fn es_templates_example_backs_up_and_restores_templates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_es_runs_end_to_end_at_a_tiny_size() {
-    let wasm = module("elasticsearch_addon.wasm");
+    let wasm = addon_module("elasticsearch_addon.wasm");
     let med = repo_root().join(".tools/node/node_modules/.bin/multielasticdump");
     assert!(
         med.is_file(),
@@ -380,7 +356,7 @@ async fn authoring_guide_manifests_match_the_example_component() {
         );
     }
 
-    let wasm = module("es_templates_addon.wasm");
+    let wasm = addon_module("es_templates_addon.wasm");
     let o = kstash(&["addon", "inspect", "--json", wasm.to_str().unwrap()]).await;
     assert!(o.status.success(), "{}", text(&o));
     let desc: Value = serde_json::from_slice(&o.stdout).unwrap();

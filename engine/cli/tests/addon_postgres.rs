@@ -8,34 +8,25 @@
 //! server, watchdog cleanup), shared here by path rather than copied.
 #![cfg(feature = "addon")]
 
+#[path = "../../../addons/postgres/tests/support/compare.rs"]
+mod compare;
 #[path = "../../../addons/postgres/tests/support/server.rs"]
 #[allow(dead_code)]
 mod server;
 
+use compare::{data_of, globals_of, schema_of};
+use kstash_testkit::{fresh_addon_module, repo_root};
 use server::{Server, ServerOptions, SUPERUSER_PASSWORD};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// The PostgreSQL addon, built by `scripts/build-addons.sh` (once per test binary).
 fn module() -> &'static str {
     static MODULE: OnceLock<String> = OnceLock::new();
     MODULE.get_or_init(|| {
-        let root = repo_root();
-        let ok = Command::new("bash")
-            .arg(root.join("scripts/build-addons.sh"))
-            .arg("-q")
-            .status()
-            .expect("run scripts/build-addons.sh")
-            .success();
-        assert!(ok, "scripts/build-addons.sh failed");
-        let path = root.join("addons/target/wasm32-wasip2/release/postgres_addon.wasm");
-        assert!(path.is_file(), "{} missing", path.display());
+        let path = fresh_addon_module("postgres_addon.wasm");
         path.to_str().unwrap().to_string()
     })
 }
@@ -158,61 +149,6 @@ fn files_of(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut out);
     out.sort_by_key(|n| (!n.contains("globals"), n.clone()));
     out
-}
-
-/// `pg_dump --schema-only` of `db`, without the random `\restrict`/`\unrestrict` key lines.
-fn schema_of(server: &Server, db: &str) -> String {
-    let out = ok(
-        server
-            .cmd("pg_dump")
-            .args(["--schema-only", "-d", db])
-            .output()
-            .unwrap(),
-        "pg_dump --schema-only",
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Every table's rows (partitions and inheritance children separately) as a count and an md5
-/// of its sorted text rows, plus sequence values and large objects.
-fn data_of(server: &Server, db: &str) -> String {
-    let tables = server.psql(
-        db,
-        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_' ORDER BY 1",
-    );
-    let mut out = String::new();
-    for t in tables.lines() {
-        let sum = server.psql(
-            db,
-            &format!("SELECT count(*) || ' ' || coalesce(md5(string_agg(x::text, E'\\n' ORDER BY x::text)), '-') FROM ONLY {t} x"),
-        );
-        out.push_str(&format!("{t} {sum}"));
-    }
-    out.push_str(&server.psql(
-        db,
-        "SELECT string_agg(format('%I.%I', schemaname, sequencename) || '=' || coalesce(last_value::text, 'null'), ',' ORDER BY schemaname, sequencename) FROM pg_sequences",
-    ));
-    out.push_str(&server.psql(
-        db,
-        "SELECT count(*) || ' ' || coalesce(md5(string_agg(md5(lo_get(oid)), ',' ORDER BY oid)), '-') FROM pg_largeobject_metadata",
-    ));
-    out
-}
-
-/// Roles (without the superuser), memberships and database settings.
-fn globals_of(server: &Server) -> String {
-    server.psql(
-        "postgres",
-        "SELECT string_agg(rolname || ':' || rolcanlogin || rolcreatedb || coalesce(rolpassword, '-'), ',' ORDER BY rolname) FROM pg_authid WHERE rolname !~ '^pg_' AND rolname <> 'postgres' \
-         UNION ALL SELECT string_agg(pg_get_userbyid(roleid) || '>' || pg_get_userbyid(member), ',' ORDER BY pg_get_userbyid(roleid), pg_get_userbyid(member)) FROM pg_auth_members WHERE pg_get_userbyid(roleid) !~ '^pg_' \
-         UNION ALL SELECT string_agg(d.datname || coalesce(array_to_string(s.setconfig, ';'), ''), ',' ORDER BY d.datname) FROM pg_database d LEFT JOIN pg_db_role_setting s ON s.setdatabase = d.oid",
-    )
 }
 
 /// A database name with characters outside the host's stream-name alphabet.

@@ -4,221 +4,31 @@
 #![cfg(feature = "addon")]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+
+use kstash_testkit::fresh_addon_module;
+use kstash_testkit::redis::RedisServer as Redis;
 
 const PASSWORD: &str = "p@ss word";
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// The Redis addon, built by `scripts/build-addons.sh` (run here once).
 fn module() -> PathBuf {
-    let root = repo_root();
-    let ok = Command::new("bash")
-        .arg(root.join("scripts/build-addons.sh"))
-        .arg("-q")
-        .status()
-        .expect("run scripts/build-addons.sh")
-        .success();
-    assert!(ok, "scripts/build-addons.sh failed");
-    let path = root.join("addons/target/wasm32-wasip2/release/redis_addon.wasm");
-    assert!(path.is_file(), "{} missing", path.display());
-    path
+    fresh_addon_module("redis_addon.wasm")
 }
 
-/// A `redis-server` on 127.0.0.1 with `requirepass`, no persistence; killed on drop.
-struct Redis {
-    port: u16,
-    child: Child,
-    /// CA certificate file when the server speaks TLS only.
-    tls_ca: Option<PathBuf>,
-    _dir: tempfile::TempDir,
+/// Every key of every database, as `redis-cli` shows it.
+trait Contents {
+    fn contents(&self) -> BTreeMap<(u32, String), (String, i64, String)>;
 }
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A CA and a server certificate for 127.0.0.1, made with `openssl` in `dir`: (ca, cert, key).
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let o = Command::new("openssl")
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .expect("openssl");
-        assert!(
-            o.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=kstash test CA",
-    ]);
-    ca.extend([
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=keyCertSign",
-    ]);
-    run(&ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    run(&csr);
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-    (
-        dir.join("ca.crt"),
-        dir.join("server.crt"),
-        dir.join("server.key"),
-    )
-}
-
-impl Redis {
-    fn start() -> Self {
-        Self::spawn(false)
-    }
-
-    /// A server that speaks TLS only (`--port 0 --tls-port P`); clients need no certificate.
-    fn start_tls() -> Self {
-        Self::spawn(true)
-    }
-
-    fn spawn(tls: bool) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut cmd = Command::new("redis-server");
-        let mut tls_ca = None;
-        if tls {
-            let (ca, cert, key) = certificates(dir.path());
-            cmd.args([
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-                "--tls-auth-clients",
-                "no",
-            ])
-            .arg("--tls-cert-file")
-            .arg(&cert)
-            .arg("--tls-key-file")
-            .arg(&key)
-            .arg("--tls-ca-cert-file")
-            .arg(&ca);
-            tls_ca = Some(ca);
-        } else {
-            cmd.args(["--port", &port.to_string()]);
-        }
-        let child = cmd
-            .args(["--bind", "127.0.0.1"])
-            .args([
-                "--requirepass",
-                PASSWORD,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/ensure-tools.sh redis)");
-        let r = Self {
-            port,
-            child,
-            tls_ca,
-            _dir: dir,
-        };
-        let start = Instant::now();
-        while r.cli(0, &["PING"]) != "PONG" {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        r
-    }
-
-    fn base(&self, db: u32) -> Command {
-        let mut c = Command::new("redis-cli");
-        c.args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-a", PASSWORD, "--no-auth-warning", "-n", &db.to_string()]);
-        if let Some(ca) = &self.tls_ca {
-            c.arg("--tls").arg("--cacert").arg(ca);
-        }
-        c
-    }
-
-    /// Runs one command with `redis-cli --no-raw` (quoted, escaped output); returns stdout.
-    fn cli(&self, db: u32, args: &[&str]) -> String {
-        let o = self.base(db).arg("--no-raw").args(args).output().unwrap();
-        String::from_utf8_lossy(&o.stdout).trim_end().to_string()
-    }
-
+impl Contents for Redis {
     /// Every key of every database: (db, key) → (type, expiry as unix ms or -1, value text).
     /// The expiry is absolute (`PEXPIRETIME`), so servers read at different moments compare.
     fn contents(&self) -> BTreeMap<(u32, String), (String, i64, String)> {
         let mut all = BTreeMap::new();
         for db in 0..16 {
             let keys = self
-                .base(db)
+                .cli_command(db)
                 .arg("--raw")
                 .args(["--scan"])
                 .output()
@@ -244,7 +54,7 @@ impl Redis {
                     "hash" => {
                         // Pairs, sorted by field.
                         let flat = self
-                            .base(db)
+                            .cli_command(db)
                             .arg("--no-raw")
                             .args(["HGETALL", key])
                             .output()
@@ -285,10 +95,7 @@ impl Redis {
 }
 
 fn kstash(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_kstash"))
-        .args(args)
-        .output()
-        .expect("run kstash")
+    kstash_testkit::output(env!("CARGO_BIN_EXE_kstash"), args)
 }
 
 fn populate(r: &Redis) {
@@ -336,7 +143,11 @@ fn populate(r: &Redis) {
 fn backup_restore_and_redis_cli_pipe_give_the_same_keys() {
     let wasm = module();
     let wasm = wasm.to_str().unwrap();
-    let (src, dst, piped) = (Redis::start(), Redis::start(), Redis::start());
+    let (src, dst, piped) = (
+        Redis::start(PASSWORD),
+        Redis::start(PASSWORD),
+        Redis::start(PASSWORD),
+    );
     populate(&src);
     let work = tempfile::tempdir().unwrap();
     let pw = work.path().join("password");
@@ -408,7 +219,12 @@ fn backup_restore_and_redis_cli_pipe_give_the_same_keys() {
     );
 
     let file = std::fs::File::open(dump.join("dump.resp")).unwrap();
-    let o = piped.base(0).arg("--pipe").stdin(file).output().unwrap();
+    let o = piped
+        .cli_command(0)
+        .arg("--pipe")
+        .stdin(file)
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success() && out.contains("errors: 0"),
@@ -441,7 +257,7 @@ fn backup_restore_and_redis_cli_pipe_give_the_same_keys() {
 #[test]
 fn a_wrong_password_fails_as_a_connection_error() {
     let wasm = module();
-    let r = Redis::start();
+    let r = Redis::start(PASSWORD);
     let work = tempfile::tempdir().unwrap();
     let pw = work.path().join("password");
     std::fs::write(&pw, "wrong").unwrap();
@@ -473,7 +289,7 @@ fn a_wrong_password_fails_as_a_connection_error() {
 fn backup_over_tls_verified_with_the_ca_restores_into_a_plain_server() {
     let wasm = module();
     let wasm = wasm.to_str().unwrap();
-    let (src, dst) = (Redis::start_tls(), Redis::start());
+    let (src, dst) = (Redis::start_tls(PASSWORD), Redis::start(PASSWORD));
     populate(&src);
     let work = tempfile::tempdir().unwrap();
     let pw = work.path().join("password");

@@ -7,12 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repo root")
-}
+use kstash_testkit::cluster::server_config;
+use kstash_testkit::{chart_dir, helm_bin, kubectl_bin, repo_root, yaml_docs};
 
 fn mode(p: &Path) -> u32 {
     std::fs::symlink_metadata(p)
@@ -178,20 +174,6 @@ fn kstash_up_refuses_a_shared_data_dir() {
     );
 }
 
-fn tool(name: &str) -> PathBuf {
-    let p = repo_root().join(".tools/bin").join(name);
-    assert!(
-        p.is_file(),
-        "{} is missing: run scripts/ensure-tools.sh",
-        p.display()
-    );
-    p
-}
-
-fn chart() -> PathBuf {
-    repo_root().join("engine/deploy/helm/kstash")
-}
-
 /// Runs `cmd`, panicking with its stderr on failure; returns stdout.
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -206,17 +188,10 @@ fn run_ok(cmd: &mut Command) -> String {
 
 /// `helm template` of the chart (release `kstash`, namespace `kstash`) as parsed documents.
 fn helm_template(extra: &[&str]) -> Vec<serde_json::Value> {
-    let text = run_ok(
-        Command::new(tool("helm"))
-            .args(["template", "kstash"])
-            .arg(chart())
-            .args(["--namespace", "kstash"])
-            .args(extra),
-    );
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).expect("YAML"))
-        .filter(|v: &serde_json::Value| !v.is_null())
-        .collect()
+    yaml_docs(
+        &kstash_testkit::helm_template(extra)
+            .unwrap_or_else(|e| panic!("helm template {extra:?} failed: {e}")),
+    )
 }
 
 const THIRD_PARTY: [&str; 4] = [
@@ -295,9 +270,10 @@ fn stand_in_crd(group: &str, kind: &str, plural: &str, scope: &str) -> serde_jso
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_install_beside_kubedb_leaves_its_crd_untouched() {
-    use kstash_controlplane::{ControlPlane, ServerConfig};
+    use kstash_controlplane::ControlPlane;
     let tmp = tempfile::tempdir().expect("tmp");
-    let mut cfg = ServerConfig::new(tmp.path().join("cp"), "127.0.0.1:0".parse().unwrap());
+    // kstash's CRDs but KubeDB's as KubeDB installed it, and stand-ins for what helm installs.
+    let mut cfg = server_config(&tmp.path().join("cp"));
     let mut crds: Vec<serde_json::Value> = kstash_api::crds::all()
         .iter()
         .map(|c| serde_json::to_value(c).expect("CRD"))
@@ -353,7 +329,7 @@ async fn helm_install_beside_kubedb_leaves_its_crd_untouched() {
             .env("HELM_DATA_HOME", helm_home.join("data"));
     };
     let kubectl = |args: &[&str]| {
-        let mut c = Command::new(tool("kubectl"));
+        let mut c = Command::new(kubectl_bin());
         env(&mut c);
         run_ok(c.args(args))
     };
@@ -361,7 +337,7 @@ async fn helm_install_beside_kubedb_leaves_its_crd_untouched() {
         serde_json::from_str(&kubectl(&["get", "crd", name, "-o", "json"])).expect("JSON")
     };
     let has_crd = |name: &str| {
-        let mut c = Command::new(tool("kubectl"));
+        let mut c = Command::new(kubectl_bin());
         env(&mut c);
         c.args(["get", "crd", name])
             .output()
@@ -370,13 +346,13 @@ async fn helm_install_beside_kubedb_leaves_its_crd_untouched() {
             .success()
     };
     let helm = |verb: &str| {
-        let mut c = Command::new(tool("helm"));
+        let mut c = Command::new(helm_bin());
         env(&mut c);
         c.args([verb, "kstash"]);
         if verb != "uninstall" {
             // No OpenAPI document on the embedded control plane; no metrics Service (core/v1
             // Service is not served).
-            c.arg(chart()).args([
+            c.arg(chart_dir()).args([
                 "--set",
                 "thirdPartyCRDs.install=true",
                 "--set",
@@ -415,7 +391,7 @@ async fn helm_install_beside_kubedb_leaves_its_crd_untouched() {
         "kstash"
     );
     let manifest = {
-        let mut c = Command::new(tool("helm"));
+        let mut c = Command::new(helm_bin());
         env(&mut c);
         run_ok(c.args(["get", "manifest", "kstash", "--namespace", "kstash"]))
     };

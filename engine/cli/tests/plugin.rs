@@ -6,45 +6,17 @@
 //! Expected values come from the spec (§4 BackupSession name/labels/invoker, §5 layout, §10
 //! verbs) and the seed tutorial's objects.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kstash_controlplane::{ControlPlane, RunningControlPlane, ServerConfig};
+use kstash_controlplane::{ControlPlane, RunningControlPlane};
 use kstash_repo::{BackupOptions, Storage, StorageConfig};
+use kstash_testkit::cluster::server_config;
+use kstash_testkit::{kubectl_bin, restic_bin, Moto, Restic};
 
 const PASSWORD: &str = "not-so-secret-restic-password";
 const BC: &str = "appbinding-es-quickstart";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repo root")
-}
-
-fn tool(rel: &str) -> PathBuf {
-    let p = repo_root().join(rel);
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/ensure-tools.sh",
-        p.display()
-    );
-    p
-}
-
-fn restic_ok() {
-    let ok = Command::new("restic")
-        .arg("version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "restic CLI not found in PATH: run scripts/ensure-tools.sh"
-    );
-}
 
 /// The control plane, a kubeconfig, and a PATH with `kubectl-kstash` on it.
 struct Env {
@@ -57,12 +29,7 @@ struct Env {
 impl Env {
     async fn start() -> Env {
         let dir = tempfile::tempdir().expect("tmp");
-        let mut cfg = ServerConfig::new(dir.path().join("cp"), "127.0.0.1:0".parse().unwrap());
-        cfg.bootstrap_crds = kstash_api::crds::all()
-            .into_iter()
-            .map(|c| serde_json::to_value(c).expect("crd json"))
-            .collect();
-        let cp = ControlPlane::start(cfg)
+        let cp = ControlPlane::start(server_config(&dir.path().join("cp")))
             .await
             .expect("control plane starts");
         let plugin_dir = dir.path().join("bin");
@@ -88,7 +55,7 @@ impl Env {
             self.plugin_dir.display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let mut cmd = tokio::process::Command::new(tool(".tools/bin/kubectl"));
+        let mut cmd = tokio::process::Command::new(kubectl_bin());
         cmd.args(args)
             .env("PATH", path)
             .env("KUBECONFIG", kubeconfig)
@@ -477,68 +444,6 @@ lastTimestamp: "2026-11-27T04:00:00Z"
 // unlock and download: moto S3 + restic
 // ---------------------------------------------------------------------------------------------
 
-/// A moto S3 server on a free loopback port, killed on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(tool(".tools/venv/bin/moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        // If this test process dies without running destructors, the watchdog stops moto.
-        let _ = Command::new("bash")
-            .arg("-c")
-            .arg(format!(
-                "while kill -0 {} 2>/dev/null; do sleep 1; done; kill {} 2>/dev/null",
-                std::process::id(),
-                child.id()
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto { child, port }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn create_bucket(&self, bucket: &str) {
-        let st = Command::new("curl")
-            .args(["-sf", "-X", "PUT", &format!("{}/{bucket}", self.endpoint())])
-            .stdout(Stdio::null())
-            .status()
-            .expect("curl");
-        assert!(st.success(), "create bucket {bucket}");
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Deterministic pseudo-random NDJSON of `len` bytes.
 fn ndjson(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -560,13 +465,14 @@ fn ndjson(seed: u64, len: usize) -> Vec<u8> {
 }
 
 fn restic(location: &str, args: &[&str]) -> Command {
-    let mut c = Command::new("restic");
-    c.args(["-r", location, "--no-cache"])
-        .args(args)
-        .env("RESTIC_PASSWORD", PASSWORD)
-        .env("AWS_ACCESS_KEY_ID", "AKTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "SKTEST")
-        .env("AWS_DEFAULT_REGION", "us-east-1");
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "SKTEST"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ];
+    let env = env.map(|(k, v)| (k.to_string(), v.to_string())).into();
+    let mut c = Restic::new(location, PASSWORD, env).command();
+    c.args(args);
     c
 }
 
@@ -587,7 +493,7 @@ fn restic_locks(location: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unlock_and_download_with_s3_and_restic() {
-    restic_ok();
+    restic_bin();
     let moto = Moto::start();
     moto.create_bucket("esbackup");
     let env = Env::start().await;

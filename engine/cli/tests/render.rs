@@ -4,12 +4,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn example(name: &str) -> PathBuf {
-    root().join("examples/auto-backup").join(name)
+    kstash_testkit::repo_root()
+        .join("examples/auto-backup")
+        .join(name)
 }
 
 fn kstash_render(blueprint: &PathBuf, target: &PathBuf) -> std::process::Output {

@@ -4,6 +4,7 @@
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kstash_controlplane::{AuditRecord, ControlPlane, ServerConfig};
+use kstash_testkit::cluster::client_with_user_agent;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
 use serde_json::json;
 
@@ -32,16 +33,7 @@ async fn records_every_resource_request_with_its_rbac_verb() {
     cfg.audit = true;
     let cp = ControlPlane::start(cfg).await.unwrap();
     // A client that names itself, as the operator under test does.
-    let kc = kube::config::Kubeconfig::read_from(&cp.kubeconfig_path).unwrap();
-    let mut kcfg =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .unwrap();
-    kcfg.headers.push((
-        http::header::USER_AGENT,
-        http::HeaderValue::from_static("audit-test/1"),
-    ));
-    let client = kube::Client::try_from(kcfg).unwrap();
+    let client = client_with_user_agent(&cp.kubeconfig_path, "audit-test/1").await;
 
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "a"}})).unwrap();

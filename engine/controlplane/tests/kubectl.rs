@@ -6,24 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use kstash_controlplane::{ControlPlane, RunningControlPlane, ServerConfig};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repo root")
-}
-
-fn kubectl_bin() -> PathBuf {
-    let p = repo_root().join(".tools/bin/kubectl");
-    assert!(
-        p.exists(),
-        "kubectl is missing at {}: run scripts/ensure-tools.sh",
-        p.display()
-    );
-    p
-}
+use kstash_controlplane::{ControlPlane, RunningControlPlane};
+use kstash_testkit::cluster::server_config;
+use kstash_testkit::{kubectl_bin, repo_root};
 
 struct Kc {
     kubeconfig: PathBuf,
@@ -79,11 +64,7 @@ impl Kc {
 }
 
 async fn start(dir: &Path) -> RunningControlPlane {
-    let mut cfg = ServerConfig::new(dir, "127.0.0.1:0".parse().expect("addr"));
-    cfg.bootstrap_crds = kstash_api::crds::all()
-        .into_iter()
-        .map(|c| serde_json::to_value(c).expect("crd json"))
-        .collect();
+    let mut cfg = server_config(dir);
     // As `kstash up` runs it: KubeStash's webhook rules at write time.
     cfg.admission = Some(std::sync::Arc::new(
         kstash_controlplane::kstash_admission::KstashAdmission,

@@ -42,8 +42,7 @@ fn bucket(tag: &str) -> String {
 
 /// The tutorial's BackupConfiguration (verbatim `kubectl get -oyaml` output).
 fn tutorial_bc() -> Value {
-    let p = repo_root().join("engine/rules/src/backup_configuration/tutorial-bc.yaml");
-    serde_yaml::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    yaml_file(&repo_root().join("engine/rules/src/backup_configuration/tutorial-bc.yaml"))
 }
 
 /// Removes the time-dependent fields (`lastTransitionTime`, `nextSchedule`) from a status.
@@ -86,7 +85,7 @@ async fn tutorial_flow_reaches_ready_and_the_initial_backup_session() {
     let c = TestCluster::start().await;
     let b = bucket("tutorial");
     tutorial_base(&c).await;
-    c.apply_yaml(&tutorial_backup_storage(moto(), &b));
+    c.apply_yaml(&tutorial_backup_storage(&moto().endpoint(), &b));
     c.apply_yaml(&tutorial_yaml("default-backupblueprint.yaml"));
     c.apply_yaml(&tutorial_yaml("sample-es.yaml"));
     c.apply_yaml(&appbinding_yaml(
@@ -458,7 +457,8 @@ async fn every_minute_schedule_fires_and_pause_stops_it() {
     tutorial_base(&c).await;
     // The custom blueprint references BackupStorage `s3-store` (tutorial quirk, spec §11.12).
     c.apply_yaml(
-        &tutorial_backup_storage(moto(), &b).replace("name: s3-storage", "name: s3-store"),
+        &tutorial_backup_storage(&moto().endpoint(), &b)
+            .replace("name: s3-storage", "name: s3-store"),
     );
     c.apply_yaml(&tutorial_yaml("custom-backup-blueprint.yaml"));
     c.apply_yaml(&tutorial_yaml("sample-es-2.yaml").replace("\"*/5 * * * *\"", "\"*/1 * * * *\""));

@@ -4,65 +4,27 @@
 //! locked down, the Dockerfile copies only paths that exist, and the RBAC rules are exactly what
 //! the operator uses (compared with the audit of a real run against the embedded control plane).
 
-#[path = "support/rbac.rs"]
-mod rbac;
+mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use kstash_controlplane::AuditRecord;
-use serde::Deserialize;
 use serde_json::{json, Value};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
+use support::rbac;
+use support::{
+    create_json, es_database, get_json, helm_template, list_json, module_file, module_sha256,
+    operator_context, repo_root, tutorial_doc, wait_for, yaml_docs, Moto, TestCluster,
+};
 
 fn deploy_dir() -> PathBuf {
     repo_root().join("engine/deploy")
 }
 
-fn helm_bin() -> PathBuf {
-    let p = repo_root().join(".tools/bin/helm");
-    assert!(
-        p.exists(),
-        "helm not found at {}: run scripts/ensure-tools.sh (it installs helm)",
-        p.display()
-    );
-    p
-}
-
-/// Every non-empty document of a YAML stream, as JSON values.
-fn parse_docs(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("unparsable document: {e}")))
-        .filter(|v| !v.is_null())
-        .collect()
-}
-
-/// `helm template kstash <chart> --namespace kstash <extra>`: Ok(stdout) or Err(stderr).
-fn helm_template(extra: &[&str]) -> Result<String, String> {
-    let out = Command::new(helm_bin())
-        .args(["template", "kstash"])
-        .arg(deploy_dir().join("helm/kstash"))
-        .args(["--namespace", "kstash"])
-        .args(extra)
-        .output()
-        .expect("run helm");
-    if out.status.success() {
-        Ok(String::from_utf8(out.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
 fn render(extra: &[&str]) -> Vec<Value> {
-    parse_docs(&helm_template(extra).unwrap_or_else(|e| panic!("helm template {extra:?}: {e}")))
+    yaml_docs(&helm_template(extra).unwrap_or_else(|e| panic!("helm template {extra:?}: {e}")))
 }
 
 fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -218,12 +180,12 @@ fn plain_manifests_are_the_charts_rendering() {
     let read = |f: &str| {
         std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("manifests/{f}: {e}"))
     };
-    let ns = parse_docs(&read("00-namespace.yaml"));
+    let ns = yaml_docs(&read("00-namespace.yaml"));
     assert_eq!(
         ns,
         vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kstash"}})]
     );
-    let crds = parse_docs(&read("01-crds.yaml"));
+    let crds = yaml_docs(&read("01-crds.yaml"));
     assert_eq!(crds.len(), 14);
     assert_eq!(
         crds_in(&crds),
@@ -231,7 +193,7 @@ fn plain_manifests_are_the_charts_rendering() {
         "manifests/01-crds.yaml is stale: run engine/deploy/generate.sh"
     );
     assert_eq!(
-        parse_docs(&read("02-kstash.yaml")),
+        yaml_docs(&read("02-kstash.yaml")),
         render(&[]),
         "manifests/02-kstash.yaml is stale: run engine/deploy/generate.sh"
     );
@@ -915,165 +877,6 @@ const UNUSED_BUT_NEEDED: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
-/// A moto S3 server on a free loopback port, killed on drop.
-struct Moto {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let bin = repo_root().join(".tools/venv/bin/moto_server");
-        assert!(
-            bin.exists(),
-            "moto_server not found at {}: run scripts/ensure-tools.sh",
-            bin.display()
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "moto did not start on port {port}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        Moto { child, port }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn create_bucket(&self, bucket: &str) {
-        let st = Command::new("curl")
-            .args(["-sf", "-X", "PUT", &format!("{}/{bucket}", self.endpoint())])
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("curl");
-        assert!(st.success(), "create bucket {bucket}");
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `kind -> (group, version, plural, namespaced)` for the kinds the test creates.
-fn resource_of(kind: &str) -> kube::api::ApiResource {
-    let core = |k: &str, plural: &str| kube::api::ApiResource {
-        group: String::new(),
-        version: "v1".into(),
-        api_version: "v1".into(),
-        kind: k.into(),
-        plural: plural.into(),
-    };
-    match kind {
-        "Namespace" => return core("Namespace", "namespaces"),
-        "Secret" => return core("Secret", "secrets"),
-        _ => {}
-    }
-    let crd = kstash_api::crds::all()
-        .into_iter()
-        .find(|c| c.spec.names.kind == kind)
-        .unwrap_or_else(|| panic!("no CRD for kind {kind}"));
-    let version = crd.spec.versions[0].name.clone();
-    kube::api::ApiResource {
-        api_version: format!("{}/{version}", crd.spec.group),
-        group: crd.spec.group.clone(),
-        version,
-        kind: kind.into(),
-        plural: crd.spec.names.plural.clone(),
-    }
-}
-
-async fn create(client: &kube::Client, doc: &Value) {
-    let kind = doc["kind"].as_str().expect("kind");
-    let ar = resource_of(kind);
-    let obj: kube::api::DynamicObject = serde_json::from_value(doc.clone()).unwrap();
-    let api: kube::Api<kube::api::DynamicObject> = match doc["metadata"]["namespace"].as_str() {
-        Some(ns) => kube::Api::namespaced_with(client.clone(), ns, &ar),
-        None => kube::Api::all_with(client.clone(), &ar),
-    };
-    api.create(&kube::api::PostParams::default(), &obj)
-        .await
-        .unwrap_or_else(|e| panic!("create {kind} {}: {e}", doc["metadata"]["name"]));
-}
-
-fn example(file: &str) -> Value {
-    let text = std::fs::read_to_string(repo_root().join("examples/auto-backup").join(file))
-        .unwrap_or_else(|e| panic!("examples/auto-backup/{file}: {e}"));
-    let docs = parse_docs(&text);
-    assert_eq!(docs.len(), 1, "{file}: one document");
-    docs.into_iter().next().unwrap()
-}
-
-/// Polls `f` every 300 ms until it returns Some, or panics after `secs` naming `what`.
-async fn wait_for<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    }
-}
-
-async fn get_json(client: &kube::Client, kind: &str, ns: &str, name: &str) -> Option<Value> {
-    let api: kube::Api<kube::api::DynamicObject> =
-        kube::Api::namespaced_with(client.clone(), ns, &resource_of(kind));
-    let o = api.get_opt(name).await.ok()??;
-    serde_json::to_value(o).ok()
-}
-
-async fn list_json(client: &kube::Client, kind: &str, ns: &str) -> Vec<Value> {
-    let api: kube::Api<kube::api::DynamicObject> =
-        kube::Api::namespaced_with(client.clone(), ns, &resource_of(kind));
-    match api.list(&Default::default()).await {
-        Ok(l) => l
-            .items
-            .into_iter()
-            .map(|o| serde_json::to_value(o).unwrap())
-            .collect(),
-        Err(_) => vec![],
-    }
-}
-
-/// A kube client for the control plane that sends `User-Agent: <ua>`.
-async fn client_with_ua(cp: &kstash_controlplane::RunningControlPlane, ua: &str) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(&cp.kubeconfig_path).unwrap();
-    let mut cfg =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .unwrap();
-    cfg.headers.push((
-        hyper::header::USER_AGENT,
-        hyper::header::HeaderValue::from_str(ua).unwrap(),
-    ));
-    kube::Client::try_from(cfg).unwrap()
-}
-
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -1089,10 +892,6 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rbac_is_exactly_what_a_real_run_uses() {
-    use base64::Engine as _;
-    use sha2::Digest as _;
-
-    let tmp = tempfile::tempdir().unwrap();
     // The chart's rules (default values: release namespace kstash).
     let chart = render(&[]);
     let cluster_rules = rules_of(one(&chart, "ClusterRole"));
@@ -1100,17 +899,9 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
     let lease_name = "kstash-operator";
 
     // The embedded control plane with its audit on, serving kstash's CRDs.
-    let mut cfg = kstash_controlplane::ServerConfig::new(
-        tmp.path().join("cp"),
-        "127.0.0.1:0".parse().unwrap(),
-    );
-    cfg.bootstrap_crds = kstash_api::crds::all()
-        .iter()
-        .map(|c| serde_json::to_value(c).unwrap())
-        .collect();
-    cfg.audit = true;
-    let cp = kstash_controlplane::ControlPlane::start(cfg).await.unwrap();
-    let test_client = cp.client().await.unwrap();
+    let cluster = TestCluster::start_with(|cfg| cfg.audit = true).await;
+    let tmp = &cluster.dir;
+    let test_client = cluster.client.clone();
 
     // Real parts: S3 (moto), Elasticsearch (the emulator, TLS + basic auth), the addon module.
     let moto = Moto::start();
@@ -1127,11 +918,8 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
         .start()
         .await
         .unwrap();
-    let wasm_path =
-        repo_root().join("addons/target/wasm32-wasip2/release/elasticsearch_addon.wasm");
-    let wasm = std::fs::read(&wasm_path)
-        .unwrap_or_else(|e| panic!("{}: {e}: run scripts/build-addons.sh", wasm_path.display()));
-    let sha = hex::encode(sha2::Sha256::digest(&wasm));
+    let wasm = std::fs::read(module_file()).unwrap();
+    let sha = module_sha256();
     let module_dir = tmp.path().join("modules");
     std::fs::create_dir_all(&module_dir).unwrap();
     std::fs::write(module_dir.join("elasticsearch.wasm"), &wasm).unwrap();
@@ -1140,56 +928,19 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
     // plus what KubeDB would have created (the AppBinding and its Secret) and the chart's Addon
     // and Functions pinned to the module built here.
     for ns in ["kstash", "demo"] {
-        create(
-            &test_client,
-            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-        )
-        .await;
+        cluster.create_namespace(ns).await;
     }
-    let secret = |name: &str, data: Value| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "demo"}, "stringData": data});
-    create(
-        &test_client,
-        &secret(
-            "s3-secret",
-            json!({"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}),
-        ),
-    )
-    .await;
-    create(
-        &test_client,
-        &secret("encrypt-secret", json!({"RESTIC_PASSWORD": "changeit"})),
-    )
-    .await;
-    create(
-        &test_client,
-        &secret(
-            "es-quickstart-elastic-cred",
-            json!({"username": "elastic", "password": "es-pass"}),
-        ),
-    )
-    .await;
-    let ca = emu.ca_pem.clone().expect("TLS emulator has a CA");
-    create(
-        &test_client,
-        &json!({
-            "apiVersion": "appcatalog.appscode.com/v1alpha1", "kind": "AppBinding",
-            "metadata": {"name": "es-quickstart", "namespace": "demo"},
-            "spec": {
-                "appRef": {"apiGroup": "kubedb.com", "kind": "Elasticsearch", "name": "es-quickstart", "namespace": "demo"},
-                "type": "kubedb.com/elasticsearch",
-                "version": "8.15.0",
-                "clientConfig": {"url": emu.url, "caBundle": base64::engine::general_purpose::STANDARD.encode(ca)},
-                "secret": {"name": "es-quickstart-elastic-cred"}
-            }
-        }),
-    )
-    .await;
-    let mut storage = example("backupstorage.yaml");
+    cluster.create_s3_secret("demo", "s3-secret").await;
+    cluster
+        .create_secret("demo", "encrypt-secret", &[("RESTIC_PASSWORD", "changeit")])
+        .await;
+    es_database(&cluster, "demo", "es-quickstart", &emu, "es-pass", false).await;
+    let mut storage: Value = tutorial_doc("backupstorage.yaml");
     storage["spec"]["storage"]["s3"]["endpoint"] = json!(moto.endpoint());
-    create(&test_client, &storage).await;
-    create(&test_client, &example("retentionpolicy.yaml")).await;
-    create(&test_client, &example("default-backupblueprint.yaml")).await;
-    let addons = parse_docs(
+    create_json(&test_client, &storage).await;
+    create_json(&test_client, &tutorial_doc("retentionpolicy.yaml")).await;
+    create_json(&test_client, &tutorial_doc("default-backupblueprint.yaml")).await;
+    let addons = yaml_docs(
         &helm_template(&[
             "--show-only",
             "templates/addons.yaml",
@@ -1199,28 +950,23 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
         .unwrap(),
     );
     for d in &addons {
-        create(&test_client, d).await;
+        create_json(&test_client, d).await;
     }
-    create(&test_client, &example("sample-es.yaml")).await;
+    create_json(&test_client, &tutorial_doc("sample-es.yaml")).await;
 
     // The operator, as the chart runs it: leader election on the Lease in the release namespace,
     // the metrics endpoint, every controller.
-    let op_client = client_with_ua(&cp, OPERATOR_UA).await;
-    let runtime = kstash_runtime::Runtime::new(kstash_runtime::RuntimeConfig {
-        cache_dir: Some(tmp.path().join("data/cache")),
-        ..Default::default()
-    })
-    .unwrap();
-    let ctx = std::sync::Arc::new(kstash_operator::Context::new(
+    let op_client = cluster.client_with_user_agent(OPERATOR_UA).await;
+    let ctx = operator_context(
         op_client.clone(),
-        std::sync::Arc::new(runtime),
         kstash_operator::OperatorConfig {
             identity: "kstash-0".into(),
             module_dir: Some(module_dir.clone()),
             data_dir: tmp.path().join("data"),
             namespace: None,
         },
-    ));
+        kstash_runtime::RuntimeConfig::default().max_concurrent_tasks,
+    );
     let (metrics, metrics_addr) = kstash_operator::metrics::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -1240,7 +986,7 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
     let bc_name = "appbinding-es-quickstart";
     wait_for(
         "BackupConfiguration demo/appbinding-es-quickstart Ready",
-        120,
+        Duration::from_secs(120),
         || async {
             let bc = get_json(&test_client, "BackupConfiguration", "demo", bc_name).await?;
             (bc["status"]["phase"] == "Ready").then_some(())
@@ -1249,7 +995,7 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
     .await;
     wait_for(
         "Repository demo/s3-elasticsearch-repo Ready",
-        60,
+        Duration::from_secs(60),
         || async {
             let r = get_json(&test_client, "Repository", "demo", "s3-elasticsearch-repo").await?;
             (r["status"]["phase"] == "Ready").then_some(())
@@ -1272,7 +1018,7 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
-    wait_for("a Snapshot Succeeded", 60, || async {
+    wait_for("a Snapshot Succeeded", Duration::from_secs(60), || async {
         let snaps = list_json(&test_client, "Snapshot", "demo").await;
         snaps
             .iter()
@@ -1291,7 +1037,8 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
         .unwrap()
         .unwrap();
 
-    let audit: Vec<AuditRecord> = cp
+    let audit: Vec<AuditRecord> = cluster
+        .cp
         .audit()
         .into_iter()
         .filter(|r| r.user_agent.as_deref() == Some(OPERATOR_UA))
@@ -1349,5 +1096,6 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
         unexplained.join("\n")
     );
     drop(emu);
+    let TestCluster { cp, .. } = cluster;
     cp.shutdown().await;
 }

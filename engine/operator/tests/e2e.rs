@@ -21,11 +21,12 @@ use kstash_api::storage::{BackupStorage, Repository, Snapshot};
 use kstash_es_emulator::{Faults, RunningEmulator};
 use kstash_operator::leader::LeaderConfig;
 use kstash_operator::{CancellationToken, ServeOptions};
+use kstash_testkit::redis::RedisServer;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use support::{
-    condition, condition_true, module_file, module_sha256, restic_bin, wait_for, wait_for_object,
-    Moto, TestCluster,
+    condition, condition_true, module_file, module_sha256, restic_bin, user_indices, wait_for,
+    wait_for_object, Moto, TestCluster,
 };
 
 const NS: &str = "demo";
@@ -40,8 +41,7 @@ const REPO: &str = "s3-elasticsearch-repo";
 // ------------------------------------------------------------------------------------------
 
 fn shipped_addons_yaml() -> String {
-    std::fs::read_to_string(support::repo_root().join("examples/addons/elasticsearch.yaml"))
-        .expect("examples/addons/elasticsearch.yaml")
+    support::example_yaml("addons/elasticsearch.yaml")
 }
 
 /// The `sha256` values pinned in the shipped manifest (one per Function).
@@ -80,25 +80,7 @@ async fn emulator(docs: usize, faults: Option<Faults>) -> RunningEmulator {
 /// 1,200 documents, every search answered `delay_ms` late: a backup that is still running a
 /// moment after it started.
 async fn slow_emulator(delay_ms: u64, seed: u64) -> RunningEmulator {
-    let faults = Faults {
-        delay_ms,
-        delay_rate: 1.0,
-        seed,
-        paths: vec!["/_search".into()],
-        ..Faults::default()
-    };
-    emulator(1200, Some(faults)).await
-}
-
-/// User indices (not `.`-prefixed) and their document counts.
-fn user_indices(emu: &RunningEmulator) -> Vec<(String, usize)> {
-    let store = emu.api().store();
-    store
-        .indices
-        .values()
-        .filter(|i| !i.name.starts_with('.'))
-        .map(|i| (i.name.clone(), i.doc_count()))
-        .collect()
+    emulator(1200, Some(support::slow(delay_ms, seed))).await
 }
 
 /// The operator as `kstash operator` runs it (`kstash_operator::serve`): metrics on a free
@@ -232,7 +214,7 @@ impl Tutorial {
         cluster
             .create_secret(NS, "encrypt-secret", &[("RESTIC_PASSWORD", RESTIC_PW)])
             .await;
-        let mut storage = support::tutorial_backup_storage(&moto, "esbackup");
+        let mut storage = support::tutorial_backup_storage(&moto.endpoint(), "esbackup");
         let proxy = match proxy {
             true => Some(support::CuttableProxy::start(moto.port).await),
             false => None,
@@ -284,23 +266,7 @@ impl Tutorial {
 
     /// Keys of the bucket under `prefix` (S3 ListObjectsV2 on moto).
     fn bucket_keys(&self, prefix: &str) -> Vec<String> {
-        let out = Command::new("curl")
-            .args([
-                "-sf",
-                &format!(
-                    "{}/esbackup?list-type=2&prefix={prefix}&max-keys=1000",
-                    self.moto.endpoint()
-                ),
-            ])
-            .output()
-            .expect("curl");
-        assert!(out.status.success(), "listing the bucket failed");
-        let xml = String::from_utf8(out.stdout).unwrap();
-        xml.split("<Key>")
-            .skip(1)
-            .filter_map(|s| s.split("</Key>").next())
-            .map(str::to_string)
-            .collect()
+        self.moto.keys("esbackup", prefix)
     }
 
     async fn sessions_of(&self, bc: &str) -> Vec<BackupSession> {
@@ -732,7 +698,7 @@ async fn tutorial_customized_blueprint_with_variables() {
     let t = Tutorial::start().await;
     // The custom blueprint names BackupStorage `s3-store` (spec §11.12): the same storage under that name.
     t.cluster.apply_yaml(
-        &support::tutorial_backup_storage(&t.moto, "esbackup")
+        &support::tutorial_backup_storage(&t.moto.endpoint(), "esbackup")
             .replace("name: s3-storage", "name: s3-store")
             .replace("default: true", "default: false"),
     );
@@ -1197,67 +1163,12 @@ async fn graceful_shutdown_finishes_a_running_session_or_fails_it_cleanly() {
 /// The `requirepass` of the test's Redis servers (in the AppBinding's auth Secret).
 const REDIS_PW: &str = "redis e2e p@ss";
 
-/// A `redis-server` on 127.0.0.1 with `requirepass`, no persistence; killed on drop.
-struct RedisServer {
-    port: u16,
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
+/// What a Redis holds, as `redis-cli` shows it.
+trait Contents {
+    fn contents(&self) -> std::collections::BTreeMap<(u32, String), (String, bool, String)>;
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let dir = tempfile::tempdir().unwrap();
-        let port = support::free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--requirepass",
-                REDIS_PW,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/ensure-tools.sh redis)");
-        let r = RedisServer {
-            port,
-            child,
-            _dir: dir,
-        };
-        let start = Instant::now();
-        while r.cli(0, &["PING"]) != "PONG" {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        r
-    }
-
-    /// `redis-cli -n <db> <args>` (quoted output), its stdout.
-    fn cli(&self, db: u32, args: &[&str]) -> String {
-        let o = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-a", REDIS_PW, "--no-auth-warning", "-n", &db.to_string()])
-            .arg("--no-raw")
-            .args(args)
-            .output()
-            .expect("redis-cli must be installed (scripts/ensure-tools.sh redis)");
-        String::from_utf8_lossy(&o.stdout).trim_end().to_string()
-    }
-
+impl Contents for RedisServer {
     /// Every key of databases 0–15, read with `redis-cli`: (db, key) → (type, has a TTL, value).
     fn contents(&self) -> std::collections::BTreeMap<(u32, String), (String, bool, String)> {
         let mut all = std::collections::BTreeMap::new();
@@ -1336,32 +1247,27 @@ spec:
     ));
 }
 
-/// The documents of `examples/redis/<file>` of kind `kind`.
-fn redis_example(file: &str, kind: &str) -> String {
-    let text = std::fs::read_to_string(support::repo_root().join("examples/redis").join(file))
-        .unwrap_or_else(|e| panic!("examples/redis/{file}: {e}"));
-    text.split("\n---\n")
+/// The documents of `examples/<rel>` of kind `kind`.
+fn example_of_kind(rel: &str, kind: &str) -> String {
+    support::example_yaml(rel)
+        .split("\n---\n")
         .filter(|d| d.lines().any(|l| l == format!("kind: {kind}")))
         .collect::<Vec<_>>()
         .join("\n---\n")
+}
+
+/// The documents of `examples/redis/<file>` of kind `kind`.
+fn redis_example(file: &str, kind: &str) -> String {
+    example_of_kind(&format!("redis/{file}"), kind)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_auto_backup_and_restore_through_the_operator() {
     let t = Tutorial::start().await;
     // The shipped Redis Addon/Functions, pinned to the module scripts/build-addons.sh builds.
-    let redis_yaml =
-        std::fs::read_to_string(support::repo_root().join("examples/addons/redis.yaml")).unwrap();
-    let built = support::module_file()
-        .parent()
-        .unwrap()
-        .join("redis_addon.wasm");
-    let digest = {
-        use sha2::Digest as _;
-        hex::encode(sha2::Sha256::digest(
-            std::fs::read(&built).expect("the Redis addon is built by scripts/build-addons.sh"),
-        ))
-    };
+    let redis_yaml = support::example_yaml("addons/redis.yaml");
+    let built = support::addon_path("redis_addon.wasm");
+    let digest = support::addon_sha256("redis_addon.wasm");
     assert!(
         pinned_digests(&redis_yaml).iter().all(|d| *d == digest),
         "examples/addons/redis.yaml pins another module than the built one: run scripts/build-addons.sh --pin"
@@ -1369,7 +1275,7 @@ async fn redis_auto_backup_and_restore_through_the_operator() {
     t.cluster.apply_yaml(&redis_yaml);
 
     // The source Redis: keys of several types, with TTLs, in two logical databases.
-    let source = RedisServer::start();
+    let source = RedisServer::start(REDIS_PW);
     for (db, args) in [
         (0, vec!["SET", "greeting", "hello world"]),
         (0, vec!["SET", "session:1", "tok", "EX", "86400"]),
@@ -1476,7 +1382,7 @@ async fn redis_auto_backup_and_restore_through_the_operator() {
     );
 
     // Restore into a second, empty Redis (KubeDB object + AppBinding), the example's session.
-    let restored = RedisServer::start();
+    let restored = RedisServer::start(REDIS_PW);
     redis_database(&t, "redis-restored", &restored, true).await;
     t.cluster
         .apply_yaml(&redis_example("restoresession.yaml", "RestoreSession"));
@@ -1709,31 +1615,15 @@ spec:
 
 /// The documents of `examples/postgres/<file>` of kind `kind`.
 fn postgres_example(file: &str, kind: &str) -> String {
-    let text = std::fs::read_to_string(support::repo_root().join("examples/postgres").join(file))
-        .unwrap_or_else(|e| panic!("examples/postgres/{file}: {e}"));
-    text.split("\n---\n")
-        .filter(|d| d.lines().any(|l| l == format!("kind: {kind}")))
-        .collect::<Vec<_>>()
-        .join("\n---\n")
+    example_of_kind(&format!("postgres/{file}"), kind)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_auto_backup_and_restore_through_the_operator() {
     let t = Tutorial::start().await;
-    let pg_yaml =
-        std::fs::read_to_string(support::repo_root().join("examples/addons/postgres.yaml"))
-            .unwrap();
-    let built = support::module_file()
-        .parent()
-        .unwrap()
-        .join("postgres_addon.wasm");
-    let digest = {
-        use sha2::Digest as _;
-        hex::encode(sha2::Sha256::digest(
-            std::fs::read(&built)
-                .expect("the PostgreSQL addon is built by scripts/build-addons.sh"),
-        ))
-    };
+    let pg_yaml = support::example_yaml("addons/postgres.yaml");
+    let built = support::addon_path("postgres_addon.wasm");
+    let digest = support::addon_sha256("postgres_addon.wasm");
     assert!(
         pinned_digests(&pg_yaml).iter().all(|d| *d == digest),
         "examples/addons/postgres.yaml pins another module than the built one: run scripts/build-addons.sh --pin"
@@ -1946,11 +1836,10 @@ fn phase_and_status(rs: &RestoreSession) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tenancy_attacks_fail_closed_and_the_victims_data_is_untouched() {
     let t = Tutorial::start().await;
-    t.cluster.apply_yaml(
-        &std::fs::read_to_string(support::repo_root().join("examples/addons/redis.yaml")).unwrap(),
-    );
+    t.cluster
+        .apply_yaml(&support::example_yaml("addons/redis.yaml"));
     // The victim (namespace demo, the tutorial's storage `from: All`): a Redis and its backup.
-    let victim = RedisServer::start();
+    let victim = RedisServer::start(REDIS_PW);
     for (db, args) in [
         (0, vec!["SET", "secret", "the victim's data"]),
         (0, vec!["HSET", "account:1", "iban", "XX00"]),
@@ -1975,7 +1864,7 @@ async fn tenancy_attacks_fail_closed_and_the_victims_data_is_untouched() {
     t.cluster
         .create_secret(ATTACKER, "encrypt-key", &[("RESTIC_PASSWORD", "a guess")])
         .await;
-    let stolen = RedisServer::start();
+    let stolen = RedisServer::start(REDIS_PW);
     redis_appbinding(&t, ATTACKER, "redis-attacker", &stolen).await;
     let op = Operator::start(&t.cluster, "e2e-tenancy", None).await;
 
@@ -2053,7 +1942,7 @@ async fn tenancy_attacks_fail_closed_and_the_victims_data_is_untouched() {
     // 3. The victim's own storage (`usagePolicy: Same`): neither a BackupConfiguration nor a
     //    Repository of the attacker may use it.
     t.cluster.apply_yaml(
-        &support::tutorial_backup_storage(&t.moto, "esbackup")
+        &support::tutorial_backup_storage(&t.moto.endpoint(), "esbackup")
             .replace("name: s3-storage", "name: victim-only")
             .replace("from: All", "from: Same")
             .replace("default: true", "default: false")

@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use kstash_api::core::{BackupConfiguration, BackupSession, RestoreSession};
@@ -16,8 +15,8 @@ use kstash_es_emulator::{Faults, RunningEmulator};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
 use support::{
-    condition, condition_true, module_file, module_sha256, restic_bin, wait_for, Moto, TestCluster,
-    S3_ACCESS_KEY, S3_SECRET_KEY,
+    condition, condition_true, module_file, module_sha256, shipped_addon_yaml, user_indices,
+    wait_for, Moto, Restic, TestCluster,
 };
 
 const NS: &str = "demo";
@@ -70,25 +69,6 @@ async fn emulator(docs: usize, faults: Option<Faults>) -> RunningEmulator {
 /// with credentials Secret `<name>-elastic-cred` holding `password`.
 async fn database(cluster: &TestCluster, name: &str, emu: &RunningEmulator, password: &str) {
     support::es_database(cluster, NS, name, emu, password, true).await;
-}
-
-/// Addon `addon` whose backup/restore Functions pin `sha256`.
-fn addon_yaml(addon: &str, prefix: &str, sha256: &str) -> String {
-    std::fs::read_to_string(support::repo_root().join("examples/addons/elasticsearch.yaml"))
-        .expect("examples/addons/elasticsearch.yaml")
-        .replace("name: elasticsearch-addon", &format!("name: {addon}"))
-        .replace("elasticsearch-backup", &format!("{prefix}-backup"))
-        .replace("elasticsearch-restore", &format!("{prefix}-restore"))
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("sha256:") {
-                format!("    sha256: \"{sha256}\"")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 struct Env {
@@ -145,7 +125,7 @@ spec:
 "#,
         endpoint = moto.endpoint()
     ));
-    cluster.apply_yaml(&addon_yaml(
+    cluster.apply_yaml(&shipped_addon_yaml(
         "elasticsearch-addon",
         "elasticsearch",
         &module_sha256(),
@@ -264,30 +244,9 @@ fn restic(e: &Env, dir: &str, args: &[&str]) -> std::process::Output {
         e.moto.endpoint(),
         e.bucket
     );
-    Command::new(restic_bin())
-        .args(args)
-        .env("RESTIC_REPOSITORY", &repo)
-        .env("RESTIC_PASSWORD", RESTIC_PW)
-        .env("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env(
-            "RESTIC_CACHE_DIR",
-            e.cluster.dir.path().join("restic-cache"),
-        )
-        .output()
-        .expect("run restic")
-}
-
-/// User indices (the default `--match` excludes `.`-prefixed ones) and their document counts.
-fn user_indices(emu: &RunningEmulator) -> Vec<(String, usize)> {
-    let store = emu.api().store();
-    store
-        .indices
-        .values()
-        .filter(|i| !i.name.starts_with('.'))
-        .map(|i| (i.name.clone(), i.doc_count()))
-        .collect()
+    Restic::new(repo, RESTIC_PW, e.moto.restic_env())
+        .with_cache(e.cluster.dir.path().join("restic-cache"))
+        .run(args)
 }
 
 /// Every `n`-th live document of `index`: `(id, routing, source JSON)`.
@@ -630,8 +589,11 @@ async fn failures_name_their_cause_and_a_killed_executor_ends_failed() {
     .await;
     // Digest mismatch: an Addon whose Functions pin another digest.
     let wrong = "0".repeat(64);
-    e.cluster
-        .apply_yaml(&addon_yaml("es-wrong-digest", "es-wrong-digest", &wrong));
+    e.cluster.apply_yaml(&shipped_addon_yaml(
+        "es-wrong-digest",
+        "es-wrong-digest",
+        &wrong,
+    ));
     database(&e.cluster, "es-digest", &good, ES_PW).await;
     backup_configuration(
         &e,

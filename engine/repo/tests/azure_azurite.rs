@@ -4,12 +4,11 @@
 //! the format itself is verified by restic on local disk and S3 in `restic_interop.rs`.)
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use kstash_repo::{Storage, StorageConfig};
+use kstash_testkit::{free_port, tool, ChildGuard};
 
 mod common;
 use common::layout_backup_restore_check;
@@ -19,54 +18,37 @@ const ACCOUNT: &str = "devstoreaccount1";
 const KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// Azurite's blob service on a free loopback port, in memory, killed on drop.
 struct Azurite {
-    child: Child,
+    _child: ChildGuard,
     port: u16,
 }
 
 impl Azurite {
     fn start() -> Azurite {
-        let bin = repo_root().join(".tools/node/node_modules/.bin/azurite-blob");
-        assert!(
-            bin.exists(),
-            "azurite-blob not found at {} — run scripts/ensure-tools.sh",
-            bin.display()
+        let port = free_port();
+        let child = ChildGuard::spawn_listening(
+            "azurite-blob",
+            Command::new(tool(".tools/node/node_modules/.bin/azurite-blob"))
+                .args([
+                    "--blobHost",
+                    "127.0.0.1",
+                    "--blobPort",
+                    &port.to_string(),
+                    "--inMemoryPersistence",
+                    "--skipApiVersionCheck",
+                    "--disableTelemetry",
+                    "--silent",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            port,
+            Duration::from_secs(60),
         );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(bin)
-            .args([
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                &port.to_string(),
-                "--inMemoryPersistence",
-                "--skipApiVersionCheck",
-                "--disableTelemetry",
-                "--silent",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting azurite-blob");
-        let az = Azurite { child, port };
-        let t0 = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "azurite did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        Azurite {
+            _child: child,
+            port,
         }
-        az
     }
 
     fn endpoint(&self) -> String {
@@ -86,7 +68,7 @@ req = urllib.request.Request(f"http://127.0.0.1:{port}/{acct}/{name}?restype=con
     headers={"Content-Type": "application/octet-stream", "x-ms-date": date, "x-ms-version": ver, "Authorization": f"SharedKey {acct}:{sig}"})
 print(urllib.request.urlopen(req).status)
 "#;
-        let py = repo_root().join(".tools/venv/bin/python");
+        let py = tool(".tools/venv/bin/python");
         let out = Command::new(&py)
             .args(["-c", script, &self.port.to_string(), ACCOUNT, KEY, name])
             .output()
@@ -96,13 +78,6 @@ print(urllib.request.urlopen(req).status)
             "creating container {name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-    }
-}
-
-impl Drop for Azurite {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

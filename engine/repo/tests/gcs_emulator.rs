@@ -10,19 +10,14 @@
 //! and S3 in `restic_interop.rs`.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use kstash_repo::{Storage, StorageConfig};
+use kstash_testkit::{free_port, tool, ChildGuard};
 
 mod common;
 use common::{backup_files, layout_backup_restore_check};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// Starts the emulator with one fidelity fix: an object uploaded without a `Content-Type`
 /// gets `application/octet-stream`, as on GCS (the emulator stores `null`, which GCS never
@@ -40,53 +35,34 @@ sys.exit(main(sys.argv[1:]))
 
 /// gcp-storage-emulator on a free loopback port, in memory, with one bucket; killed on drop.
 struct GcsEmulator {
-    child: Child,
+    _child: ChildGuard,
     port: u16,
 }
 
 impl GcsEmulator {
     fn start(bucket: &str) -> GcsEmulator {
-        let bin = repo_root().join(".tools/gcs-venv/bin/gcp-storage-emulator");
-        assert!(
-            bin.exists(),
-            "gcp-storage-emulator not found at {} — run scripts/ensure-tools.sh gcs",
-            bin.display()
+        // The emulator's own entry point must be there (scripts/ensure-tools.sh gcs).
+        tool(".tools/gcs-venv/bin/gcp-storage-emulator");
+        let port = free_port();
+        let child = ChildGuard::spawn_listening(
+            "gcp-storage-emulator",
+            Command::new(tool(".tools/gcs-venv/bin/python"))
+                .args(["-c", LAUNCHER])
+                .args(["start", "--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--in-memory", "--default-bucket", bucket, "--quiet"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            port,
+            Duration::from_secs(60),
         );
-        let python = repo_root().join(".tools/gcs-venv/bin/python");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(python)
-            .args(["-c", LAUNCHER])
-            .args(["start", "--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--in-memory", "--default-bucket", bucket, "--quiet"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting gcp-storage-emulator");
-        let emu = GcsEmulator { child, port };
-        let t0 = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "gcp-storage-emulator did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        GcsEmulator {
+            _child: child,
+            port,
         }
-        emu
     }
 
     fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for GcsEmulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

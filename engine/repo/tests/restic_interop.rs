@@ -6,114 +6,18 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use kstash_repo::{BackupOptions, ConnectOptions, Error, Provider, Storage, StorageConfig};
+use kstash_testkit::{Moto, Restic};
 
 mod common;
 use common::{assert_same_files, backup_files, ndjson, restore_all};
 
 const PASSWORD: &str = "kstash-test-password";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn moto_bin() -> PathBuf {
-    let p = repo_root().join(".tools/venv/bin/moto_server");
-    assert!(
-        p.exists(),
-        "moto_server not found at {} — run scripts/ensure-tools.sh",
-        p.display()
-    );
-    p
-}
-
-fn restic_bin() -> &'static str {
-    static OK: OnceLock<()> = OnceLock::new();
-    OK.get_or_init(|| {
-        let out = Command::new("restic").arg("version").output();
-        assert!(
-            out.map(|o| o.status.success()).unwrap_or(false),
-            "restic CLI not found in PATH — run scripts/ensure-tools.sh"
-        );
-    });
-    "restic"
-}
-
-/// A moto S3 server on a free loopback port, killed on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(moto_bin())
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        // If this test process dies without running destructors, the watchdog stops moto.
-        let _ = Command::new("bash")
-            .arg("-c")
-            .arg(format!(
-                "while kill -0 {} 2>/dev/null; do sleep 1; done; kill {} 2>/dev/null",
-                std::process::id(),
-                child.id()
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto { child, port }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn create_bucket(&self, bucket: &str) {
-        let st = Command::new("curl")
-            .args(["-sf", "-X", "PUT", &format!("{}/{bucket}", self.endpoint())])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success(), "create bucket {bucket}");
-    }
-
-    fn signal(&self, sig: &str) {
-        let st = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn shared_moto() -> &'static Moto {
     static M: OnceLock<Moto> = OnceLock::new();
@@ -171,16 +75,13 @@ fn local_storage(dir: &Path) -> Storage {
     .unwrap()
 }
 
-/// Elasticsearch-dump-like NDJSON, deterministic (xorshift), `len` bytes.
+/// The `restic` CLI on `location` (no cache), with the test's password and S3 credentials.
+fn restic_at(location: &str) -> Restic {
+    Restic::new(location, PASSWORD, s3_secrets().into_iter().collect())
+}
+
 fn restic(location: &str, args: &[&str]) -> std::process::Output {
-    Command::new(restic_bin())
-        .args(["-r", location, "--no-cache"])
-        .args(args)
-        .env("RESTIC_PASSWORD", PASSWORD)
-        .env("AWS_ACCESS_KEY_ID", "AKTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "SKTEST")
-        .output()
-        .expect("run restic")
+    restic_at(location).run(args)
 }
 
 fn restic_ok(location: &str, args: &[&str]) -> Vec<u8> {
@@ -200,12 +101,10 @@ const POLY: u64 = 0x3DA3358B4DC173;
 
 /// `restic backup --stdin --json` of `data` as `name`; returns restic's summary message.
 fn restic_stdin(location: &str, name: &str, data: &[u8]) -> serde_json::Value {
-    let mut child = Command::new(restic_bin())
-        .args(["-r", location, "--no-cache", "backup", "--json", "--stdin"])
+    let mut child = restic_at(location)
+        .command()
+        .args(["backup", "--json", "--stdin"])
         .args(["--stdin-filename", name])
-        .env("RESTIC_PASSWORD", PASSWORD)
-        .env("AWS_ACCESS_KEY_ID", "AKTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "SKTEST")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -462,19 +361,10 @@ async fn s3_roundtrip_dedup_retention_and_restic_made_repo() {
         .unwrap()
         .component("frequent-backup", "dump", PASSWORD)
         .unwrap();
-    let init = Command::new(restic_bin())
-        .args([
-            "-r",
-            twin.location(),
-            "--no-cache",
-            "init",
-            "--copy-chunker-params",
-        ])
-        .args(["--from-repo", &location])
-        .env("RESTIC_PASSWORD", PASSWORD)
+    let init = restic_at(twin.location())
+        .command()
+        .args(["init", "--copy-chunker-params", "--from-repo", &location])
         .env("RESTIC_FROM_PASSWORD", PASSWORD)
-        .env("AWS_ACCESS_KEY_ID", "AKTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "SKTEST")
         .output()
         .unwrap();
     assert!(
@@ -529,19 +419,9 @@ async fn s3_roundtrip_dedup_retention_and_restic_made_repo() {
         .unwrap();
     restic_ok(rrepo.location(), &["init"]);
     let data = ndjson(77, 3 << 20);
-    let mut child = Command::new(restic_bin())
-        .args([
-            "-r",
-            rrepo.location(),
-            "--no-cache",
-            "backup",
-            "--stdin",
-            "--stdin-filename",
-            "dump.ndjson",
-        ])
-        .env("RESTIC_PASSWORD", PASSWORD)
-        .env("AWS_ACCESS_KEY_ID", "AKTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "SKTEST")
+    let mut child = restic_at(rrepo.location())
+        .command()
+        .args(["backup", "--stdin", "--stdin-filename", "dump.ndjson"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -580,17 +460,9 @@ async fn locks_stale_from_killed_process_and_live_exclusive() {
         .join("prefix/es/repository/v1/frequent-backup/dump/locks");
 
     // a restic backup killed mid-way leaves its lock behind
-    let mut child = Command::new(restic_bin())
-        .args([
-            "-r",
-            repo.location(),
-            "--no-cache",
-            "backup",
-            "--stdin",
-            "--stdin-filename",
-            "x.json",
-        ])
-        .env("RESTIC_PASSWORD", PASSWORD)
+    let mut child = restic_at(repo.location())
+        .command()
+        .args(["backup", "--stdin", "--stdin-filename", "x.json"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -1,23 +1,20 @@
 //! The sandbox, end to end: real guests built by `scripts/build-addons.sh`, a real HTTP server
 //! on 127.0.0.1 (hyper), and the runtime's limits, egress policy and error kinds.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use kstash_runtime::{
     Addon, Credentials, Digest, GuestErrorKind, Limit, Limits, LoadError, LoadSource,
     MemoryStreams, Runtime, RuntimeConfig, Target, TaskError, TaskIo, TaskReport, TaskSpec,
 };
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use kstash_testkit::http::{HttpServer, Method, Request, StatusCode};
+use kstash_testkit::{addon_path, build_addons, repo_root};
 
 fn newest_mtime(dir: &Path) -> SystemTime {
     let mut newest = SystemTime::UNIX_EPOCH;
@@ -44,7 +41,7 @@ fn newest_mtime(dir: &Path) -> SystemTime {
 fn module(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     let root = repo_root();
-    let path = root.join(format!("addons/target/wasm32-wasip2/release/{name}.wasm"));
+    let path = addon_path(&format!("{name}.wasm"));
     BUILT.get_or_init(|| {
         let sources = [
             root.join("sdk/src"),
@@ -58,12 +55,7 @@ fn module(name: &str) -> PathBuf {
         .unwrap_or(SystemTime::UNIX_EPOCH);
         let built = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
         if built.is_none_or(|b| b < sources) {
-            let status = std::process::Command::new("bash")
-                .arg(root.join("scripts/build-addons.sh"))
-                .arg("-q")
-                .status()
-                .expect("run scripts/build-addons.sh");
-            assert!(status.success(), "scripts/build-addons.sh failed");
+            build_addons();
         }
     });
     assert!(
@@ -91,78 +83,31 @@ async fn hostile() -> Addon {
 
 /// A target server: `/hello`, `/blob/<n>`, `/auth` (echoes Authorization), `/stall` (never
 /// answers), PUT/POST anything (stores the body under its path).
-struct Server {
-    url: String,
-    uploads: Arc<Mutex<HashMap<String, Vec<u8>>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn server() -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let uploads: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
-    let up = uploads.clone();
-    let task = tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let up = up.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let up = up.clone();
-                        async move {
-                            let path = req.uri().path().to_string();
-                            let auth = req
-                                .headers()
-                                .get("authorization")
-                                .map(|v| v.to_str().unwrap_or("").to_string())
-                                .unwrap_or_default();
-                            let method = req.method().clone();
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let out: Bytes = if method == hyper::Method::PUT
-                                || method == hyper::Method::POST
-                            {
-                                up.lock().unwrap().insert(path.clone(), body.to_vec());
-                                Bytes::from("stored")
-                            } else if path == "/hello" {
-                                Bytes::from("hello from the target\n")
-                            } else if path == "/auth" {
-                                Bytes::from(auth)
-                            } else if path == "/stall" {
-                                tokio::time::sleep(Duration::from_secs(3600)).await;
-                                Bytes::new()
-                            } else if let Some(n) = path
-                                .strip_prefix("/blob/")
-                                .and_then(|n| n.parse::<usize>().ok())
-                            {
-                                Bytes::from((0..n).map(|i| (i % 251) as u8).collect::<Vec<u8>>())
-                            } else {
-                                let mut r =
-                                    hyper::Response::new(Full::new(Bytes::from("not found")));
-                                *r.status_mut() = hyper::StatusCode::NOT_FOUND;
-                                return Ok::<_, Infallible>(r);
-                            };
-                            Ok(hyper::Response::new(Full::new(out)))
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
-    Server { url, uploads, task }
+/// The target: `/hello`, `/auth` (echoes the Authorization header), `/stall` (never answers),
+/// `/blob/<n>` (`n` bytes), and PUT/POST stored by path.
+async fn server() -> HttpServer {
+    HttpServer::start(|req: Request| async move {
+        let path = req.path.as_str();
+        let out: Bytes = if req.method == Method::PUT || req.method == Method::POST {
+            Bytes::from("stored")
+        } else if path == "/hello" {
+            Bytes::from("hello from the target\n")
+        } else if path == "/auth" {
+            Bytes::from(req.authorization)
+        } else if path == "/stall" {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Bytes::new()
+        } else if let Some(n) = path
+            .strip_prefix("/blob/")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            Bytes::from((0..n).map(|i| (i % 251) as u8).collect::<Vec<u8>>())
+        } else {
+            return (StatusCode::NOT_FOUND, Bytes::from("not found"));
+        };
+        (StatusCode::OK, out)
+    })
+    .await
 }
 
 fn spec(url: &str, mode: &str, extra: &[(&str, &str)], limits: Limits) -> TaskSpec {
@@ -187,7 +132,10 @@ fn memory_io() -> (MemoryStreams, TaskIo) {
 
 /// Runs `hostile` and, at the same time, a well-behaved task fetching 4 MB; asserts the good one
 /// got every byte right and returns the hostile one's result.
-async fn with_good_task(server: &Server, hostile_spec: TaskSpec) -> Result<TaskReport, TaskError> {
+async fn with_good_task(
+    server: &HttpServer,
+    hostile_spec: TaskSpec,
+) -> Result<TaskReport, TaskError> {
     let addon = hostile().await;
     let (_, bad_io) = memory_io();
     let (good_out, good_io) = memory_io();
@@ -583,7 +531,7 @@ async fn http_fetch_backs_up_and_restores_through_the_sdk() {
     assert_eq!((r.items, r.bytes), (1, 300_000));
     let up = s.uploads.lock().unwrap();
     assert_eq!(
-        up.get("/restored/dump/blob.bin").map(Vec::as_slice),
+        up.get("/restored/dump/blob.bin").map(|(_, b)| b.as_slice()),
         out.get("dump/blob.bin").as_deref()
     );
 }

@@ -63,16 +63,7 @@ impl TestCluster {
 
     /// A client sending `User-Agent: <ua>` (to pick one party's requests out of the audit).
     pub async fn client_with_user_agent(&self, ua: &str) -> kube::Client {
-        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
-        let mut cfg =
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .unwrap();
-        cfg.headers.push((
-            http_header("user-agent"),
-            ua.parse().expect("a header value"),
-        ));
-        kube::Client::try_from(cfg).unwrap()
+        client_with_user_agent(&self.kubeconfig, ua).await
     }
 
     /// Runs `kubectl --kubeconfig <cp> <args>` (stdin from `stdin` when given).
@@ -207,8 +198,19 @@ impl TestCluster {
     }
 }
 
-fn http_header(name: &'static str) -> http::HeaderName {
-    http::HeaderName::from_static(name)
+/// A client for the control plane of `kubeconfig` sending `User-Agent: <ua>` (to pick one
+/// party's requests out of the audit).
+pub async fn client_with_user_agent(kubeconfig: &Path, ua: &str) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let mut cfg =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .unwrap();
+    cfg.headers.push((
+        http::header::USER_AGENT,
+        ua.parse().expect("a header value"),
+    ));
+    kube::Client::try_from(cfg).unwrap()
 }
 
 /// The API resource of `kind`: core `Namespace`/`Secret`, or a kstash CRD's kind.

@@ -4,7 +4,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::paths::moto_bin;
-use crate::process::{free_port, wait_listening, ChildGuard};
+use crate::process::{free_port, ChildGuard};
 
 /// S3 credentials the tests put in storage Secrets (moto accepts any).
 pub const S3_ACCESS_KEY: &str = "AKIAKSTASHTEST";
@@ -22,14 +22,15 @@ impl Moto {
     /// Starts moto and waits (up to 30 s) until it accepts connections.
     pub fn start() -> Moto {
         let port = free_port();
-        let child = ChildGuard::spawn(
+        let child = ChildGuard::spawn_listening(
             "moto_server",
             Command::new(moto_bin())
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
+            port,
+            Duration::from_secs(30),
         );
-        wait_listening("moto", port, Duration::from_secs(30));
         Moto { child, port }
     }
 

@@ -1,7 +1,8 @@
 //! Ports, child processes that die with the test, and a relay that can be cut.
 
+use std::ffi::OsStr;
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,6 +16,28 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Runs `program args` to completion (stdin closed) and returns its output; panics when it cannot
+/// be started.
+pub fn output(program: impl AsRef<OsStr>, args: &[&str]) -> Output {
+    let program = program.as_ref();
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", program.to_string_lossy()))
+}
+
+/// [`output`] without blocking the test's runtime.
+pub async fn output_async(program: impl AsRef<OsStr>, args: &[&str]) -> Output {
+    let program = program.as_ref();
+    tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("run {}: {e}", program.to_string_lossy()))
 }
 
 /// Starts a shell that kills `child_pid` once this test process is gone (destructors do not
@@ -54,6 +77,18 @@ impl ChildGuard {
         let child = cmd.spawn().unwrap_or_else(|e| panic!("start {what}: {e}"));
         watchdog(child.id());
         ChildGuard(child)
+    }
+
+    /// [`ChildGuard::spawn`], then waits (up to `timeout`) until it listens on `port`.
+    pub fn spawn_listening(
+        what: &str,
+        cmd: &mut Command,
+        port: u16,
+        timeout: Duration,
+    ) -> ChildGuard {
+        let child = Self::spawn(what, cmd);
+        wait_listening(what, port, timeout);
+        child
     }
 
     /// The process id.

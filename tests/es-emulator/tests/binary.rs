@@ -2,25 +2,17 @@
 //! seeds data, writes the request log, and refuses bad options with their name.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use http::Method;
 use kstash_es_emulator::client::EsClient;
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use kstash_testkit::ChildGuard;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_serves_seeded_https_with_auth() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("req.jsonl");
-    let mut child = KillOnDrop(
+    let mut child = ChildGuard(
         Command::new(env!("CARGO_BIN_EXE_kstash-es-emulator"))
             .args(["--listen", "127.0.0.1:0", "--user", "u", "--password", "p"])
             .args([

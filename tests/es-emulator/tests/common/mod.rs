@@ -1,30 +1,17 @@
-//! Helpers shared by the integration tests: locating installed tools, reading the store.
+//! Helpers shared by the emulator's integration tests: locating installed tools (through
+//! kstash-testkit), reading the store.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use kstash_es_emulator::RunningEmulator;
 use serde_json::Value;
 
-/// The repository root (two levels above this crate).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repo root")
-}
-
 /// A tool under `<repo>/.tools`, or a panic naming the missing tool and how to install it.
 pub fn tool(rel: &str) -> PathBuf {
-    let p = repo_root().join(".tools").join(rel);
-    assert!(
-        p.exists(),
-        "required tool {} is missing: run scripts/ensure-tools.sh",
-        p.display()
-    );
-    p
+    kstash_testkit::tool(&format!(".tools/{rel}"))
 }
 
 /// One stored document: source and routing.

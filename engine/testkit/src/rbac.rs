@@ -1,9 +1,5 @@
 //! RBAC least-privilege checks: compare (Cluster)Role rules with the requests an operator really
 //! made, as recorded by the control plane's audit log (`RunningControlPlane::audit`).
-//!
-//! Include it from a test file with `#[path = "support/rbac.rs"] mod rbac;` (or `pub mod rbac;`
-//! in `tests/support/mod.rs`).
-#![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::fmt;
