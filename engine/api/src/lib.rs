@@ -10,6 +10,7 @@ pub mod constants;
 pub mod core;
 pub mod crds;
 pub mod external;
+pub mod lookup;
 pub mod names;
 pub mod period;
 pub mod phase;

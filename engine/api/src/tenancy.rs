@@ -27,9 +27,9 @@ use std::collections::BTreeMap;
 
 use kube::ResourceExt;
 
-use crate::admission::{effective_usage_policy, AdmissionError, Lookup};
 use crate::constants::annotations as ann;
 use crate::core::{BackupConfiguration, RestoreSession};
+use crate::lookup::{effective_usage_policy, AdmissionError, Lookup};
 use crate::shared::{ObjectReference, TypedObjectReference, UsagePolicy};
 use crate::storage::{BackupStorage, Repository};
 
