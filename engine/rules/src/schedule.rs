@@ -102,9 +102,7 @@ fn count_due(s: &Schedule, since: Timestamp, now: Timestamp) -> u32 {
 mod tests {
     use super::*;
 
-    fn ts(s: &str) -> Timestamp {
-        s.parse().unwrap()
-    }
+    use kstash_testkit::ts;
 
     struct Case {
         name: &'static str,

@@ -8,9 +8,7 @@ use kstash_api::storage::RepositoryStatus;
 
 const TUTORIAL: &str = include_str!("tutorial-bc.yaml");
 
-fn ts(s: &str) -> Timestamp {
-    s.parse().unwrap()
-}
+use kstash_testkit::ts;
 
 /// The tutorial's object as the engine sees it on first reconcile: spec and metadata, no
 /// status, plus the uid/creationTimestamp the API server set.

@@ -150,9 +150,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use kstash_api::core::{BackupConfigurationStatus, BackupSessionStatus};
 
-    fn ts(s: &str) -> Timestamp {
-        s.parse().unwrap()
-    }
+    use kstash_testkit::ts;
 
     fn session(name: &str, kind: &str, phase: Option<BackupSessionPhase>) -> BackupSession {
         let mut bs: BackupSession = serde_json::from_value(serde_json::json!({

@@ -10,9 +10,7 @@ use kstash_api::storage::{RepositorySpec, SuccessfulSnapshotsKeepPolicy};
 
 const TUTORIAL_SNAPSHOT: &str = include_str!("tutorial-snapshot.yaml");
 
-fn ts(s: &str) -> Timestamp {
-    s.parse().unwrap()
-}
+use kstash_testkit::ts;
 
 fn tutorial_snapshot() -> Snapshot {
     serde_yaml::from_str(TUTORIAL_SNAPSHOT).unwrap()

@@ -5,9 +5,7 @@
 use super::*;
 use proptest::prelude::*;
 
-fn ts(s: &str) -> Timestamp {
-    s.parse().unwrap()
-}
+use kstash_testkit::ts;
 
 const BASE: &str = "2024-09-19T04:49:38Z";
 

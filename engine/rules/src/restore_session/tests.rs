@@ -32,9 +32,7 @@ spec:
       - name: logical-backup-restore
 "#;
 
-fn ts(s: &str) -> Timestamp {
-    s.parse().unwrap()
-}
+use kstash_testkit::ts;
 
 fn tutorial_rs() -> RestoreSession {
     serde_yaml::from_str(TUTORIAL_RESTORE).unwrap()
