@@ -103,11 +103,27 @@ fn read_manifests(dir: &Path) -> anyhow::Result<Vec<(PathBuf, serde_json::Value)
     Ok(out)
 }
 
-/// Pins every `Function` with a `builtin:` module to the digest of the module found in
-/// `module_dir`. Returns one line per Function for the user.
+/// Where `scripts/build-addons.sh` of this checkout writes the modules.
+fn own_build_dir() -> PathBuf {
+    Path::new(REPO_ROOT).join("addons/target/wasm32-wasip2/release")
+}
+
+/// How [`pin_digests`] treats a manifest's digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pinning {
+    /// The modules are this checkout's own build: pin each Function to what was built.
+    OwnBuild,
+    /// The modules come from elsewhere: keep every manifest's pin and report a module that does
+    /// not match it (the executor refuses to run it).
+    Verify,
+}
+
+/// Pins (or, with [`Pinning::Verify`], checks) every `Function` with a `builtin:` module
+/// against the module found in `module_dir`. Returns one line per Function for the user.
 pub fn pin_digests(
     objects: &mut [(PathBuf, serde_json::Value)],
     module_dir: Option<&Path>,
+    pinning: Pinning,
 ) -> Vec<String> {
     let mut notes = Vec::new();
     for (file, obj) in objects.iter_mut() {
@@ -138,9 +154,22 @@ pub fn pin_digests(
                 Ok(bytes) => {
                     let digest = kstash_runtime::Digest::of(&bytes).hex();
                     let old = obj.pointer("/spec/module/sha256").and_then(|s| s.as_str()).unwrap_or("").to_string();
+                    if pinning == Pinning::Verify {
+                        notes.push(if old == digest {
+                            format!("Function {name}: {location} sha256 {digest} (matches the manifest)")
+                        } else {
+                            format!(
+                                "Function {name}: {location}: {} has sha256 {digest} but {} pins {}; pin kept, so the operator will refuse this module (rebuild it, or update the manifest)",
+                                path.display(),
+                                file.display(),
+                                if old.is_empty() { "none" } else { old.as_str() }
+                            )
+                        });
+                        continue;
+                    }
                     if old != digest {
                         notes.push(format!(
-                            "Function {name}: {location} pinned to sha256 {digest} of {} (manifest had {})",
+                            "Function {name}: {location} pinned to sha256 {digest} of {} (this checkout's build; manifest had {})",
                             path.display(),
                             if old.is_empty() { "none" } else { old.as_str() }
                         ));
@@ -214,7 +243,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let module_dir = match args.module_dir.clone() {
         Some(d) if d.is_dir() => Some(d.canonicalize()?),
         Some(d) => bail!("--module-dir {}: not a directory", d.display()),
-        None => existing(Path::new(REPO_ROOT).join("addons/target/wasm32-wasip2/release")),
+        None => existing(own_build_dir()),
     };
     let addons_dir = match args.addons.clone() {
         Some(d) if d.is_dir() => Some(d),
@@ -244,7 +273,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     match &addons_dir {
         Some(dir) => {
             let mut objects = read_manifests(dir)?;
-            for note in pin_digests(&mut objects, module_dir.as_deref()) {
+            // Only modules this checkout built are re-pinned; any other directory is checked
+            // against the manifests' pins.
+            let pinning = match (&module_dir, own_build_dir().canonicalize()) {
+                (Some(d), Ok(own)) if *d == own => Pinning::OwnBuild,
+                _ => Pinning::Verify,
+            };
+            for note in pin_digests(&mut objects, module_dir.as_deref(), pinning) {
                 println!("addons: {note}");
             }
             let counts = install(&client, &objects).await?;
@@ -321,7 +356,7 @@ mod tests {
             serde_json::json!({"kind": "Function", "metadata": {"name": "f"},
                 "spec": {"module": {"location": "builtin:elasticsearch", "sha256": "00"}}}),
         )];
-        let notes = pin_digests(&mut objs, Some(dir.path()));
+        let notes = pin_digests(&mut objs, Some(dir.path()), Pinning::OwnBuild);
         // `printf 'module bytes' | sha256sum`
         let want = "5c073b6de205a83e4df87dcd07111be224ad4435a8c08ca0ba10e68dcf38fe92";
         let got = objs[0]
@@ -332,6 +367,20 @@ mod tests {
             .unwrap();
         assert_eq!(got, want);
         assert!(notes[0].contains("pinned"), "{notes:?}");
+    }
+
+    #[test]
+    fn modules_from_elsewhere_are_checked_not_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("elasticsearch.wasm"), b"module bytes").unwrap();
+        let mut objs = vec![(
+            PathBuf::from("x.yaml"),
+            serde_json::json!({"kind": "Function", "metadata": {"name": "f"},
+                "spec": {"module": {"location": "builtin:elasticsearch", "sha256": "00"}}}),
+        )];
+        let notes = pin_digests(&mut objs, Some(dir.path()), Pinning::Verify);
+        assert_eq!(objs[0].1.pointer("/spec/module/sha256").unwrap(), "00");
+        assert!(notes[0].contains("will refuse this module"), "{notes:?}");
     }
 
     #[test]
