@@ -13,7 +13,7 @@ use kstash_api::core::{BackupConfiguration, BackupSession, RestoreSession};
 use kstash_api::storage::{Snapshot, SnapshotPhase};
 use kstash_es_emulator::{Faults, RunningEmulator};
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::Api;
+use kube::{Api, ResourceExt};
 use support::{
     condition, condition_true, module_file, module_sha256, shipped_addon_yaml, user_indices,
     wait_for, Moto, Restic, TestCluster,
@@ -568,6 +568,45 @@ spec:
         .await
         .expect("the test removes its own finalizer");
     support::wait_for_absent(&snaps_api, &snap2, Duration::from_secs(30)).await;
+
+    // --- deleting the Repository: its Snapshots go with it (owner references), each through
+    // the Snapshot controller, which honours the Snapshot's deletionPolicy (Delete: the restic
+    // snapshot is kept in the bucket) ---
+    let bs3 = trigger(&e, "appbinding-es-quickstart", t0 + 120).await;
+    let done3 = wait_session_done(&e, &bs3).await;
+    assert_eq!(
+        done3
+            .status
+            .and_then(|s| s.phase)
+            .map(|p| format!("{p:?}"))
+            .as_deref(),
+        Some("Succeeded")
+    );
+    let snap3 = kstash_api::names::snapshot_name("s3-elasticsearch-repo", &bs3);
+    let kept = snaps_api.get(&snap3).await.expect("the third Snapshot");
+    assert!(kept
+        .finalizers()
+        .iter()
+        .any(|f| f == "kubestash.com/cleanup"));
+    let restic_id3 = kept.status.as_ref().unwrap().components["dump"].restic_stats[0]
+        .id
+        .clone()
+        .expect("restic id of the third snapshot");
+    let repos: Api<kstash_api::storage::Repository> = e.cluster.api(NS);
+    repos
+        .delete("s3-elasticsearch-repo", &Default::default())
+        .await
+        .expect("delete the Repository");
+    support::wait_for_absent(&snaps_api, &snap3, Duration::from_secs(60)).await;
+    let out = restic(&e, "es", &["snapshots", "--json"]);
+    let left: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        left.as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"].as_str() == Some(restic_id3.as_str())),
+        "deletionPolicy Delete keeps the data: {left}"
+    );
     exec.kill().await;
 }
 
