@@ -688,6 +688,30 @@ async fn tutorial_default_blueprint_backup_retention_restore_and_metrics() {
         (200, "ok\n".to_string())
     );
     assert_eq!(http_get(op.metrics, "/nope").await.0, 404);
+
+    // Deleting the BackupStorage (the tutorial's is `WipeOut`) deletes its Repository and,
+    // through the Snapshot controller, every Snapshot: none stays Terminating. (The
+    // BackupConfiguration still names the storage, so it creates its Repository again: a new
+    // object, not the one that was deleted.)
+    let storages: Api<BackupStorage> = t.cluster.api(NS);
+    let old_repo = repos.get(REPO).await.unwrap().metadata.uid;
+    storages
+        .delete("s3-storage", &Default::default())
+        .await
+        .expect("delete the BackupStorage");
+    let snaps: Api<Snapshot> = t.cluster.api(NS);
+    wait_for(
+        "the BackupStorage, its Repository and its Snapshots to be gone",
+        Duration::from_secs(90),
+        || async {
+            let left = snaps.list(&Default::default()).await.ok()?.items;
+            let storage_gone = storages.get_opt("s3-storage").await.ok()?.is_none();
+            let repo = repos.get_opt(REPO).await.ok()?;
+            let repo_gone = repo.is_none_or(|r| r.metadata.uid != old_repo);
+            (left.is_empty() && storage_gone && repo_gone).then_some(())
+        },
+    )
+    .await;
     op.stop().await;
 }
 

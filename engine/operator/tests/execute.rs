@@ -778,5 +778,17 @@ async fn failures_name_their_cause_and_a_killed_executor_ends_failed() {
         Some("Succeeded"),
         "{st:#?}"
     );
+
+    // Deleting the namespace (the tutorial's own cleanup) ends: every Snapshot passes the
+    // Snapshot controller (Failed and Succeeded ones alike), none stays Terminating with
+    // `kubestash.com/cleanup`, and the namespace goes.
+    let left = snap_api.list(&Default::default()).await.unwrap().items;
+    assert!(left.len() >= 2, "Snapshots to clean up: {}", left.len());
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(e.cluster.client.clone());
+    namespaces
+        .delete(NS, &Default::default())
+        .await
+        .expect("delete the namespace");
+    support::wait_for_absent(&namespaces, NS, Duration::from_secs(90)).await;
     exec2.kill().await;
 }
