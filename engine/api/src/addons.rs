@@ -114,6 +114,31 @@ pub struct FunctionModule {
     /// SHA-256 of the module bytes, 64 lowercase hex digits.
     #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub sha256: String,
+    /// Limits of each task run from this module (unset: the operator's defaults). Each is
+    /// capped by the operator's settings: a value above its cap is refused, never lowered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<TaskLimits>,
+}
+
+/// kstash extension: what one task of a Function may use.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskLimits {
+    /// Guest memory, a Kubernetes quantity (`512Mi`, `1Gi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// CPU time running guest code, a Go duration (`30m`, `2h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_time: Option<String>,
+    /// Wall-clock time of the whole task, a Go duration (`6h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_clock: Option<String>,
+    /// Bytes the task may write to its output streams (backup), a quantity (`2Ti`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_bytes: Option<String>,
+    /// Bytes exchanged with the target, in and out together, a quantity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_bytes: Option<String>,
 }
 
 /// `Function.spec`.

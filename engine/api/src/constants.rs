@@ -42,6 +42,9 @@ pub mod annotations {
     /// BackupConfigurations, Repositories and RestoreSessions may use it as their encryption
     /// secret. Without it a Secret serves its own namespace only.
     pub const SECRET_ALLOWED_NAMESPACES: &str = "kstash.io/allowed-namespaces";
+    /// kstash's own, on a BackupSession or RestoreSession: the identity of the operator
+    /// replica that ran (or runs) its task.
+    pub const EXECUTED_BY: &str = "kstash.io/executed-by";
 }
 
 /// Labels (spec §2.2, §4, §5.1).

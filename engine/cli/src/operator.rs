@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use kstash_operator::leader::{LeaderConfig, DEFAULT_LEASE_NAME};
+use kstash_operator::task::claim::ClaimConfig;
 use kstash_operator::CancellationToken;
 use kstash_operator::{Context, OperatorConfig, ServeOptions};
 
@@ -58,8 +59,66 @@ pub struct OperatorArgs {
     /// cleanly; keep the pod's `terminationGracePeriodSeconds` above it.
     #[arg(long, env = "KSTASH_SHUTDOWN_GRACE", default_value_t = kstash_operator::DEFAULT_SHUTDOWN_GRACE.as_secs_f64())]
     pub shutdown_grace: f64,
+    /// Most backups, and most restores, this replica runs at once. With `--leader-elect` every
+    /// replica runs sessions: each one claims a session with a Lease before running it.
+    #[arg(long, env = "KSTASH_MAX_SESSIONS", default_value_t = kstash_operator::task::claim::DEFAULT_MAX_SESSIONS)]
+    pub max_sessions: usize,
+    #[command(flatten)]
+    pub caps: TaskCapArgs,
     #[command(flatten)]
     pub egress: EgressArgs,
+}
+
+/// The most any one addon task may use (admin-set). A Function asks for its own limits in
+/// `spec.module.limits`; one asking for more than a cap is refused, one asking nothing gets the
+/// runtime's defaults (256Mi, 30m CPU, 6h, 1Ti written, 1Ti to the target) lowered to the caps.
+#[derive(Args, Debug, Clone)]
+pub struct TaskCapArgs {
+    /// Guest memory of one task (a quantity: 512Mi, 1Gi); also the addon pool's slot size.
+    #[arg(long, env = "KSTASH_TASK_MAX_MEMORY", default_value = "1Gi")]
+    pub task_max_memory: String,
+    /// Seconds of CPU time running guest code, per task.
+    #[arg(long, env = "KSTASH_TASK_MAX_CPU_TIME", default_value_t = 7200.0)]
+    pub task_max_cpu_time: f64,
+    /// Seconds of wall-clock time per task.
+    #[arg(long, env = "KSTASH_TASK_MAX_WALL_CLOCK", default_value_t = 86400.0)]
+    pub task_max_wall_clock: f64,
+    /// Bytes one task may write to its output streams (a quantity).
+    #[arg(long, env = "KSTASH_TASK_MAX_OUTPUT_BYTES", default_value = "1Ti")]
+    pub task_max_output_bytes: String,
+    /// Bytes one task may exchange with its target (a quantity).
+    #[arg(long, env = "KSTASH_TASK_MAX_TARGET_BYTES", default_value = "1Ti")]
+    pub task_max_target_bytes: String,
+}
+
+impl TaskCapArgs {
+    /// The caps as the runtime's limits (the fields a Function can ask for).
+    pub fn caps(&self) -> anyhow::Result<kstash_runtime::Limits> {
+        use kstash_operator::task::limits::parse_bytes;
+        let bytes = |flag: &str, v: &str| {
+            parse_bytes(v).map_err(|e| anyhow::anyhow!("--{flag} {v:?}: {e}"))
+        };
+        Ok(kstash_runtime::Limits {
+            memory_bytes: bytes("task-max-memory", &self.task_max_memory)?,
+            cpu_time: secs("task-max-cpu-time", self.task_max_cpu_time)?,
+            wall_clock: secs("task-max-wall-clock", self.task_max_wall_clock)?,
+            max_bytes_written: bytes("task-max-output-bytes", &self.task_max_output_bytes)?,
+            max_target_bytes: bytes("task-max-target-bytes", &self.task_max_target_bytes)?,
+            ..kstash_runtime::Limits::default()
+        })
+    }
+}
+
+impl Default for TaskCapArgs {
+    fn default() -> Self {
+        TaskCapArgs {
+            task_max_memory: "1Gi".into(),
+            task_max_cpu_time: 7200.0,
+            task_max_wall_clock: 86400.0,
+            task_max_output_bytes: "1Ti".into(),
+            task_max_target_bytes: "1Ti".into(),
+        }
+    }
 }
 
 /// The egress policy of every addon task (admin-set; see docs/security.md): which addresses a
@@ -128,10 +187,15 @@ pub fn parse_metrics_addr(v: &str) -> anyhow::Result<Option<SocketAddr>> {
 }
 
 /// Builds the operator's shared context: the addon runtime (cache under `data_dir`) and settings.
+/// With `claims`, the executors share the sessions with other replicas; at most `max_tasks`
+/// addon tasks run at once, each within `caps`.
 pub fn build_context(
     client: kube::Client,
     config: OperatorConfig,
     egress: kstash_runtime::EgressRules,
+    claims: Option<ClaimConfig>,
+    caps: kstash_runtime::Limits,
+    max_tasks: usize,
 ) -> anyhow::Result<Arc<Context>> {
     if let Some(dir) = &config.module_dir {
         if !dir.is_dir() {
@@ -144,10 +208,16 @@ pub fn build_context(
     let runtime = kstash_runtime::Runtime::new(kstash_runtime::RuntimeConfig {
         cache_dir: Some(cache),
         egress,
+        max_concurrent_tasks: u32::try_from(max_tasks.max(1)).unwrap_or(u32::MAX),
+        max_task_memory: caps.memory_bytes,
         ..Default::default()
     })
     .context("starting the addon runtime")?;
-    Ok(Arc::new(Context::new(client, Arc::new(runtime), config)))
+    let ctx = Context::new(client, Arc::new(runtime), config).with_task_caps(caps);
+    Ok(Arc::new(match claims {
+        Some(c) => ctx.with_claims(c),
+        None => ctx,
+    }))
 }
 
 /// Binds the metrics endpoint at `addr` (if any) and prints its URL.
@@ -238,6 +308,21 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    // With leader election every replica runs sessions, each under its claim Lease (in the
+    // leader Lease's namespace, with its timings).
+    let claims = match &leader {
+        Some(l) => {
+            let mut c = ClaimConfig::new(l.namespace.clone(), identity.clone());
+            c.lease_duration = l.lease_duration;
+            c.renew_deadline = l.renew_deadline;
+            c.renew_period = l.retry_period;
+            c.max_sessions = args.max_sessions;
+            c.validate().map_err(anyhow::Error::msg)?;
+            Some(c)
+        }
+        None if args.max_sessions == 0 => bail!("--max-sessions must be at least 1"),
+        None => None,
+    };
     let client = client_from(args.kubeconfig.as_deref()).await?;
     let ctx = build_context(
         client,
@@ -248,6 +333,9 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             namespace: args.namespace.clone(),
         },
         args.egress.rules(),
+        claims,
+        args.caps.caps()?,
+        args.max_sessions,
     )?;
     let metrics = bind_metrics(metrics_addr).await?;
     println!(
@@ -257,7 +345,10 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             None => "all namespaces".to_string(),
         },
         match &leader {
-            Some(l) => format!("leader election on Lease {}/{}", l.namespace, l.name),
+            Some(l) => format!(
+                "leader election on Lease {}/{}; sessions claimed per replica, at most {} at once",
+                l.namespace, l.name, args.max_sessions
+            ),
             None => "no leader election".to_string(),
         }
     );

@@ -314,6 +314,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             namespace: None,
         },
         args.egress.rules(),
+        None,
+        crate::operator::TaskCapArgs::default().caps()?,
+        kstash_operator::task::claim::DEFAULT_MAX_SESSIONS,
     )?;
     let metrics = crate::operator::bind_metrics(metrics_addr).await?;
     println!(

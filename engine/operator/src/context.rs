@@ -43,6 +43,13 @@ pub struct Context {
     pub config: OperatorConfig,
     /// Drain and abort signals (set by [`crate::serve`]).
     pub lifecycle: Lifecycle,
+    /// With several executor replicas: the per-session claims (`None`: this process is the
+    /// only executor, see [`Context::with_claims`]).
+    #[cfg(feature = "execute")]
+    pub claims: Option<crate::task::claim::Claims>,
+    /// The most any one task may use (memory, CPU time, wall clock, output and target bytes);
+    /// a Function asking for more is refused. Default: the runtime's defaults.
+    pub task_caps: kstash_runtime::Limits,
 }
 
 impl Context {
@@ -57,7 +64,26 @@ impl Context {
             runtime,
             config,
             lifecycle: Lifecycle::default(),
+            #[cfg(feature = "execute")]
+            claims: None,
+            task_caps: kstash_runtime::Limits::default(),
         }
+    }
+
+    /// This context with `caps` as the most any one task may use.
+    pub fn with_task_caps(mut self, caps: kstash_runtime::Limits) -> Self {
+        self.task_caps = caps;
+        self
+    }
+
+    /// This context with session claims: its executors share the sessions with other replicas
+    /// (each session runs in the one replica holding its Lease, at most
+    /// `config.max_sessions` per kind here), and [`crate::serve`] runs them on every replica,
+    /// not only on the leader.
+    #[cfg(feature = "execute")]
+    pub fn with_claims(mut self, config: crate::task::claim::ClaimConfig) -> Self {
+        self.claims = Some(crate::task::claim::Claims::new(self.client.clone(), config));
+        self
     }
 
     /// An `Api` over every namespace, or the operator's one namespace.

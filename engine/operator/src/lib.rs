@@ -14,7 +14,9 @@
 //!
 //! [`run`] starts every controller of the build on one [`Context`]; [`serve`] wraps it in leader
 //! election ([`leader`]) and the Prometheus endpoint ([`metrics`]), which is what
-//! `kstash operator` and `kstash up` call.
+//! `kstash operator` and `kstash up` call. With session claims ([`Context::with_claims`]) the
+//! leader runs [`run_control`] and every replica [`run_executors`]: each session runs in the
+//! one replica holding its claim (`task::claim`).
 
 pub mod context;
 pub mod kinds;
@@ -53,6 +55,12 @@ use std::sync::Arc;
 /// they have all stopped: the control half stops at once, the executors once their running
 /// sessions have finished (or, after `ctx.lifecycle.abort`, failed cleanly).
 pub async fn run(ctx: Arc<Context>) {
+    futures::join!(run_control(ctx.clone()), run_executors(ctx));
+}
+
+/// What only one replica runs (the leader, with leader election): the control half and the
+/// Snapshot controller.
+pub async fn run_control(ctx: Arc<Context>) {
     let mut controllers: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
     #[cfg(feature = "control")]
     {
@@ -71,13 +79,31 @@ pub async fn run(ctx: Arc<Context>) {
         controllers.push(until_drain(Box::pin(run_reconcilers(ctx.clone()))));
     }
     #[cfg(feature = "execute")]
-    {
-        controllers.push(Box::pin(backup_session::run(ctx.clone())));
-        controllers.push(Box::pin(restore_session::run(ctx.clone())));
-        controllers.push(Box::pin(snapshot::run(ctx.clone())));
-    }
+    controllers.push(Box::pin(snapshot::run(ctx.clone())));
     let _ = ctx;
     futures::future::join_all(controllers).await;
+}
+
+/// The BackupSession and RestoreSession executors: on every replica when the context has
+/// session claims ([`Context::with_claims`]), else beside the control half.
+pub async fn run_executors(ctx: Arc<Context>) {
+    #[cfg(feature = "execute")]
+    futures::join!(
+        backup_session::run(ctx.clone()),
+        restore_session::run(ctx.clone())
+    );
+    let _ = ctx;
+}
+
+/// Whether the executors share the sessions with other replicas (they run on every replica).
+fn shares_sessions(ctx: &Context) -> bool {
+    #[cfg(feature = "execute")]
+    return ctx.claims.is_some();
+    #[cfg(not(feature = "execute"))]
+    {
+        let _ = ctx;
+        false
+    }
 }
 
 /// The reconcilers of [`reconcilers`]: their reflector stores first, then each in the
@@ -193,8 +219,28 @@ pub async fn serve(ctx: Arc<Context>, opts: ServeOptions) -> Result<(), leader::
         Some(cfg) => {
             let elector = leader::LeaderElector::new(ctx.client.clone(), cfg)?;
             let c = ctx.clone();
+            let shared = shares_sessions(&ctx);
+            // With session claims the executors run on every replica, outside the election;
+            // without, everything runs on the leader only.
+            let led = move || {
+                let c = c.clone();
+                async move {
+                    match shared {
+                        true => run_control(c).await,
+                        false => run(c).await,
+                    }
+                }
+            };
+            let executors = {
+                let c = ctx.clone();
+                async move {
+                    if shared {
+                        run_executors(c).await
+                    }
+                }
+            };
             tokio::select! {
-                _ = elector.run(shutdown.clone(), leading.clone(), move || run(c.clone())) => {}
+                _ = async { futures::join!(elector.run(shutdown.clone(), leading.clone(), led), executors) } => {}
                 _ = deadline => tracing::warn!("controllers still running {ABORT_WAIT:?} after the grace period: stopping them"),
             }
         }

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use support::rbac;
 use support::{
     create_json, es_database, get_json, helm_template, list_json, module_file, module_sha256,
-    operator_context, repo_root, tutorial_doc, wait_for, yaml_docs, Moto, TestCluster,
+    operator_context_with, repo_root, tutorial_doc, wait_for, yaml_docs, Moto, TestCluster,
 };
 
 fn deploy_dir() -> PathBuf {
@@ -222,7 +222,8 @@ fn deployment_is_locked_down_and_leader_elected() {
     assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
     assert!(c["resources"]["requests"]["cpu"].is_string());
     assert!(c["resources"]["requests"]["memory"].is_string());
-    assert!(c["resources"]["limits"]["memory"].is_string());
+    // The pod is sized from its tasks: 256Mi + maxSessions x the task memory cap.
+    assert_eq!(c["resources"]["limits"]["memory"], "2304Mi");
     for probe in ["livenessProbe", "readinessProbe"] {
         assert_eq!(c[probe]["httpGet"]["port"], "metrics", "{probe}");
     }
@@ -236,6 +237,8 @@ fn deployment_is_locked_down_and_leader_elected() {
         "--module-dir=/usr/lib/kstash/addons",
         "--data-dir=/var/lib/kstash",
         "--metrics-addr=0.0.0.0:8080",
+        "--max-sessions=4",
+        "--task-max-memory=512Mi",
     ] {
         assert!(a.iter().any(|x| x == want), "missing arg {want} in {a:?}");
     }
@@ -604,15 +607,17 @@ fn rbac_has_no_wildcards_and_no_write_on_inputs() {
         .map(|g| g.verb)
         .collect();
     assert_eq!(secret_verbs, ["get"]);
-    // The Lease: update only the chart's lease by name.
+    // The Role: the release namespace's Leases (leader election and session claims), never
+    // listed or watched.
     for g in role.iter().flat_map(|r| rbac::grants(r, None)) {
         assert_eq!(
             (g.api_group.as_str(), g.resource.as_str()),
             ("coordination.k8s.io", "leases")
         );
-        if g.verb != "create" {
-            assert_eq!(g.resource_name.as_deref(), Some("kstash-operator"), "{g}");
-        }
+        assert!(
+            ["create", "get", "update", "delete"].contains(&g.verb.as_str()),
+            "{g}"
+        );
     }
 }
 
@@ -955,9 +960,9 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
     create_json(&test_client, &tutorial_doc("sample-es.yaml")).await;
 
     // The operator, as the chart runs it: leader election on the Lease in the release namespace,
-    // the metrics endpoint, every controller.
+    // session claims there too, the metrics endpoint, every controller.
     let op_client = cluster.client_with_user_agent(OPERATOR_UA).await;
-    let ctx = operator_context(
+    let ctx = operator_context_with(
         op_client.clone(),
         kstash_operator::OperatorConfig {
             identity: "kstash-0".into(),
@@ -966,6 +971,9 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
             namespace: None,
         },
         kstash_runtime::RuntimeConfig::default().max_concurrent_tasks,
+        Some(kstash_operator::task::claim::ClaimConfig::new(
+            "kstash", "kstash-0",
+        )),
     );
     let (metrics, metrics_addr) = kstash_operator::metrics::bind("127.0.0.1:0".parse().unwrap())
         .await

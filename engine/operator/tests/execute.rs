@@ -644,6 +644,31 @@ async fn failures_name_their_cause_and_a_killed_executor_ends_failed() {
         "--limit=100",
     )
     .await;
+    // Task limits from the Function: one asks for more memory than the operator's cap, one
+    // gives its task one second of wall clock against a slow server.
+    let with_limits = |name: &str, limits: &str| {
+        shipped_addon_yaml(name, name, &module_sha256()).replace(
+            &format!("    sha256: \"{}\"", module_sha256()),
+            &format!("    sha256: \"{}\"\n    limits: {limits}", module_sha256()),
+        )
+    };
+    e.cluster
+        .apply_yaml(&with_limits("es-too-much", "{memory: 8Gi}"));
+    e.cluster.apply_yaml(&with_limits(
+        "es-one-second",
+        "{wallClock: 1s, memory: 64Mi}",
+    ));
+    database(&e.cluster, "es-limits", &good, ES_PW).await;
+    backup_configuration(
+        &e,
+        "appbinding-es-too-much",
+        "es-limits",
+        "repo-too-much",
+        "too-much",
+        "es-too-much",
+        "--limit=100",
+    )
+    .await;
     // A slow server for the killed-executor case (every request delayed).
     let slow = emulator(
         2000,
@@ -667,8 +692,22 @@ async fn failures_name_their_cause_and_a_killed_executor_ends_failed() {
     )
     .await;
 
+    database(&e.cluster, "es-slow-limited", &slow, ES_PW).await;
+    backup_configuration(
+        &e,
+        "appbinding-es-one-second",
+        "es-slow-limited",
+        "repo-one-second",
+        "one-second",
+        "es-one-second",
+        "--limit=50",
+    )
+    .await;
+
     let exec = Executors::start(&e.cluster, "1").await;
     let now = jiff::Timestamp::now().as_second();
+    let too_much = trigger(&e, "appbinding-es-too-much", now).await;
+    let one_second = trigger(&e, "appbinding-es-one-second", now).await;
     let badpw = trigger(&e, "appbinding-es-badpw", now).await;
     let digest = trigger(&e, "appbinding-es-digest", now).await;
     let slow_bs = trigger(&e, "appbinding-es-slow", now).await;
@@ -724,6 +763,44 @@ async fn failures_name_their_cause_and_a_killed_executor_ends_failed() {
         "{msg}"
     );
     assert!(msg.contains("es-wrong-digest-backup"), "{msg}");
+
+    // A Function asking for more than the operator's cap is refused before anything runs,
+    // naming the field, the cap and the flag.
+    let b = wait_session_done(&e, &too_much).await;
+    let st = b.status.unwrap();
+    assert_eq!(
+        st.phase.map(|p| format!("{p:?}")).as_deref(),
+        Some("Failed"),
+        "{st:#?}"
+    );
+    let c = condition(&st.conditions, "BackupExecutorEnsured").expect("BackupExecutorEnsured");
+    let msg = c.message.clone().unwrap_or_default();
+    assert!(
+        msg.contains("Function es-too-much-backup: spec.module.limits.memory 8Gi is above the operator's cap 256Mi (kstash operator --task-max-memory)"),
+        "{msg}"
+    );
+    // A Function's own wall clock stops its task: Failed, the component naming the limit.
+    let b = wait_session_done(&e, &one_second).await;
+    let st = b.status.unwrap();
+    assert_eq!(
+        st.phase.map(|p| format!("{p:?}")).as_deref(),
+        Some("Failed"),
+        "{st:#?}"
+    );
+    let snap = e
+        .cluster
+        .api::<Snapshot>(NS)
+        .get(&kstash_api::names::snapshot_name(
+            "repo-one-second",
+            &one_second,
+        ))
+        .await
+        .unwrap();
+    let err = snap.status.unwrap().components["dump"]
+        .error
+        .clone()
+        .unwrap_or_default();
+    assert!(err.contains("wall clock"), "{err}");
 
     // Killed executor: wait until the slow backup runs, kill the executors, start new ones.
     let api: Api<BackupSession> = e.cluster.api(NS);

@@ -40,7 +40,7 @@ pub use layout::{
     ComponentPath, ComponentSnapshot, RepositoryDir, SnapshotDeletion, METADATA_FILE,
     REPOSITORY_FILE, RESTIC_DIR, SNAPSHOTS_DIR,
 };
-pub use locks::{FoundLock, LockInfo, RepoLock};
+pub use locks::{hostname as lock_hostname, FoundLock, LockInfo, RepoLock};
 pub use packer::{stage_times, StageTimes};
 pub use restic::{CheckReport, PruneReport, ResticRepo, SnapshotInfo, DEFAULT_LOCK_WAIT};
 pub use restore::{FileEntry, FileReader, SnapshotReader};

@@ -54,7 +54,8 @@ fn is_zero(v: &u32) -> bool {
     *v == 0
 }
 
-pub(crate) fn hostname() -> String {
+/// This host's name as restic locks record it.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .ok()

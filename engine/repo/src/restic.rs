@@ -356,6 +356,25 @@ impl ResticRepo {
         Ok(n)
     }
 
+    /// Removes the locks left by process `pid` on `host` (a dead holder whose session another
+    /// replica took over: on another host restic's rules would keep them for 30 minutes).
+    /// Returns the number removed.
+    pub async fn unlock_held_by(&self, host: &str, pid: i64) -> Result<usize> {
+        let locks = self.locks().await?;
+        let mut n = 0;
+        for l in locks.list().await? {
+            if l.info
+                .as_ref()
+                .is_some_and(|i| i.hostname == host && i.pid == pid)
+            {
+                tracing::warn!(repo = %self.location, lock = %l.id, %host, pid, "removing a dead holder's lock");
+                locks.remove(&l.id).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// All snapshots, oldest first.
     pub async fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
         self.blocking(|me| {

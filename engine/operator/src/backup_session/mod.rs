@@ -47,6 +47,7 @@ use kube::Api;
 use crate::execute::error::not_found_none;
 use crate::execute::events::Events;
 use crate::execute::{patch_status, Error};
+use crate::task::claim::Holder;
 use crate::task::module;
 use crate::task::runner::Live;
 use crate::task::target;
@@ -68,6 +69,16 @@ pub struct Executor {
     events: Events,
     /// The sessions whose task runs in this executor, by uid and by [`session_key`].
     live: Live,
+}
+
+impl Executor {
+    /// This replica may start one more session (always, without claims).
+    fn room_here(&self) -> bool {
+        match &self.ctx.claims {
+            Some(c) => self.live.len() < c.config().max_sessions,
+            None => true,
+        }
+    }
 }
 
 /// Runs this controller until its watch ends.
@@ -171,12 +182,19 @@ impl<'a> Reconcile<'a> {
         } else {
             (None, Vec::new())
         };
-        let holder = self.exec.live.holder(&session_key(self.bs));
+        let key = session_key(self.bs);
+        let holder = self.exec.live.holder(&key);
+        let claimed = match running_here || holder.is_some() {
+            true => None,
+            false => self.claimed_elsewhere(&key).await?,
+        };
         let observed = step::Observed {
             running_here,
             invoker: invoker.as_ref(),
             others: &others,
             running_here_same_session: holder.as_deref(),
+            claimed_elsewhere: claimed.as_deref(),
+            room_here: self.exec.room_here(),
             now: now(),
         };
         match step::next_step(self.bs, &observed) {
@@ -198,6 +216,28 @@ impl<'a> Reconcile<'a> {
             }
             Step::CreateRetry => self.create_due_retry().await,
         }
+    }
+
+    /// With claims, the session holding the live claim of `key` in another replica (`None`:
+    /// unclaimed, expired, a terminal session, or a single replica).
+    async fn claimed_elsewhere(&self, key: &str) -> Result<Option<String>, Error> {
+        let Some(claims) = &self.exec.ctx.claims else {
+            return Ok(None);
+        };
+        if !step::admitting(self.bs) && !step::running(self.bs) {
+            return Ok(None);
+        }
+        Ok(match claims.holder(key).await? {
+            Holder::Held { session, identity } if identity != claims.config().identity => Some(
+                session
+                    .rsplit_once('/')
+                    .map(|(_, n)| n.to_string())
+                    .unwrap_or(session),
+            ),
+            // Free, or a Lease this replica's identity wrote in an earlier life (no task of
+            // the key runs here now): it is this replica's to take over.
+            _ => None,
+        })
     }
 
     /// [`Step::Skip`]: phase `Skipped` (`BackupSkipped=True`) with `msg`, and an Event.
@@ -268,6 +308,8 @@ struct PreparedTask {
     components: Vec<String>,
     interim: String,
     timeout: Option<Duration>,
+    /// The task's limits (its Function's, under the operator's caps).
+    limits: kstash_runtime::Limits,
 }
 
 /// The backup of one admitted session ([`Step::Start`]).
@@ -279,6 +321,11 @@ struct Run<'a> {
     api: Api<BackupSession>,
     ns: String,
     name: String,
+    /// Cancelled when this replica loses the session's claim (with claims only).
+    claim_lost: Option<tokio_util::sync::CancellationToken>,
+    /// The process (host, pid) whose expired claim this run took over: its locks are removed
+    /// from the repositories before the backup opens them.
+    dead_holder: Option<(String, i64)>,
 }
 
 impl Run<'_> {

@@ -1,18 +1,52 @@
 //! [`Step::RecoverOrphan`](kstash_rules::backup_session::step::Step::RecoverOrphan): a `Running`
 //! session with no live task here (its executor died) is driven to `Failed`.
 
+use kstash_api::storage::Repository;
 use kstash_api::storage::Snapshot;
 use kstash_rules::backup_session as bsx;
+use kstash_rules::backup_session::step;
 use kube::Api;
 
 use super::snapshots::without_progress;
-use super::{now, session_of, start_time, Reconcile};
+use super::{now, session_key, session_of, start_time, Reconcile};
+use crate::execute::backend;
 use crate::execute::error::not_found_none;
 use crate::execute::{patch_status, Error};
 
 impl Reconcile<'_> {
-    /// `recover_orphan` on the session and its Snapshots, its retry, and an Event.
+    /// `recover_orphan` on the session and its Snapshots, its retry, and an Event. With
+    /// several replicas, only under the session's claim (taken over from the dead holder,
+    /// whose repository locks are removed); another replica that took it first keeps it.
     pub(super) async fn recover(&self) -> Result<(), Error> {
+        let claim = match &self.exec.ctx.claims {
+            None => None,
+            Some(claims) => {
+                let key = session_key(self.bs);
+                let session = format!("{}/{}", self.ns, self.name);
+                let lost = tokio_util::sync::CancellationToken::new();
+                let Some(c) = claims
+                    .acquire(&key, "BackupSession", &session, lost)
+                    .await?
+                else {
+                    return Ok(());
+                };
+                if !self.still(step::running).await? {
+                    c.release().await;
+                    return Ok(());
+                }
+                Some(c)
+            }
+        };
+        let recovered = self
+            .recover_claimed(claim.as_ref().and_then(|c| c.previous.as_ref()))
+            .await;
+        if let Some(c) = claim {
+            c.release().await;
+        }
+        recovered
+    }
+
+    async fn recover_claimed(&self, dead: Option<&(String, i64)>) -> Result<(), Error> {
         let status = self.bs.status.clone().unwrap_or_default();
         let snap_api: Api<Snapshot> = Api::namespaced(self.client.clone(), &self.ns);
         let mut snaps = Vec::new();
@@ -20,6 +54,9 @@ impl Reconcile<'_> {
             if let Ok(Some(x)) = not_found_none(snap_api.get(&s.name).await) {
                 snaps.push(x);
             }
+        }
+        if let Some((host, pid)) = dead {
+            self.unlock_dead_holder(&snaps, host, *pid).await;
         }
         let rec = bsx::recover_orphan(&status, &snaps, &Ok(()), start_time(self.bs), now());
         for (sname, st) in &rec.snapshots {
@@ -54,5 +91,69 @@ impl Reconcile<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl Reconcile<'_> {
+    /// Removes the restic locks process `pid` on `host` (the session's dead executor) left in
+    /// the components of the session's Snapshots. Failures are logged: restic's own rules
+    /// still end such a lock after 30 minutes.
+    async fn unlock_dead_holder(&self, snaps: &[Snapshot], host: &str, pid: i64) {
+        let bc = match self.invoker().await {
+            Ok(Some(bc)) => bc,
+            _ => return,
+        };
+        let Some(sess) = session_of(&bc, self.bs) else {
+            return;
+        };
+        let session = self.bs.spec.session.clone().unwrap_or_default();
+        for snap in snaps {
+            let Some(repo_name) = snap.spec.repository.as_deref() else {
+                continue;
+            };
+            let repo_api: Api<Repository> = Api::namespaced(self.client.clone(), &self.ns);
+            let Ok(Some(repo)) = not_found_none(repo_api.get(repo_name).await) else {
+                continue;
+            };
+            let enc = sess
+                .repositories
+                .iter()
+                .find(|r| r.name == repo_name)
+                .and_then(|i| i.encryption_secret.as_ref());
+            let field = format!("Repository {}/{repo_name} (spec.encryptionSecret)", self.ns);
+            let resolved = match backend::resolve_repository(
+                &self.client,
+                &repo,
+                enc,
+                &self.ns,
+                &field,
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(repository = %repo_name, "unlocking a dead holder's locks: {e}");
+                    continue;
+                }
+            };
+            let components = snap.status.iter().flat_map(|s| s.components.keys());
+            for comp in components {
+                let opened = kstash_repo::ComponentPath::new(&session, comp)
+                    .and_then(|p| resolved.component(&p));
+                let removed = match opened {
+                    Ok(r) => r.unlock_held_by(host, pid).await,
+                    Err(e) => Err(e),
+                };
+                match removed {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(repository = %repo_name, component = %comp, removed = n, %host, pid, "removed the dead executor's locks")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(repository = %repo_name, component = %comp, "unlocking a dead holder's locks: {e}")
+                    }
+                }
+            }
+        }
     }
 }

@@ -80,6 +80,17 @@ impl Run<'_> {
         Ok(finished)
     }
 
+    /// Removes the locks of the dead holder whose claim this run took over (logged on failure:
+    /// restic's rules still end them after 30 minutes).
+    async fn unlock_dead_holder(&self, repo: &kstash_repo::ResticRepo) {
+        let Some((host, pid)) = &self.dead_holder else {
+            return;
+        };
+        if let Err(e) = repo.unlock_held_by(host, *pid).await {
+            tracing::warn!(session = %self.name, "removing the dead holder's locks: {e}");
+        }
+    }
+
     /// Opens one restic backup per repository and component; `Err` names the one that failed.
     async fn open_backups(
         &self,
@@ -93,10 +104,12 @@ impl Run<'_> {
             for comp in &task.components {
                 let path = kstash_repo::ComponentPath::new(&session, comp);
                 let opened = match path.and_then(|p| t.resolved.component(&p)) {
-                    Ok(repo) => repo
-                        .begin_backup(BackupOptions::default())
-                        .await
-                        .map(|b| (Arc::new(b), repo)),
+                    Ok(repo) => {
+                        self.unlock_dead_holder(&repo).await;
+                        repo.begin_backup(BackupOptions::default())
+                            .await
+                            .map(|b| (Arc::new(b), repo))
+                    }
                     Err(e) => Err(e),
                 };
                 per_component.push(opened.map_err(|source| OpenError {
@@ -131,6 +144,7 @@ impl Run<'_> {
             task: prepared.task.clone(),
             params: prepared.params.clone(),
             target: prepared.conn.target.clone(),
+            limits: prepared.limits,
             wall_clock: prepared.timeout,
             io: TaskIo {
                 output: Some(output),
@@ -138,7 +152,11 @@ impl Run<'_> {
                 events: progress.clone(),
             },
         };
-        let mut task = runner::start(call, &self.exec.ctx.lifecycle.abort);
+        let mut task = runner::start(
+            call,
+            &self.exec.ctx.lifecycle.abort,
+            self.claim_lost.as_ref(),
+        );
         let report = loop {
             match task.next().await {
                 Event::Done(r) => break r?,

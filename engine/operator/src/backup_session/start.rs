@@ -1,22 +1,50 @@
 //! [`Step::Start`](kstash_rules::backup_session::step::Step::Start): claim the session, run its
 //! backup to a terminal phase, write it, publish the outcome and create a due retry.
 
-use kstash_api::core::{BackupConfiguration, BackupSessionPhase, BackupSessionStatus};
+use kstash_api::constants::annotations;
+use kstash_api::core::{
+    BackupConfiguration, BackupSession, BackupSessionPhase, BackupSessionStatus,
+};
 use kstash_rules::backup_session as bsx;
 use kstash_rules::backup_session::step;
 
 use super::{now, session_key, Reconcile, Run};
-use crate::execute::{patch_status, Error};
+use crate::execute::error::not_found_none;
+use crate::execute::{annotate, patch_status, Error};
+use tokio_util::sync::CancellationToken;
 
 impl Reconcile<'_> {
     /// Claims the session here (uid and overlap key: a session of the same invoker and session
-    /// that claimed it first makes this one `Skipped`), then runs it to its end.
+    /// that claimed it first makes this one `Skipped`; with several replicas, also its claim
+    /// Lease), then runs it to its end. A claim another replica won first leaves the session
+    /// to it.
     pub(super) async fn start(&self, uid: &str, bc: &BackupConfiguration) -> Result<(), Error> {
         let key = session_key(self.bs);
-        let _claim = match self.exec.live.claim(uid, Some((&key, &self.name))) {
+        let _live = match self.exec.live.claim(uid, Some((&key, &self.name))) {
             Ok(c) => c,
             Err(other) => return self.skip(step::overlap_message(&other)).await,
         };
+        let lost = CancellationToken::new();
+        let claim = match &self.exec.ctx.claims {
+            None => None,
+            Some(claims) => {
+                let session = format!("{}/{}", self.ns, self.name);
+                let Some(c) = claims
+                    .acquire(&key, "BackupSession", &session, lost.clone())
+                    .await?
+                else {
+                    return Ok(());
+                };
+                // Another replica may have run it between our read and our claim.
+                if !self.still(step::admitting).await? {
+                    c.release().await;
+                    return Ok(());
+                }
+                Some(c)
+            }
+        };
+        let identity = &self.exec.ctx.config.identity;
+        annotate(&self.api, &self.name, annotations::EXECUTED_BY, identity).await?;
         let run = Run {
             exec: self.exec,
             client: self.client.clone(),
@@ -25,6 +53,8 @@ impl Reconcile<'_> {
             api: self.api.clone(),
             ns: self.ns.clone(),
             name: self.name.clone(),
+            claim_lost: claim.as_ref().map(|_| lost.clone()),
+            dead_holder: claim.as_ref().and_then(|c| c.previous.clone()),
         };
         let start = now();
         let status = self.bs.status.clone().unwrap_or_default();
@@ -32,7 +62,22 @@ impl Reconcile<'_> {
             Ok(s) => s,
             Err(e) => run.ended_by(e, start).await,
         };
-        run.conclude(status).await
+        let concluded = run.conclude(status).await;
+        if let Some(c) = claim {
+            c.release().await;
+        }
+        concluded
+    }
+
+    /// Whether the session, read again now, passes `test`.
+    pub(super) async fn still(&self, test: fn(&BackupSession) -> bool) -> Result<bool, Error> {
+        let fresh = not_found_none(self.api.get(&self.name).await).map_err(|e| {
+            Error::kube(
+                format!("reading BackupSession {}/{}", self.ns, self.name),
+                e,
+            )
+        })?;
+        Ok(fresh.as_ref().is_some_and(test))
     }
 }
 

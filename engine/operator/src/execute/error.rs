@@ -58,6 +58,12 @@ pub enum Error {
     /// A parameter could not be resolved.
     #[error(transparent)]
     Params(#[from] crate::task::params::ParamError),
+    /// A Function's task limits are malformed or above the operator's caps.
+    #[error(transparent)]
+    Limits(#[from] crate::task::limits::LimitsError),
+    /// Reading or taking a session's claim Lease failed.
+    #[error(transparent)]
+    Claim(#[from] crate::task::claim::ClaimError),
 }
 
 impl From<crate::task::module::ModuleError> for Error {

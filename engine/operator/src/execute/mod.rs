@@ -46,6 +46,32 @@ where
     })
 }
 
+/// Sets the annotation `key: value` on `name` (a merge patch of its metadata).
+pub(crate) async fn annotate<K>(
+    api: &Api<K>,
+    name: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    <K as Resource>::DynamicType: Default,
+{
+    let body = serde_json::json!({ "metadata": { "annotations": { key: value } } });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&body))
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            Error::kube(
+                format!(
+                    "annotating {} {name} with {key}",
+                    K::kind(&K::DynamicType::default())
+                ),
+                e,
+            )
+        })
+}
+
 /// Why a task stopped when the operator's shutdown grace period ran out (the session's failure
 /// message; the next scheduled session runs as usual).
 pub const SHUTDOWN_ABORT: &str = "the operator shut down and its grace period ran out before the \

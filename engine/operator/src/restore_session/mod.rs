@@ -30,9 +30,12 @@ use kube::Api;
 
 use crate::execute::error::not_found_none;
 use crate::execute::events::Events;
-use crate::execute::{patch_status, Error};
+use crate::execute::{annotate, patch_status, Error};
+use crate::task::claim::{Holder, SessionClaim};
 use crate::task::runner::Live;
 use crate::Context;
+use kstash_api::constants::annotations;
+use tokio_util::sync::CancellationToken;
 
 use pause::{resume, set_paused};
 
@@ -106,13 +109,127 @@ async fn reconcile(obj: Arc<RestoreSession>, exec: Arc<Executor>) -> Result<Acti
         name,
         start,
     };
-    match step::next_step(&rs, exec.live.contains(&uid)) {
+    let running_here = exec.live.contains(&uid);
+    let claimed_elsewhere = !running_here && r.claimed_elsewhere().await?;
+    match step::next_step(&rs, running_here, claimed_elsewhere) {
         Step::Idle => Ok(Action::await_change()),
-        Step::RecoverOrphan => r.recover().await,
-        Step::Plan => {
-            let _claim = exec.live.enter(&uid);
-            r.plan().await
+        Step::ClaimedElsewhere => Ok(Action::requeue(step::CLAIM_RECHECK)),
+        Step::RecoverOrphan => {
+            let _live = exec.live.enter(&uid);
+            let Some(claim) = r.claim(RestorePhase::Running).await? else {
+                return Ok(Action::requeue(step::CLAIM_RECHECK));
+            };
+            let done = r.recover().await;
+            claim.release().await;
+            done
         }
+        Step::Plan if !exec.room_here() => Ok(Action::requeue(BUSY_RECHECK)),
+        Step::Plan => {
+            let _live = exec.live.enter(&uid);
+            let Some(claim) = r.claim(RestorePhase::Pending).await? else {
+                return Ok(Action::requeue(step::CLAIM_RECHECK));
+            };
+            let identity = &exec.ctx.config.identity;
+            annotate(&r.api, &r.name, annotations::EXECUTED_BY, identity).await?;
+            let done = r.plan(claim.lost()).await;
+            claim.release().await;
+            done
+        }
+    }
+}
+
+/// How often a restore waits for room when this replica runs as many as it may.
+const BUSY_RECHECK: Duration = Duration::from_secs(3);
+
+impl Executor {
+    /// This replica may start one more restore (always, without claims).
+    fn room_here(&self) -> bool {
+        match &self.ctx.claims {
+            Some(c) => self.live.len() < c.config().max_sessions,
+            None => true,
+        }
+    }
+}
+
+/// A restore's claim: its Lease with several replicas, nothing with one.
+struct RestoreClaim {
+    lease: Option<SessionClaim>,
+    lost: CancellationToken,
+}
+
+impl RestoreClaim {
+    /// Cancelled when the claim is lost (`None` without claims).
+    fn lost(&self) -> Option<CancellationToken> {
+        self.lease.as_ref().map(|_| self.lost.clone())
+    }
+
+    async fn release(self) {
+        if let Some(l) = self.lease {
+            l.release().await;
+        }
+    }
+}
+
+impl Reconcile<'_> {
+    fn claim_key(&self) -> String {
+        format!("RestoreSession/{}/{}", self.ns, self.name)
+    }
+
+    /// With claims: another replica holds this restore's live claim.
+    async fn claimed_elsewhere(&self) -> Result<bool, Error> {
+        let Some(claims) = &self.exec.ctx.claims else {
+            return Ok(false);
+        };
+        if matches!(
+            self.rs.status.as_ref().and_then(|s| s.phase),
+            Some(
+                RestorePhase::Succeeded
+                    | RestorePhase::Failed
+                    | RestorePhase::Invalid
+                    | RestorePhase::Unknown
+            )
+        ) {
+            return Ok(false);
+        }
+        Ok(match claims.holder(&self.claim_key()).await? {
+            Holder::Held { identity, .. } => identity != claims.config().identity,
+            Holder::Free { .. } => false,
+        })
+    }
+
+    /// Takes the restore's claim (with claims) and checks that it is still in `phase` (`Pending`
+    /// stands for not started: no phase or `Pending`). `None`: another replica has it, or it
+    /// moved on.
+    async fn claim(&self, phase: RestorePhase) -> Result<Option<RestoreClaim>, Error> {
+        let lost = CancellationToken::new();
+        let Some(claims) = &self.exec.ctx.claims else {
+            return Ok(Some(RestoreClaim { lease: None, lost }));
+        };
+        let session = format!("{}/{}", self.ns, self.name);
+        let Some(lease) = claims
+            .acquire(&self.claim_key(), "RestoreSession", &session, lost.clone())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let fresh = not_found_none(self.api.get(&self.name).await)
+            .map_err(|e| Error::kube(format!("reading RestoreSession {session}"), e))?;
+        let now_phase = fresh
+            .as_ref()
+            .and_then(|r| r.status.as_ref())
+            .and_then(|s| s.phase);
+        let same = match phase {
+            RestorePhase::Pending => matches!(now_phase, None | Some(RestorePhase::Pending)),
+            p => now_phase == Some(p),
+        };
+        if fresh.is_none() || !same {
+            lease.release().await;
+            return Ok(None);
+        }
+        Ok(Some(RestoreClaim {
+            lease: Some(lease),
+            lost,
+        }))
     }
 }
 
@@ -136,8 +253,9 @@ impl Reconcile<'_> {
         Ok(Action::await_change())
     }
 
-    /// [`Step::Plan`]: observes, plans and dispatches on the plan's [`Next`].
-    async fn plan(&self) -> Result<Action, Error> {
+    /// [`Step::Plan`]: observes, plans and dispatches on the plan's [`Next`]; the task stops
+    /// when `claim_lost` is cancelled.
+    async fn plan(&self, claim_lost: Option<CancellationToken>) -> Result<Action, Error> {
         let observed = self.observe().await?;
         let plan = rsx::plan(self.rs, &observed.view(self.start))?;
         let mut status = plan.status;
@@ -149,7 +267,10 @@ impl Reconcile<'_> {
                 snapshot,
                 components,
                 pause,
-            } => self.run(status, &snapshot, &components, &pause).await,
+            } => {
+                self.run(status, &snapshot, &components, &pause, claim_lost)
+                    .await
+            }
         }
     }
 
@@ -238,6 +359,7 @@ impl Reconcile<'_> {
         snapshot: &ResolvedSnapshot,
         components: &[String],
         pause: &[TypedObjectReference],
+        claim_lost: Option<CancellationToken>,
     ) -> Result<Action, Error> {
         for p in pause {
             if let Err(e) = set_paused(&self.client, p, &self.ns, true).await {
@@ -248,7 +370,7 @@ impl Reconcile<'_> {
             }
         }
         patch_status(&self.api, &self.name, &status).await?;
-        let result = run::Restore::new(self)
+        let result = run::Restore::new(self, claim_lost)
             .restore(&mut status, snapshot, components)
             .await;
         let paused = match result {

@@ -22,10 +22,13 @@ use crate::task::progress::Progress;
 use crate::task::runner::{self, Event};
 use crate::task::sink::SnapshotInput;
 use crate::task::{params, target};
+use tokio_util::sync::CancellationToken;
 
 /// The restore of one RestoreSession.
 pub(super) struct Restore<'a> {
     rc: &'a Reconcile<'a>,
+    /// Cancelled when this replica loses the restore's claim (with claims only).
+    claim_lost: Option<CancellationToken>,
 }
 
 /// What every component's run needs, resolved once.
@@ -43,11 +46,13 @@ struct Prepared {
     interim: Option<String>,
     /// `status.restoreDeadline`: each component's task gets the time left until it.
     deadline: Option<Timestamp>,
+    /// Each component's task limits (its Function's, under the operator's caps).
+    limits: kstash_runtime::Limits,
 }
 
 impl<'a> Restore<'a> {
-    pub(super) fn new(rc: &'a Reconcile<'a>) -> Self {
-        Restore { rc }
+    pub(super) fn new(rc: &'a Reconcile<'a>, claim_lost: Option<CancellationToken>) -> Self {
+        Restore { rc, claim_lost }
     }
 
     /// Runs the restore task per component. `Err` = the executor could not be ensured (the
@@ -157,7 +162,15 @@ impl<'a> Restore<'a> {
             .map(|t| t.params.clone())
             .unwrap_or_default();
         let params = params::task_params(&tref.name, &declared, &vars)?;
+        let wanted = loaded
+            .function
+            .spec
+            .module
+            .as_ref()
+            .and_then(|m| m.limits.as_ref());
+        let limits = crate::task::limits::resolve(&function, wanted, &ctx.task_caps)?;
         Ok(Prepared {
+            limits,
             from: snap.clone(),
             snapshot,
             resolved,
@@ -251,6 +264,7 @@ impl<'a> Restore<'a> {
             task: p.task.clone(),
             params: p.params.clone(),
             target: p.conn.target.clone(),
+            limits: p.limits,
             wall_clock: p.deadline.map(wall_clock_until),
             io: TaskIo {
                 output: None,
@@ -258,7 +272,11 @@ impl<'a> Restore<'a> {
                 events: progress.clone(),
             },
         };
-        let mut task = runner::start(call, &self.rc.exec.ctx.lifecycle.abort);
+        let mut task = runner::start(
+            call,
+            &self.rc.exec.ctx.lifecycle.abort,
+            self.claim_lost.as_ref(),
+        );
         let result = loop {
             match task.next().await {
                 Event::Done(r) => break r,

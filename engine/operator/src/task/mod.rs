@@ -8,10 +8,14 @@
 //! - [`progress`]: live progress (documents, bytes) collected from the task's events;
 //! - [`runner`]: the one task runner (the addon call, its progress ticker, abort on shutdown)
 //!   and the live map of the sessions whose task runs here;
+//! - [`limits`]: a task's limits, from its Function under the operator's caps;
+//! - [`claim`]: the per-session Leases that let several executor replicas share the sessions;
 //! - [`ulid`]: Snapshot IDs.
 //!
 //! Nothing here imports the executors: they import these modules, never the other way round.
 
+pub mod claim;
+pub mod limits;
 pub mod module;
 pub mod params;
 pub mod progress;

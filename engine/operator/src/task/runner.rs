@@ -29,7 +29,16 @@ pub enum RunError {
     /// The operator's shutdown grace period ran out first ([`SHUTDOWN_ABORT`]).
     #[error("{SHUTDOWN_ABORT}")]
     Aborted,
+    /// This replica lost the session's claim ([`CLAIM_LOST`]).
+    #[error("{CLAIM_LOST}")]
+    ClaimLost,
 }
+
+/// Why a task stopped when this replica lost the session's claim (it could not renew its Lease
+/// in time, or another replica took it over).
+pub const CLAIM_LOST: &str = "this operator replica lost the session's claim (its Lease could \
+     not be renewed in time or was taken over) and stopped the task; the repository was left as \
+     it was before this session";
 
 /// One addon call: the loaded module, the task and its parameters, the target and the I/O.
 pub struct Call<'a> {
@@ -41,7 +50,9 @@ pub struct Call<'a> {
     pub params: Vec<(String, String)>,
     /// The only endpoint the task may reach.
     pub target: kstash_runtime::Target,
-    /// The wall-clock limit (`None`: the runtime's default).
+    /// The task's limits ([`crate::task::limits::resolve`]).
+    pub limits: Limits,
+    /// The session's own time limit, when shorter than `limits.wall_clock` it wins.
     pub wall_clock: Option<Duration>,
     /// Output (backup) or input (restore) streams and the event sink.
     pub io: TaskIo,
@@ -52,6 +63,7 @@ pub struct Running<'a> {
     task: Pin<Box<dyn Future<Output = Result<TaskReport, TaskError>> + Send + 'a>>,
     tick: Interval,
     abort: CancellationToken,
+    claim_lost: Option<CancellationToken>,
 }
 
 /// What a [`Running`] task did next.
@@ -66,10 +78,16 @@ pub enum Event {
 /// Starts `call`, to be driven by [`Running::next`] until [`Event::Done`]; `abort` stops it
 /// (the operator's shutdown grace period ran out). Dropping the [`Running`] drops the task's
 /// I/O (and so its references to the streams).
-pub fn start<'a>(call: Call<'a>, abort: &CancellationToken) -> Running<'a> {
-    let mut limits = Limits::default();
+/// With `claim_lost`, the task also stops when that token is cancelled (the session's claim was
+/// lost: [`RunError::ClaimLost`]).
+pub fn start<'a>(
+    call: Call<'a>,
+    abort: &CancellationToken,
+    claim_lost: Option<&CancellationToken>,
+) -> Running<'a> {
+    let mut limits = call.limits;
     if let Some(d) = call.wall_clock {
-        limits.wall_clock = d;
+        limits.wall_clock = limits.wall_clock.min(d);
     }
     let spec = TaskSpec {
         task: call.task,
@@ -81,6 +99,7 @@ pub fn start<'a>(call: Call<'a>, abort: &CancellationToken) -> Running<'a> {
         task: Box::pin(call.addon.run(spec, call.io)),
         tick: interval_at(Instant::now() + PROGRESS_INTERVAL, PROGRESS_INTERVAL),
         abort: abort.clone(),
+        claim_lost: claim_lost.cloned(),
     }
 }
 
@@ -90,6 +109,12 @@ impl Running<'_> {
         tokio::select! {
             r = &mut self.task => Event::Done(r.map_err(RunError::from)),
             _ = self.abort.cancelled() => Event::Done(Err(RunError::Aborted)),
+            _ = async {
+                match &self.claim_lost {
+                    Some(t) => t.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            } => Event::Done(Err(RunError::ClaimLost)),
             _ = self.tick.tick() => Event::Tick,
         }
     }
@@ -119,6 +144,16 @@ impl Live {
     /// Whether a task of the session with this uid runs here.
     pub fn contains(&self, uid: &str) -> bool {
         lock(&self.uids).contains(uid)
+    }
+
+    /// How many sessions run here.
+    pub fn len(&self) -> usize {
+        lock(&self.uids).len()
+    }
+
+    /// Whether no session runs here.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The session whose task runs here under the overlap key `key`.
@@ -176,6 +211,7 @@ mod tests {
             task: Box::pin(task),
             tick: interval_at(Instant::now() + PROGRESS_INTERVAL, PROGRESS_INTERVAL),
             abort: abort.clone(),
+            claim_lost: None,
         }
     }
 

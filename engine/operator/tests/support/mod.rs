@@ -80,6 +80,16 @@ pub fn operator_context(
     config: kstash_operator::OperatorConfig,
     max_tasks: u32,
 ) -> Arc<kstash_operator::Context> {
+    operator_context_with(client, config, max_tasks, None)
+}
+
+/// [`operator_context`], with session claims (as `kstash operator --leader-elect` runs it).
+pub fn operator_context_with(
+    client: kube::Client,
+    config: kstash_operator::OperatorConfig,
+    max_tasks: u32,
+    claims: Option<kstash_operator::task::claim::ClaimConfig>,
+) -> Arc<kstash_operator::Context> {
     std::fs::create_dir_all(&config.data_dir).unwrap();
     let runtime = kstash_runtime::Runtime::new(kstash_runtime::RuntimeConfig {
         cache_dir: Some(config.data_dir.join("cache")),
@@ -87,9 +97,9 @@ pub fn operator_context(
         ..Default::default()
     })
     .expect("addon runtime");
-    Arc::new(kstash_operator::Context::new(
-        client,
-        Arc::new(runtime),
-        config,
-    ))
+    let ctx = kstash_operator::Context::new(client, Arc::new(runtime), config);
+    Arc::new(match claims {
+        Some(c) => ctx.with_claims(c),
+        None => ctx,
+    })
 }

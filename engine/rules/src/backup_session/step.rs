@@ -20,6 +20,11 @@ pub const INVOKER_GRACE: Duration = Duration::from_secs(30);
 pub const WHILE_RUNNING: Duration = Duration::from_secs(5);
 /// How often a young session looks again for its invoker's `Ready` status.
 pub const INVOKER_RECHECK: Duration = Duration::from_secs(1);
+/// How often a session claimed by another replica is looked at (to take it over when that
+/// replica's claim expires).
+pub const CLAIM_RECHECK: Duration = Duration::from_secs(2);
+/// How often a session waits for room when this replica runs as many sessions as it may.
+pub const BUSY_RECHECK: Duration = Duration::from_secs(3);
 
 /// What the reconciler observed besides the session.
 #[derive(Debug, Clone)]
@@ -33,6 +38,11 @@ pub struct Observed<'a, O: Borrow<BackupSession>> {
     pub others: &'a [O],
     /// Another session of the same invoker and session whose task runs in this process.
     pub running_here_same_session: Option<&'a str>,
+    /// With several replicas: the session (`name`) holding the live claim of this session's
+    /// invoker and session in another replica (`None`: unclaimed, or a single replica).
+    pub claimed_elsewhere: Option<&'a str>,
+    /// This replica may start one more session (it runs fewer than its bound).
+    pub room_here: bool,
     /// Now.
     pub now: Timestamp,
 }
@@ -51,8 +61,8 @@ pub enum Step {
     Skip(String),
     /// Claim it and start its backup task.
     Start,
-    /// It is `Running` but no task of it runs here (the operator restarted): drive it to
-    /// `Failed` (`recover_orphan`).
+    /// It is `Running` but no task of it runs here nor in a replica holding a live claim (its
+    /// executor died): drive it to `Failed` (`recover_orphan`).
     RecoverOrphan,
     /// It failed and its retry is due: create the retry session.
     CreateRetry,
@@ -88,6 +98,11 @@ pub fn admitting(bs: &BackupSession) -> bool {
     )
 }
 
+/// Whether `bs` is `Running`.
+pub fn running(bs: &BackupSession) -> bool {
+    bs.status.as_ref().and_then(|s| s.phase) == Some(BackupSessionPhase::Running)
+}
+
 /// The next step of `bs`.
 pub fn next_step<O: Borrow<BackupSession>>(bs: &BackupSession, obs: &Observed<'_, O>) -> Step {
     if obs.running_here {
@@ -107,9 +122,27 @@ pub fn next_step<O: Borrow<BackupSession>>(bs: &BackupSession, obs: &Observed<'_
             }
             _ => Step::Idle,
         },
+        Some(BackupSessionPhase::Running) if obs.claimed_elsewhere.is_some() => {
+            Step::Requeue(CLAIM_RECHECK)
+        }
         Some(BackupSessionPhase::Running) => Step::RecoverOrphan,
         _ => admit(bs, obs),
     }
+}
+
+/// Whether session `name` is among `others` with a terminal phase.
+fn ended<O: Borrow<BackupSession>>(others: &[O], name: &str) -> bool {
+    others.iter().map(Borrow::borrow).any(|o| {
+        o.metadata.name.as_deref() == Some(name)
+            && matches!(
+                o.status.as_ref().and_then(|s| s.phase),
+                Some(
+                    BackupSessionPhase::Succeeded
+                        | BackupSessionPhase::Failed
+                        | BackupSessionPhase::Skipped
+                )
+            )
+    })
 }
 
 /// A session not started yet: run it, wait for its invoker, or skip it (spec §4 step 1).
@@ -140,6 +173,19 @@ fn admit<O: Borrow<BackupSession>>(bs: &BackupSession, obs: &Observed<'_, O>) ->
         .filter(|o| Some(*o) != bs.metadata.name.as_deref())
     {
         return Step::Skip(overlap_message(other));
+    }
+    match obs.claimed_elsewhere {
+        // The holder ended but has not released its claim yet (it does right after writing its
+        // final status): wait for the release rather than skip.
+        Some(other) if ended(obs.others, other) => return Step::Requeue(CLAIM_RECHECK),
+        Some(other) if Some(other) != bs.metadata.name.as_deref() => {
+            return Step::Skip(overlap_message(other))
+        }
+        Some(_) => return Step::Requeue(CLAIM_RECHECK),
+        None => {}
+    }
+    if !obs.room_here {
+        return Step::Requeue(BUSY_RECHECK);
     }
     Step::Start
 }
@@ -232,11 +278,92 @@ mod tests {
                 invoker,
                 others: &others,
                 running_here_same_session: here,
+                claimed_elsewhere: None,
+                room_here: true,
                 now,
             };
             assert_eq!(next_step(&bs, &obs), want, "{what}");
         }
         assert!(unsupported_invoker("BackupBatch").contains("spec.invoker.kind BackupBatch"));
+    }
+
+    #[test]
+    fn claims_of_other_replicas_and_the_bound_decide_admission_and_recovery() {
+        use BackupSessionPhase as P;
+        let ready = bc(Some(BackupInvokerPhase::Ready));
+        let old = ts("2024-09-19T04:52:00Z");
+        let s = |p| session("s-1726722240", "BackupConfiguration", p);
+        let cases: Vec<(&str, BackupSession, Option<&str>, bool, Step)> = vec![
+            (
+                "pending, claimed by itself elsewhere",
+                s(None),
+                Some("s-1726722240"),
+                true,
+                Step::Requeue(CLAIM_RECHECK),
+            ),
+            (
+                "pending, another session claimed elsewhere",
+                s(None),
+                Some("other-1"),
+                true,
+                Step::Skip(overlap_message("other-1")),
+            ),
+            (
+                "pending, no room here",
+                s(None),
+                None,
+                false,
+                Step::Requeue(BUSY_RECHECK),
+            ),
+            (
+                "pending, room and unclaimed",
+                s(None),
+                None,
+                true,
+                Step::Start,
+            ),
+            (
+                "Running, claimed elsewhere",
+                s(Some(P::Running)),
+                Some("s-1726722240"),
+                true,
+                Step::Requeue(CLAIM_RECHECK),
+            ),
+            (
+                "Running, its claim expired",
+                s(Some(P::Running)),
+                None,
+                false,
+                Step::RecoverOrphan,
+            ),
+            (
+                "Succeeded, whatever the claims",
+                s(Some(P::Succeeded)),
+                Some("x"),
+                false,
+                Step::Idle,
+            ),
+        ];
+        let ended_other = session("other-0", "BackupConfiguration", Some(P::Succeeded));
+        let others = [ended_other];
+        for (what, bs, claimed, room, want) in cases.into_iter().chain([(
+            "pending, an ended session's claim not released yet",
+            s(None),
+            Some("other-0"),
+            true,
+            Step::Requeue(CLAIM_RECHECK),
+        )]) {
+            let obs = Observed::<BackupSession> {
+                running_here: false,
+                invoker: Some(&ready),
+                others: &others,
+                running_here_same_session: None,
+                claimed_elsewhere: claimed,
+                room_here: room,
+                now: old,
+            };
+            assert_eq!(next_step(&bs, &obs), want, "{what}");
+        }
     }
 
     #[test]

@@ -14,10 +14,16 @@ pub enum Step {
     RecoverOrphan,
     /// Not started: observe, then validate, resolve and decide with [`super::plan`].
     Plan,
+    /// Not terminal, and another replica holds its live claim: look again in
+    /// [`CLAIM_RECHECK`] (to take it over if that replica dies).
+    ClaimedElsewhere,
 }
 
-/// The next step of `rs`.
-pub fn next_step(rs: &RestoreSession, running_here: bool) -> Step {
+/// How often a restore claimed by another replica is looked at.
+pub const CLAIM_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The next step of `rs`; `claimed_elsewhere`: another replica holds its live claim.
+pub fn next_step(rs: &RestoreSession, running_here: bool, claimed_elsewhere: bool) -> Step {
     if running_here {
         return Step::Idle;
     }
@@ -28,6 +34,7 @@ pub fn next_step(rs: &RestoreSession, running_here: bool) -> Step {
             | RestorePhase::Invalid
             | RestorePhase::Unknown,
         ) => Step::Idle,
+        _ if claimed_elsewhere => Step::ClaimedElsewhere,
         Some(RestorePhase::Running) => Step::RecoverOrphan,
         _ => Step::Plan,
     }
@@ -62,8 +69,17 @@ mod tests {
             (Some(P::Pending), false, Step::Plan),
             (Some(P::Pending), true, Step::Idle),
         ] {
-            let got = next_step(&rs(phase), running_here);
+            let got = next_step(&rs(phase), running_here, false);
             assert_eq!(got, want, "{phase:?} running_here={running_here}");
+        }
+        // Another replica's live claim: wait for it, unless the restore is over.
+        for (phase, want) in [
+            (None, Step::ClaimedElsewhere),
+            (Some(P::Running), Step::ClaimedElsewhere),
+            (Some(P::Succeeded), Step::Idle),
+            (Some(P::Failed), Step::Idle),
+        ] {
+            assert_eq!(next_step(&rs(phase), false, true), want, "{phase:?}");
         }
     }
 }
