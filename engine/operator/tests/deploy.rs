@@ -287,6 +287,35 @@ fn overrides_change_what_they_say() {
         "two replicas without leader election must be refused, got: {err}"
     );
 
+    // A local storage's volume is mounted into the operator's pod where the BackupStorage says.
+    let docs = render(&[
+        "--set",
+        "localStorage.volumes[0].name=backups",
+        "--set",
+        "localStorage.volumes[0].mountPath=/backups",
+        "--set",
+        "localStorage.volumes[0].volume.persistentVolumeClaim.claimName=backup-pvc",
+    ]);
+    let c = container(&docs);
+    assert!(
+        c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "backups" && m["mountPath"] == "/backups"),
+        "{c}"
+    );
+    let pod = &one(&docs, "Deployment")["spec"]["template"]["spec"];
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == "backups"
+                && v["persistentVolumeClaim"]["claimName"] == "backup-pvc"),
+        "{pod}"
+    );
+
     // Egress policy: each list becomes its `kstash operator --egress-*` flag; none by default.
     let docs = render(&[
         "--set",

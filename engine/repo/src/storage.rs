@@ -178,6 +178,21 @@ fn build_operator(
             Operator::new(b).map_err(cfg_err)?
         }
         Provider::Local { local } => {
+            // The mount itself is never created: a volume that is not mounted would otherwise
+            // turn into a directory of the container's own (lost with the pod) or fail later
+            // on a read-only root file system with a less helpful error.
+            if !std::path::Path::new(&local.mount_path).is_dir() {
+                return Err(Error::Config {
+                    storage: cfg.name.clone(),
+                    field: "spec.storage.local.mountPath".into(),
+                    reason: format!(
+                        "{} is not a directory this process can see; in a cluster, mount the \
+                         volume into the operator's pod at that path (Helm value \
+                         localStorage.volumes)",
+                        local.mount_path
+                    ),
+                });
+            }
             let path = format!(
                 "{}/{}",
                 local.mount_path.trim_end_matches('/'),

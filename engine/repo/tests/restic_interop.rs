@@ -604,6 +604,26 @@ async fn storage_errors_name_the_storage_and_the_key() {
     let e = st.verify().await.unwrap_err().to_string();
     assert!(e.starts_with("storage demo/s3: list"), "{e}");
 
+    // A local storage whose volume is not mounted is refused, naming the field; nothing is
+    // created in its place.
+    let tmp = TempDir::new("unmounted");
+    let missing = tmp.0.join("not-mounted");
+    let v =
+        serde_json::json!({"provider": "local", "local": {"mountPath": missing.to_str().unwrap()}});
+    let cfg = StorageConfig::from_spec_storage("demo/local-storage", v, BTreeMap::new()).unwrap();
+    let e = Storage::connect(cfg)
+        .err()
+        .expect("an unmounted volume is refused")
+        .to_string();
+    assert!(
+        e.contains("spec.storage.local.mountPath") && e.contains("is not a directory"),
+        "{e}"
+    );
+    assert!(
+        !missing.exists(),
+        "nothing is created in place of the volume"
+    );
+
     let tmp = TempDir::new("pw");
     let e = local_storage(&tmp.0)
         .repository("es")
