@@ -27,7 +27,7 @@ const ES_PW: &str = "es-replicas-password";
 const CONFIGS: usize = 10;
 const WAVES: usize = 3;
 /// The claim Lease duration the replicas run with (seconds).
-const LEASE_SECS: u64 = 4;
+const LEASE_SECS: u64 = 6;
 const TIMEOUT: Duration = Duration::from_secs(300);
 
 /// One `kstash operator` process with leader election (and so session claims).
@@ -51,7 +51,7 @@ fn replica(cluster: &TestCluster, data: &Path, identity: &str) -> ChildGuard {
             "--leader-elect-lease-duration",
             &LEASE_SECS.to_string(),
             "--leader-elect-renew-deadline",
-            "3",
+            "4",
             "--leader-elect-retry-period",
             "0.5",
             "--max-sessions",
@@ -197,21 +197,11 @@ async fn three_replicas_share_the_sessions_and_a_killed_one_loses_none() {
         };
         if wave == 1 {
             // Kill -9 a replica while it runs a session of this wave.
-            let (victim, running) = wait_for("a session Running in a replica", TIMEOUT, || async {
+            let victim = wait_for("a session Running in a replica", TIMEOUT, || async {
                 let all = sessions(&cluster).await;
-                let running: Vec<&BackupSession> = all
-                    .iter()
+                all.iter()
                     .filter(|s| names.contains(&s.name_any()) && phase(s) == "Running")
-                    .collect();
-                let victim = running
-                    .iter()
-                    .find_map(|s| s.annotations().get(EXECUTED_BY).cloned())?;
-                let theirs: Vec<String> = running
-                    .iter()
-                    .filter(|s| s.annotations().get(EXECUTED_BY) == Some(&victim))
-                    .map(|s| s.name_any())
-                    .collect();
-                Some((victim, theirs))
+                    .find_map(|s| s.annotations().get(EXECUTED_BY).cloned())
             })
             .await;
             let guard = replicas
@@ -219,6 +209,17 @@ async fn three_replicas_share_the_sessions_and_a_killed_one_loses_none() {
                 .expect("the victim is a replica");
             guard.signal("-KILL");
             drop(guard);
+            // What it was running when it died (read after the kill: nothing it owns changes
+            // any more, and no other replica may take its claims before they expire).
+            let running: Vec<String> = sessions(&cluster)
+                .await
+                .iter()
+                .filter(|s| {
+                    phase(s) == "Running" && s.annotations().get(EXECUTED_BY) == Some(&victim)
+                })
+                .map(|s| s.name_any())
+                .collect();
+            assert!(!running.is_empty(), "{victim} was running a session");
             let at = Instant::now();
             // Its sessions end once another replica sees their claims expire (the wait's bound
             // is generous; the figure is printed below).

@@ -612,8 +612,8 @@ async fn storage_errors_name_the_storage_and_the_key() {
         serde_json::json!({"provider": "local", "local": {"mountPath": missing.to_str().unwrap()}});
     let cfg = StorageConfig::from_spec_storage("demo/local-storage", v, BTreeMap::new()).unwrap();
     let e = Storage::connect(cfg)
-        .err()
-        .expect("an unmounted volume is refused")
+        .map(|_| ())
+        .expect_err("an unmounted volume is refused")
         .to_string();
     assert!(
         e.contains("spec.storage.local.mountPath") && e.contains("is not a directory"),

@@ -49,13 +49,7 @@ impl Run<'_> {
             .as_deref()
             .filter(|t| !t.is_empty())
             .and_then(|t| bsx::parse_go_duration(t).ok());
-        let wanted = loaded
-            .function
-            .spec
-            .module
-            .as_ref()
-            .and_then(|m| m.limits.as_ref());
-        let limits = crate::task::limits::resolve(&fname, wanted, &self.exec.ctx.task_caps)?;
+        let limits = crate::task::limits::of_function(&loaded.function, &self.exec.ctx.task_caps)?;
         let task = PreparedTask {
             limits,
             loaded,

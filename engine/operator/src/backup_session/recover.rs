@@ -43,10 +43,18 @@ impl Reconcile<'_> {
         if let Some(c) = claim {
             c.release().await;
         }
-        recovered
+        // As after a run: the retry is created once the claim is released.
+        match recovered? {
+            Some(retry) => super::retry::create(&self.api, &retry).await,
+            None => Ok(()),
+        }
     }
 
-    async fn recover_claimed(&self, dead: Option<&(String, i64)>) -> Result<(), Error> {
+    /// The recovery proper; returns the retry session due now.
+    async fn recover_claimed(
+        &self,
+        dead: Option<&(String, i64)>,
+    ) -> Result<Option<kstash_api::core::BackupSession>, Error> {
         let status = self.bs.status.clone().unwrap_or_default();
         let snap_api: Api<Snapshot> = Api::namespaced(self.client.clone(), &self.ns);
         let mut snaps = Vec::new();
@@ -85,12 +93,7 @@ impl Reconcile<'_> {
                 bsx::MSG_EXECUTOR_TERMINATED,
             )
             .await;
-        if let Some(r) = retry {
-            if r.at <= now() {
-                super::retry::create(&self.api, &r.session).await?;
-            }
-        }
-        Ok(())
+        Ok(retry.filter(|r| r.at <= now()).map(|r| r.session))
     }
 }
 

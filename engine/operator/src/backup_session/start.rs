@@ -11,6 +11,7 @@ use kstash_rules::backup_session::step;
 use super::{now, session_key, Reconcile, Run};
 use crate::execute::error::not_found_none;
 use crate::execute::{annotate, patch_status, Error};
+use crate::task::claim::SessionClaim;
 use tokio_util::sync::CancellationToken;
 
 impl Reconcile<'_> {
@@ -20,7 +21,7 @@ impl Reconcile<'_> {
     /// to it.
     pub(super) async fn start(&self, uid: &str, bc: &BackupConfiguration) -> Result<(), Error> {
         let key = session_key(self.bs);
-        let _live = match self.exec.live.claim(uid, Some((&key, &self.name))) {
+        let live = match self.exec.live.claim(uid, Some((&key, &self.name))) {
             Ok(c) => c,
             Err(other) => return self.skip(step::overlap_message(&other)).await,
         };
@@ -43,6 +44,29 @@ impl Reconcile<'_> {
                 Some(c)
             }
         };
+        let outcome = self.run_claimed(bc, claim.as_ref(), &lost).await;
+        if let Some(c) = claim {
+            c.release().await;
+        }
+        drop(live);
+        // The retry is created once the claim and the live entry are gone, so it is admitted
+        // rather than skipped as overlapping this session.
+        match outcome? {
+            Some(retry) => super::retry::create(&self.api, &retry).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The backup of the claimed session to its terminal status; returns the retry due now.
+    /// When the claim is lost (`lost`, with claims only) the backup stops where it is, as in a
+    /// crash, and nothing more is written: the replica that takes the claim over ends it.
+    async fn run_claimed(
+        &self,
+        bc: &BackupConfiguration,
+        claim: Option<&SessionClaim>,
+        lost: &CancellationToken,
+    ) -> Result<Option<BackupSession>, Error> {
+        let claimed = claim.is_some();
         let identity = &self.exec.ctx.config.identity;
         annotate(&self.api, &self.name, annotations::EXECUTED_BY, identity).await?;
         let run = Run {
@@ -53,20 +77,25 @@ impl Reconcile<'_> {
             api: self.api.clone(),
             ns: self.ns.clone(),
             name: self.name.clone(),
-            claim_lost: claim.as_ref().map(|_| lost.clone()),
-            dead_holder: claim.as_ref().and_then(|c| c.previous.clone()),
+            claim_lost: claimed.then(|| lost.clone()),
+            dead_holder: claim.and_then(|c| c.previous.clone()),
         };
         let start = now();
         let status = self.bs.status.clone().unwrap_or_default();
-        let status = match run.backup(status, start).await {
-            Ok(s) => s,
-            Err(e) => run.ended_by(e, start).await,
+        let backup = async {
+            match run.backup(status, start).await {
+                Ok(s) => s,
+                Err(e) => run.ended_by(e, start).await,
+            }
         };
-        let concluded = run.conclude(status).await;
-        if let Some(c) = claim {
-            c.release().await;
-        }
-        concluded
+        let status = tokio::select! {
+            s = backup => s,
+            _ = lost.cancelled(), if claimed => {
+                tracing::warn!(session = %self.name, "the session's claim was lost: the backup stopped; the replica taking the claim over ends the session");
+                return Ok(None);
+            }
+        };
+        run.conclude(status).await
     }
 
     /// Whether the session, read again now, passes `test`.
@@ -100,9 +129,12 @@ impl Run<'_> {
         rec.status
     }
 
-    /// Writes the terminal status (with its retry marked), publishes the outcome and creates
-    /// the retry when it is due now.
-    async fn conclude(&self, mut status: BackupSessionStatus) -> Result<(), Error> {
+    /// Writes the terminal status (with its retry marked) and publishes the outcome; returns the
+    /// retry session when it is due now (the caller creates it).
+    async fn conclude(
+        &self,
+        mut status: BackupSessionStatus,
+    ) -> Result<Option<BackupSession>, Error> {
         let retry_cfg = self
             .session_config()
             .and_then(|s| s.config.retry_config.clone());
@@ -113,12 +145,7 @@ impl Run<'_> {
             });
         patch_status(&self.api, &self.name, &status).await?;
         self.publish_outcome(&status).await;
-        if let Some(r) = retry {
-            if r.at <= now() {
-                super::retry::create(&self.api, &r.session).await?;
-            }
-        }
-        Ok(())
+        Ok(retry.filter(|r| r.at <= now()).map(|r| r.session))
     }
 
     async fn publish_outcome(&self, status: &BackupSessionStatus) {

@@ -131,7 +131,18 @@ async fn reconcile(obj: Arc<RestoreSession>, exec: Arc<Executor>) -> Result<Acti
             };
             let identity = &exec.ctx.config.identity;
             annotate(&r.api, &r.name, annotations::EXECUTED_BY, identity).await?;
-            let done = r.plan(claim.lost()).await;
+            // A lost claim stops the restore where it is, as a crash would; the replica that
+            // takes the claim over ends it.
+            let done = match claim.lost() {
+                None => r.plan(None).await,
+                Some(lost) => tokio::select! {
+                    d = r.plan(Some(lost.clone())) => d,
+                    _ = lost.cancelled() => {
+                        tracing::warn!(restore = %r.name, "the restore's claim was lost: the restore stopped; the replica taking the claim over ends it");
+                        Ok(Action::requeue(step::CLAIM_RECHECK))
+                    }
+                },
+            };
             claim.release().await;
             done
         }

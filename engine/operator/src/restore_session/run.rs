@@ -162,13 +162,7 @@ impl<'a> Restore<'a> {
             .map(|t| t.params.clone())
             .unwrap_or_default();
         let params = params::task_params(&tref.name, &declared, &vars)?;
-        let wanted = loaded
-            .function
-            .spec
-            .module
-            .as_ref()
-            .and_then(|m| m.limits.as_ref());
-        let limits = crate::task::limits::resolve(&function, wanted, &ctx.task_caps)?;
+        let limits = crate::task::limits::of_function(&loaded.function, &ctx.task_caps)?;
         Ok(Prepared {
             limits,
             from: snap.clone(),

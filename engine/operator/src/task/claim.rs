@@ -15,8 +15,8 @@
 //! The Lease records which session holds it and the holder's identity, host and process, so a
 //! replica taking over a dead holder's session knows whose repository locks it left.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -36,7 +36,7 @@ pub const ANNOTATION_HOST: &str = "kstash.io/holder-host";
 /// Annotation: process id of the holder (restic locks name it).
 pub const ANNOTATION_PID: &str = "kstash.io/holder-pid";
 
-/// Default most sessions one replica runs at once.
+/// Default most backups, and most restores, one replica runs at once (`kstash operator`).
 pub const DEFAULT_MAX_SESSIONS: usize = 16;
 
 /// Where the claims live and their timings.
@@ -52,7 +52,7 @@ pub struct ClaimConfig {
     pub renew_deadline: Duration,
     /// How often the holder renews.
     pub renew_period: Duration,
-    /// Most sessions (backups and restores) this replica runs at once.
+    /// Most backups, and most restores, this replica runs at once (each kind counted apart).
     pub max_sessions: usize,
 }
 
@@ -120,7 +120,9 @@ pub enum Holder {
 pub struct SessionClaim {
     api: Api<Lease>,
     name: String,
-    identity: String,
+    /// The Lease as this claim first wrote it (holder and acquire time identify the claim).
+    written: Lease,
+    held: Arc<Mutex<HashSet<String>>>,
     renewer: tokio::task::JoinHandle<()>,
     /// The other process whose expired claim this one replaced (host, pid): its locks are stale.
     pub previous: Option<(String, i64)>,
@@ -132,6 +134,12 @@ pub struct Claims {
     config: ClaimConfig,
     /// Per Lease: the last (holder, renewTime) seen and when it was first seen here.
     observed: Mutex<HashMap<String, (LeaseRecord, Instant)>>,
+    /// The Leases this process holds now (never taken over, even under its own identity).
+    held: Arc<Mutex<HashSet<String>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 type LeaseRecord = (Option<String>, Option<String>);
@@ -176,6 +184,7 @@ impl Claims {
             api: Api::namespaced(client, &config.namespace),
             config,
             observed: Mutex::new(HashMap::new()),
+            held: Arc::default(),
         }
     }
 
@@ -199,7 +208,7 @@ impl Claims {
         let Some(identity) = rec.0.clone() else {
             return Holder::Free { expired: None };
         };
-        let mut seen = self.observed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = lock(&self.observed);
         let at = match seen.get(name) {
             Some((r, at)) if *r == rec => *at,
             _ => {
@@ -288,6 +297,7 @@ impl Claims {
                 let previous = match self.holder_of(&name, &cur) {
                     // A claim this identity wrote in an earlier life (the caller checked that
                     // no task of the key runs here now) is taken over at once.
+                    Holder::Held { .. } if lock(&self.held).contains(&name) => return Ok(None),
                     Holder::Held { identity, .. } if identity == self.config.identity => {
                         holder_process(&cur)
                     }
@@ -320,44 +330,81 @@ impl Claims {
             Err(kube::Error::Api(s)) if s.code == 409 => return Ok(None),
             Err(e) => return Err(self.err(&name, e)),
         };
-        let renewer = tokio::spawn(renew(self.api.clone(), lease, self.config.clone(), lost));
+        lock(&self.held).insert(name.clone());
+        let renewer = tokio::spawn(renew(
+            self.api.clone(),
+            lease.clone(),
+            self.config.clone(),
+            lost,
+        ));
         Ok(Some(SessionClaim {
             api: self.api.clone(),
             name,
-            identity: self.config.identity.clone(),
+            written: lease,
+            held: self.held.clone(),
             renewer,
             previous,
         }))
     }
 }
 
+/// Whether `current` is still the claim `mine` wrote: same holder and same acquire time (a
+/// later claim of the same identity has another).
+fn same_claim(current: &Lease, mine: &Lease) -> bool {
+    let key = |l: &Lease| {
+        l.spec
+            .as_ref()
+            .map(|s| (s.holder_identity.clone(), s.acquire_time.clone()))
+    };
+    key(current).is_some() && key(current) == key(mine)
+}
+
 /// Renews `lease` every `renew_period` until aborted; cancels `lost` when it could not renew for
-/// `renew_deadline` or the Lease was taken by someone else.
+/// `renew_deadline` (a request that hangs counts: each is bounded by the time left), or the
+/// Lease is no longer this claim's.
 async fn renew(api: Api<Lease>, mut lease: Lease, cfg: ClaimConfig, lost: CancellationToken) {
     let name = lease.metadata.name.clone().unwrap_or_default();
     let mut last = Instant::now();
     loop {
         tokio::time::sleep(cfg.renew_period).await;
+        let left = cfg.renew_deadline.saturating_sub(last.elapsed());
+        if left.is_zero() {
+            tracing::warn!(lease = %name, "session claim not renewed within the renew deadline: stopping the session");
+            lost.cancel();
+            return;
+        }
         if let Some(spec) = lease.spec.as_mut() {
             spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
         }
-        match api.replace(&name, &PostParams::default(), &lease).await {
-            Ok(l) => {
+        let renewed =
+            tokio::time::timeout(left, api.replace(&name, &PostParams::default(), &lease)).await;
+        match renewed {
+            Ok(Ok(l)) => {
                 lease = l;
                 last = Instant::now();
             }
-            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
-                tracing::warn!(lease = %name, "session claim taken by another replica: stopping the session");
-                lost.cancel();
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(lease = %name, error = %e, "renewing the session claim failed");
-                if last.elapsed() >= cfg.renew_deadline {
+            // A 409 also follows a renewal that landed but whose answer was lost: adopt the
+            // stored version if it is still this claim.
+            Ok(Err(kube::Error::Api(s))) if s.code == 409 => match api.get_opt(&name).await {
+                Ok(Some(current)) if same_claim(&current, &lease) => lease = current,
+                Ok(_) => {
+                    tracing::warn!(lease = %name, "session claim taken by another replica: stopping the session");
                     lost.cancel();
                     return;
                 }
+                Err(e) => {
+                    tracing::warn!(lease = %name, error = %e, "renewing the session claim failed")
+                }
+            },
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => {
+                tracing::warn!(lease = %name, "session claim deleted: stopping the session");
+                lost.cancel();
+                return;
             }
+            Ok(Err(e)) => {
+                tracing::warn!(lease = %name, error = %e, "renewing the session claim failed")
+            }
+            Err(_) => tracing::warn!(lease = %name, "renewing the session claim timed out"),
         }
     }
 }
@@ -379,11 +426,7 @@ impl SessionClaim {
                     return;
                 }
             };
-            let holder = current
-                .spec
-                .as_ref()
-                .and_then(|s| s.holder_identity.as_deref());
-            if holder != Some(self.identity.as_str()) {
+            if !same_claim(&current, &self.written) {
                 return;
             }
             let dp = DeleteParams {
@@ -410,6 +453,7 @@ impl SessionClaim {
 impl Drop for SessionClaim {
     fn drop(&mut self) {
         self.renewer.abort();
+        lock(&self.held).remove(&self.name);
     }
 }
 

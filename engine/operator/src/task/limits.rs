@@ -107,6 +107,23 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
+/// The limits of a task of `function` (its `spec.module.limits`) under the operator's `caps`.
+pub fn of_function(
+    function: &kstash_api::addons::Function,
+    caps: &Limits,
+) -> Result<Limits, LimitsError> {
+    let wanted = function
+        .spec
+        .module
+        .as_ref()
+        .and_then(|m| m.limits.as_ref());
+    resolve(
+        function.metadata.name.as_deref().unwrap_or(""),
+        wanted,
+        caps,
+    )
+}
+
 /// The limits of a task of Function `function` asking for `wanted`, under the operator's `caps`
 /// (the fields this module reads: memory, CPU time, wall clock, output and target bytes).
 pub fn resolve(
