@@ -281,6 +281,82 @@ impl<'a> Reconcile<'a> {
     }
 }
 
+/// Repository `repo_name` of namespace `ns`, resolved with the encryption Secret that session
+/// `sess` names for it (retention, and unlocking a dead holder's locks).
+async fn session_repository(
+    client: &kube::Client,
+    ns: &str,
+    sess: &Session,
+    repo_name: &str,
+) -> Result<ResolvedRepository, Error> {
+    let repo_api: Api<Repository> = Api::namespaced(client.clone(), ns);
+    let what = format!("Repository {ns}/{repo_name}");
+    let repo = not_found_none(repo_api.get(repo_name).await)
+        .map_err(|e| Error::kube(format!("reading {what}"), e))?
+        .ok_or(Error::NotFound(what))?;
+    let enc = sess
+        .repositories
+        .iter()
+        .find(|r| r.name == repo_name)
+        .and_then(|i| i.encryption_secret.as_ref());
+    let field = format!("Repository {ns}/{repo_name} (spec.encryptionSecret)");
+    crate::execute::backend::resolve_repository(client, &repo, enc, ns, &field).await
+}
+
+/// What taking a session's claim gave.
+enum Claimed {
+    /// No claims: this process is the only executor.
+    Alone,
+    /// This replica holds the claim.
+    Held(Box<crate::task::claim::SessionClaim>),
+    /// Another replica holds it, or the session moved on meanwhile: leave it.
+    Elsewhere,
+}
+
+impl Claimed {
+    fn lease(&self) -> Option<&crate::task::claim::SessionClaim> {
+        match self {
+            Claimed::Held(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Releases the claim, if held.
+    async fn release(self) {
+        if let Claimed::Held(c) = self {
+            c.release().await;
+        }
+    }
+}
+
+impl Reconcile<'_> {
+    /// With claims, takes this session's claim (`lost` is cancelled if it is lost later) and
+    /// reads the session again: it must still pass `still` (another replica may have moved it
+    /// on between our read and our claim).
+    async fn take_claim(
+        &self,
+        still: fn(&BackupSession) -> bool,
+        lost: tokio_util::sync::CancellationToken,
+    ) -> Result<Claimed, Error> {
+        let Some(claims) = &self.exec.ctx.claims else {
+            return Ok(Claimed::Alone);
+        };
+        let session = format!("{}/{}", self.ns, self.name);
+        let key = session_key(self.bs);
+        let Some(c) = claims
+            .acquire(&key, "BackupSession", &session, lost)
+            .await?
+        else {
+            return Ok(Claimed::Elsewhere);
+        };
+        if !self.still(still).await? {
+            c.release().await;
+            return Ok(Claimed::Elsewhere);
+        }
+        Ok(Claimed::Held(Box::new(c)))
+    }
+}
+
 /// The session `bs` runs in `bc` (`spec.sessions[]` by name).
 fn session_of<'b>(bc: &'b BackupConfiguration, bs: &BackupSession) -> Option<&'b Session> {
     bc.spec

@@ -1,15 +1,13 @@
 //! [`Step::RecoverOrphan`](kstash_rules::backup_session::step::Step::RecoverOrphan): a `Running`
 //! session with no live task here (its executor died) is driven to `Failed`.
 
-use kstash_api::storage::Repository;
 use kstash_api::storage::Snapshot;
 use kstash_rules::backup_session as bsx;
 use kstash_rules::backup_session::step;
 use kube::Api;
 
 use super::snapshots::without_progress;
-use super::{now, session_key, session_of, start_time, Reconcile};
-use crate::execute::backend;
+use super::{now, session_of, session_repository, start_time, Claimed, Reconcile};
 use crate::execute::error::not_found_none;
 use crate::execute::{patch_status, Error};
 
@@ -18,31 +16,14 @@ impl Reconcile<'_> {
     /// several replicas, only under the session's claim (taken over from the dead holder,
     /// whose repository locks are removed); another replica that took it first keeps it.
     pub(super) async fn recover(&self) -> Result<(), Error> {
-        let claim = match &self.exec.ctx.claims {
-            None => None,
-            Some(claims) => {
-                let key = session_key(self.bs);
-                let session = format!("{}/{}", self.ns, self.name);
-                let lost = tokio_util::sync::CancellationToken::new();
-                let Some(c) = claims
-                    .acquire(&key, "BackupSession", &session, lost)
-                    .await?
-                else {
-                    return Ok(());
-                };
-                if !self.still(step::running).await? {
-                    c.release().await;
-                    return Ok(());
-                }
-                Some(c)
-            }
+        let lost = tokio_util::sync::CancellationToken::new();
+        let claim = match self.take_claim(step::running, lost).await? {
+            Claimed::Elsewhere => return Ok(()),
+            c => c,
         };
-        let recovered = self
-            .recover_claimed(claim.as_ref().and_then(|c| c.previous.as_ref()))
-            .await;
-        if let Some(c) = claim {
-            c.release().await;
-        }
+        let dead = claim.lease().and_then(|c| c.previous.as_ref());
+        let recovered = self.recover_claimed(dead).await;
+        claim.release().await;
         // As after a run: the retry is created once the claim is released.
         match recovered? {
             Some(retry) => super::retry::create(&self.api, &retry).await,
@@ -114,25 +95,7 @@ impl Reconcile<'_> {
             let Some(repo_name) = snap.spec.repository.as_deref() else {
                 continue;
             };
-            let repo_api: Api<Repository> = Api::namespaced(self.client.clone(), &self.ns);
-            let Ok(Some(repo)) = not_found_none(repo_api.get(repo_name).await) else {
-                continue;
-            };
-            let enc = sess
-                .repositories
-                .iter()
-                .find(|r| r.name == repo_name)
-                .and_then(|i| i.encryption_secret.as_ref());
-            let field = format!("Repository {}/{repo_name} (spec.encryptionSecret)", self.ns);
-            let resolved = match backend::resolve_repository(
-                &self.client,
-                &repo,
-                enc,
-                &self.ns,
-                &field,
-            )
-            .await
-            {
+            let resolved = match session_repository(&self.client, &self.ns, sess, repo_name).await {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(repository = %repo_name, "unlocking a dead holder's locks: {e}");

@@ -3,7 +3,7 @@
 
 use kstash_api::core::{RetentionPolicyApplyPhase, RetentionPolicyApplyStatus, Session};
 use kstash_api::shared::ObjectReference;
-use kstash_api::storage::{Repository, RetentionPolicy, Snapshot};
+use kstash_api::storage::{RetentionPolicy, Snapshot};
 use kstash_repo::{ComponentSnapshot, SnapshotDeletion};
 use kstash_rules::backup_session as bsx;
 use kube::api::{DeleteParams, ListParams};
@@ -11,7 +11,7 @@ use kube::Api;
 
 use super::{now, Run};
 use crate::execute::error::not_found_none;
-use crate::execute::{backend, Error};
+use crate::execute::Error;
 
 impl Run<'_> {
     /// Step 8: retention per repository; returns the entries and the executor result.
@@ -102,19 +102,7 @@ impl Run<'_> {
         names: &[String],
         snaps: &[Snapshot],
     ) -> Result<(), Error> {
-        let repo_api: Api<Repository> = Api::namespaced(self.client.clone(), &self.ns);
-        let what = format!("Repository {}/{repo_name}", self.ns);
-        let repo = not_found_none(repo_api.get(repo_name).await)
-            .map_err(|e| Error::kube(format!("reading {what}"), e))?
-            .ok_or(Error::NotFound(what))?;
-        let enc = sess
-            .repositories
-            .iter()
-            .find(|r| r.name == repo_name)
-            .and_then(|i| i.encryption_secret.as_ref());
-        let field = format!("Repository {}/{repo_name} (spec.encryptionSecret)", self.ns);
-        let resolved =
-            backend::resolve_repository(&self.client, &repo, enc, &self.ns, &field).await?;
+        let resolved = super::session_repository(&self.client, &self.ns, sess, repo_name).await?;
         let (dir, password) = (&resolved.dir, resolved.password.expose());
         let deletions: Vec<SnapshotDeletion> = names
             .iter()

@@ -8,7 +8,7 @@ use kstash_api::core::{
 use kstash_rules::backup_session as bsx;
 use kstash_rules::backup_session::step;
 
-use super::{now, session_key, Reconcile, Run};
+use super::{now, session_key, Claimed, Reconcile, Run};
 use crate::execute::error::not_found_none;
 use crate::execute::{annotate, patch_status, Error};
 use crate::task::claim::SessionClaim;
@@ -26,28 +26,12 @@ impl Reconcile<'_> {
             Err(other) => return self.skip(step::overlap_message(&other)).await,
         };
         let lost = CancellationToken::new();
-        let claim = match &self.exec.ctx.claims {
-            None => None,
-            Some(claims) => {
-                let session = format!("{}/{}", self.ns, self.name);
-                let Some(c) = claims
-                    .acquire(&key, "BackupSession", &session, lost.clone())
-                    .await?
-                else {
-                    return Ok(());
-                };
-                // Another replica may have run it between our read and our claim.
-                if !self.still(step::admitting).await? {
-                    c.release().await;
-                    return Ok(());
-                }
-                Some(c)
-            }
+        let claim = match self.take_claim(step::admitting, lost.clone()).await? {
+            Claimed::Elsewhere => return Ok(()),
+            c => c,
         };
-        let outcome = self.run_claimed(bc, claim.as_ref(), &lost).await;
-        if let Some(c) = claim {
-            c.release().await;
-        }
+        let outcome = self.run_claimed(bc, claim.lease(), &lost).await;
+        claim.release().await;
         drop(live);
         // The retry is created once the claim and the live entry are gone, so it is admitted
         // rather than skipped as overlapping this session.
