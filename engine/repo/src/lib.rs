@@ -35,7 +35,10 @@ mod tree;
 pub use backup::{Backup, BackupOptions, BackupSummary, FileWriter};
 pub use config::{AzureConfig, GcsConfig, LocalConfig, Provider, S3Config, StorageConfig};
 pub use error::{Error, Result};
-pub use identity::{AwsIdentity, WebIdentity};
+pub use identity::{
+    AwsIdentity, AzureIdentity, AzureWorkload, Cloud, GcpIdentity, GkeMetadata, IdentityError,
+    WebIdentity,
+};
 pub use layout::{
     ComponentPath, ComponentSnapshot, RepositoryDir, SnapshotDeletion, METADATA_FILE,
     REPOSITORY_FILE, RESTIC_DIR, SNAPSHOTS_DIR,

@@ -9,7 +9,7 @@ use opendal::{HttpTransporter, OperationContext, Operator};
 
 use crate::config::{Provider, StorageConfig};
 use crate::error::{Error, Result};
-use crate::identity::{AwsIdentity, LastFailure};
+use crate::identity::{AwsIdentity, AzureIdentity, GcpIdentity, LastFailure};
 use crate::io::run_io;
 
 /// Tuning of the storage client (timeouts and retries of every request).
@@ -24,6 +24,14 @@ pub struct ConnectOptions {
     /// Credentials of an S3 storage that names no storage Secret (the operator's workload
     /// identity; by default read from this process's environment).
     pub aws_identity: AwsIdentity,
+    /// The same for a GCS storage.
+    pub gcp_identity: GcpIdentity,
+    /// The same for an Azure storage.
+    pub azure_identity: AzureIdentity,
+    /// PEM certificates every storage client trusts beside the system's roots (which honour
+    /// `SSL_CERT_FILE`): a private CA of an object store reached without a storage Secret, which
+    /// would otherwise carry it as `CA_CERT_DATA`.
+    pub ca_certificates: Vec<String>,
 }
 
 impl Default for ConnectOptions {
@@ -33,6 +41,9 @@ impl Default for ConnectOptions {
             io_timeout: Duration::from_secs(30),
             retries: 4,
             aws_identity: AwsIdentity::FromProcess,
+            gcp_identity: GcpIdentity::FromProcess,
+            azure_identity: AzureIdentity::FromProcess,
+            ca_certificates: Vec::new(),
         }
     }
 }
@@ -50,19 +61,23 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn http_client(cfg: &StorageConfig) -> Result<reqwest::Client> {
+fn http_client(cfg: &StorageConfig, opts: &ConnectOptions) -> Result<reqwest::Client> {
     install_crypto_provider();
     let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+    let root = |field: &str, pem: &str| {
+        reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|e| Error::Config {
+            storage: cfg.name.clone(),
+            field: field.into(),
+            reason: format!("not a PEM certificate: {e}"),
+        })
+    };
+    for pem in &opts.ca_certificates {
+        b = b.add_root_certificate(root("the storage client's CA certificates", pem)?);
+    }
     let mut max_conn = 0i64;
     if let Provider::S3 { s3 } = &cfg.provider {
         if let Some(pem) = cfg.secrets.get("CA_CERT_DATA") {
-            let cert =
-                reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|e| Error::Config {
-                    storage: cfg.name.clone(),
-                    field: "secret CA_CERT_DATA".into(),
-                    reason: format!("not a PEM certificate: {e}"),
-                })?;
-            b = b.add_root_certificate(cert);
+            b = b.add_root_certificate(root("secret CA_CERT_DATA", pem)?);
         }
         if s3.insecure_tls {
             b = b.danger_accept_invalid_certs(true);
@@ -155,7 +170,19 @@ fn build_operator(
                 b = b.endpoint(gcs.endpoint.trim_end_matches('/'));
             }
             if gcs.secret_name.is_empty() {
-                b = b.skip_signature();
+                // No storage Secret: the operator's own workload identity, else unsigned.
+                let chain = opts
+                    .gcp_identity
+                    .credential_chain(identity_failure)
+                    .map_err(|e| Error::Config {
+                        storage: cfg.name.clone(),
+                        field: "spec.storage.gcs.secretName".into(),
+                        reason: format!("no storage Secret is named and {e}"),
+                    })?;
+                b = match chain {
+                    Some(chain) => b.credential_provider_chain(chain),
+                    None => b.skip_signature(),
+                };
             } else {
                 let json = cfg.secret("GOOGLE_SERVICE_ACCOUNT_JSON_KEY")?;
                 b = b.credential(&base64::engine::general_purpose::STANDARD.encode(json));
@@ -172,9 +199,29 @@ fn build_operator(
                 } else {
                     azure.endpoint.trim_end_matches('/').to_string()
                 });
-            if !azure.secret_name.is_empty() {
-                b = b.account_key(cfg.secret("AZURE_ACCOUNT_KEY")?);
-            }
+            // Always an explicit chain: opendal's default one reads keys from the environment,
+            // the node's managed identity (IMDS) and the Azure CLI, none of them this storage's.
+            b = if azure.secret_name.is_empty() {
+                // No storage Secret: the operator's own workload identity, else unsigned.
+                let chain = opts
+                    .azure_identity
+                    .credential_chain(identity_failure)
+                    .map_err(|e| Error::Config {
+                        storage: cfg.name.clone(),
+                        field: "spec.storage.azure.secretName".into(),
+                        reason: format!("no storage Secret is named and {e}"),
+                    })?;
+                match chain {
+                    Some(chain) => b.credential_provider_chain(chain),
+                    None => b.skip_signature(),
+                }
+            } else {
+                let key = reqsign_azure_storage::StaticCredentialProvider::new_shared_key(
+                    &azure.storage_account,
+                    cfg.secret("AZURE_ACCOUNT_KEY")?,
+                );
+                b.credential_provider_chain(reqsign_core::ProvideCredentialChain::new().push(key))
+            };
             Operator::new(b).map_err(cfg_err)?
         }
         Provider::Local { local } => {
@@ -204,7 +251,8 @@ fn build_operator(
     let op = if matches!(cfg.provider, Provider::Local { .. }) {
         op
     } else {
-        let transport = opendal_http_transport_reqwest::ReqwestTransport::new(http_client(cfg)?);
+        let transport =
+            opendal_http_transport_reqwest::ReqwestTransport::new(http_client(cfg, opts)?);
         op.with_context(
             OperationContext::new().with_http_transport(HttpTransporter::new(transport)),
         )

@@ -105,6 +105,7 @@ fn opts(identity: AwsIdentity) -> ConnectOptions {
         io_timeout: Duration::from_secs(10),
         retries: 0,
         aws_identity: identity,
+        ..ConnectOptions::default()
     }
 }
 

@@ -21,6 +21,10 @@ pub struct Request {
     pub path: String,
     /// The `Authorization` header (`""` when absent or not text).
     pub authorization: String,
+    /// Every header.
+    pub headers: hyper::HeaderMap,
+    /// The query string (`""` when none).
+    pub query: String,
     /// The body (empty when it could not be read).
     pub body: Bytes,
 }
@@ -94,6 +98,8 @@ impl Drop for HttpServer {
 async fn read(req: hyper::Request<hyper::body::Incoming>) -> Request {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let headers = req.headers().clone();
     let authorization = req
         .headers()
         .get("authorization")
@@ -110,6 +116,8 @@ async fn read(req: hyper::Request<hyper::body::Incoming>) -> Request {
         method,
         path,
         authorization,
+        headers,
+        query,
         body,
     }
 }

@@ -24,6 +24,7 @@ pub mod paths;
 pub mod process;
 pub mod restic;
 pub mod time;
+pub mod tls;
 pub mod wait;
 
 #[cfg(feature = "cluster")]

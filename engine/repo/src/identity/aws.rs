@@ -1,9 +1,5 @@
-//! The operator's own cloud identity: where an S3 storage whose BackupStorage names no Secret
-//! gets its credentials.
-//!
-//! A storage Secret (`spec.storage.s3.secretName`) always wins. Without one, kstash uses the
-//! workload identity the cluster gave the operator's pod, read once from the operator's
-//! environment as the AWS SDKs read it:
+//! The operator's AWS identity: where an S3 storage whose BackupStorage names no Secret gets its
+//! credentials, read once from the operator's environment as the AWS SDKs read it:
 //!
 //! 1. **Web identity** (EKS IRSA, or any OIDC provider federated with IAM): `AWS_ROLE_ARN` and
 //!    `AWS_WEB_IDENTITY_TOKEN_FILE` (the projected service-account token), optionally
@@ -20,15 +16,16 @@
 //! Static keys in the environment, `~/.aws` files and the node's instance metadata are never
 //! used: they are not the operator's identity but the machine's.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use reqsign_aws_v4::{Credential, ECSCredentialProvider};
 use reqsign_core::time::Timestamp;
 use reqsign_core::{Context, ProvideCredential, ProvideCredentialChain};
+
+use super::{Cloud, Explained, IdentityError, LastFailure};
 
 /// Where an S3 storage without a storage Secret gets its credentials.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -69,11 +66,6 @@ impl fmt::Debug for WebIdentity {
     }
 }
 
-/// A workload identity configured half-way in the operator's environment.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the operator's AWS workload identity is incomplete: {0}")]
-pub struct IdentityError(pub String);
-
 impl AwsIdentity {
     /// Reads the identity from environment variables (`env` looks one up). Pure: the caller
     /// decides which environment it is.
@@ -102,15 +94,16 @@ impl AwsIdentity {
                 }));
             }
             (Some(_), None) => {
-                return Err(IdentityError(
+                return Err(IdentityError::new(
+                    Cloud::Aws,
                     "AWS_ROLE_ARN is set but AWS_WEB_IDENTITY_TOKEN_FILE is not (for IRSA, \
-                     annotate the operator's ServiceAccount with eks.amazonaws.com/role-arn)"
-                        .into(),
+                     annotate the operator's ServiceAccount with eks.amazonaws.com/role-arn)",
                 ))
             }
             (None, Some(_)) => {
-                return Err(IdentityError(
-                    "AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not".into(),
+                return Err(IdentityError::new(
+                    Cloud::Aws,
+                    "AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not",
                 ))
             }
             (None, None) => {}
@@ -153,15 +146,16 @@ impl AwsIdentity {
                     last_failure: last_failure.clone(),
                 }))
             }
-            AwsIdentity::Container => {
-                Some(ProvideCredentialChain::new().push(ECSCredentialProvider::new()))
-            }
+            AwsIdentity::Container => Some(ProvideCredentialChain::new().push(Explained::new(
+                ECSCredentialProvider::new(),
+                Cloud::Aws,
+                "the container credentials endpoint (AWS_CONTAINER_CREDENTIALS_*)".into(),
+                "check the EKS Pod Identity association of the operator's ServiceAccount",
+                last_failure,
+            ))),
         })
     }
 }
-
-/// Why the workload identity last failed to give credentials, if it did.
-pub(crate) type LastFailure = Arc<Mutex<Option<String>>>;
 
 /// STS `AssumeRoleWithWebIdentity` against a configurable endpoint (reqsign's own provider
 /// only knows AWS's endpoints). The request is unsigned, as STS requires for this action.
@@ -289,14 +283,11 @@ fn form(pairs: &[(&str, &str)]) -> String {
         .join("&")
 }
 
-/// The environment as a map, for callers that hold one.
-pub fn env_lookup(map: &HashMap<String, String>) -> impl Fn(&str) -> Option<String> + '_ {
-    move |k| map.get(k).cloned()
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::env_lookup;
     use super::*;
+    use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
