@@ -9,7 +9,7 @@ use opendal::{HttpTransporter, OperationContext, Operator};
 
 use crate::config::{Provider, StorageConfig};
 use crate::error::{Error, Result};
-use crate::identity::{AwsIdentity, AzureIdentity, GcpIdentity, LastFailure};
+use crate::identity::{AwsIdentity, AzureIdentity, GcpIdentity, IdentityError, LastFailure};
 use crate::io::run_io;
 
 /// Tuning of the storage client (timeouts and retries of every request).
@@ -100,6 +100,15 @@ fn http_client(cfg: &StorageConfig, opts: &ConnectOptions) -> Result<reqwest::Cl
     })
 }
 
+/// A storage that names no Secret while the operator's workload identity is unusable.
+fn no_secret(cfg: &StorageConfig, provider: &str, e: IdentityError) -> Error {
+    Error::Config {
+        storage: cfg.name.clone(),
+        field: format!("spec.storage.{provider}.secretName"),
+        reason: format!("no storage Secret is named and {e}"),
+    }
+}
+
 fn build_operator(
     cfg: &StorageConfig,
     opts: &ConnectOptions,
@@ -140,11 +149,7 @@ fn build_operator(
                 let chain = opts
                     .aws_identity
                     .credential_chain(identity_failure)
-                    .map_err(|e| Error::Config {
-                        storage: cfg.name.clone(),
-                        field: "spec.storage.s3.secretName".into(),
-                        reason: format!("no storage Secret is named and {e}"),
-                    })?;
+                    .map_err(|e| no_secret(cfg, "s3", e))?;
                 b = match chain {
                     Some(chain) => b.credential_provider_chain(chain),
                     None => b.skip_signature(),
@@ -174,11 +179,7 @@ fn build_operator(
                 let chain = opts
                     .gcp_identity
                     .credential_chain(identity_failure)
-                    .map_err(|e| Error::Config {
-                        storage: cfg.name.clone(),
-                        field: "spec.storage.gcs.secretName".into(),
-                        reason: format!("no storage Secret is named and {e}"),
-                    })?;
+                    .map_err(|e| no_secret(cfg, "gcs", e))?;
                 b = match chain {
                     Some(chain) => b.credential_provider_chain(chain),
                     None => b.skip_signature(),
@@ -206,11 +207,7 @@ fn build_operator(
                 let chain = opts
                     .azure_identity
                     .credential_chain(identity_failure)
-                    .map_err(|e| Error::Config {
-                        storage: cfg.name.clone(),
-                        field: "spec.storage.azure.secretName".into(),
-                        reason: format!("no storage Secret is named and {e}"),
-                    })?;
+                    .map_err(|e| no_secret(cfg, "azure", e))?;
                 match chain {
                     Some(chain) => b.credential_provider_chain(chain),
                     None => b.skip_signature(),

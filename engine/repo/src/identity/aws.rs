@@ -285,16 +285,8 @@ fn form(pairs: &[(&str, &str)]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::env_lookup;
+    use super::super::{env_lookup, tests::env};
     use super::*;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn identity_from_environment() {

@@ -148,3 +148,16 @@ impl<P: ProvideCredential> ProvideCredential for Explained<P> {
         result
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::HashMap;
+
+    /// An environment of `pairs`.
+    pub(crate) fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}
