@@ -53,7 +53,7 @@ enum Command {
     Controlplane(controlplane::ControlplaneArgs),
     /// Run the controllers against a Kubernetes API (a cluster, or the embedded control plane).
     #[cfg(feature = "operator")]
-    Operator(operator::OperatorArgs),
+    Operator(Box<operator::OperatorArgs>),
     /// Start the embedded control plane and the operator in one process: kstash on one machine.
     #[cfg(feature = "operator")]
     Up(up::UpArgs),
@@ -113,7 +113,7 @@ async fn main() -> std::process::ExitCode {
         #[cfg(feature = "controlplane")]
         Command::Controlplane(args) => controlplane::run(args).await,
         #[cfg(feature = "operator")]
-        Command::Operator(args) => operator::run(args).await,
+        Command::Operator(args) => operator::run(*args).await,
         #[cfg(feature = "operator")]
         Command::Up(args) => up::run(args).await,
         #[cfg(feature = "plugin")]

@@ -67,6 +67,88 @@ pub struct OperatorArgs {
     pub caps: TaskCapArgs,
     #[command(flatten)]
     pub egress: EgressArgs,
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+}
+
+/// The admission webhooks (docs/operations.md, "Admission webhooks"): kstash's rules served over
+/// HTTPS to the API server on every replica, with a certificate the operator keeps in a Secret.
+#[derive(Args, Debug, Clone, Default)]
+pub struct WebhookArgs {
+    /// Serve `POST /validate` and `POST /mutate` over HTTPS on this port (off when absent).
+    #[arg(long, env = "KSTASH_WEBHOOK_PORT")]
+    pub webhook_port: Option<u16>,
+    /// The Service in front of the webhook port: the certificate is for
+    /// `<service>.<namespace>.svc` (required with --webhook-port).
+    #[arg(long, env = "KSTASH_WEBHOOK_SERVICE")]
+    pub webhook_service: Option<String>,
+    /// The Secret, in the operator's namespace, holding the webhook's CA and certificate.
+    #[arg(long, env = "KSTASH_WEBHOOK_SECRET", default_value = kstash_operator::webhook::DEFAULT_SECRET)]
+    pub webhook_secret: String,
+    /// The name of both the ValidatingWebhookConfiguration and the MutatingWebhookConfiguration
+    /// whose `caBundle` the operator fills (required with --webhook-port).
+    #[arg(long, env = "KSTASH_WEBHOOK_CONFIGURATION")]
+    pub webhook_configuration: Option<String>,
+}
+
+/// Whether `v` is a DNS-1123 label (a Service or a Secret name the certificate names).
+fn dns_label(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 63
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !v.starts_with('-')
+        && !v.ends_with('-')
+}
+
+impl WebhookArgs {
+    /// The webhook's config in `namespace` (the operator's), or `None` without --webhook-port.
+    pub fn config(
+        &self,
+        namespace: &str,
+    ) -> anyhow::Result<Option<(u16, kstash_operator::webhook::WebhookConfig)>> {
+        let Some(port) = self.webhook_port else {
+            for (flag, set) in [
+                ("--webhook-service", self.webhook_service.is_some()),
+                (
+                    "--webhook-configuration",
+                    self.webhook_configuration.is_some(),
+                ),
+            ] {
+                if set {
+                    bail!("{flag} needs --webhook-port (the webhook is off without it)");
+                }
+            }
+            return Ok(None);
+        };
+        if port == 0 {
+            bail!("--webhook-port 0: give the port the webhook Service targets");
+        }
+        let service = self
+            .webhook_service
+            .clone()
+            .context("--webhook-service is required with --webhook-port: the Service in front of the webhook (its DNS name is in the certificate)")?;
+        if !dns_label(&service) {
+            bail!("--webhook-service {service:?}: not a Service name (lower-case letters, digits and '-', at most 63)");
+        }
+        let configuration = self
+            .webhook_configuration
+            .clone()
+            .context("--webhook-configuration is required with --webhook-port: the name of the Validating/MutatingWebhookConfiguration to fill the caBundle of")?;
+        if configuration.is_empty() {
+            bail!("--webhook-configuration: must not be empty");
+        }
+        if self.webhook_secret.is_empty() || self.webhook_secret.len() > 253 {
+            bail!(
+                "--webhook-secret {:?}: not a Secret name",
+                self.webhook_secret
+            );
+        }
+        let mut cfg =
+            kstash_operator::webhook::WebhookConfig::new(namespace, service, configuration);
+        cfg.secret = self.webhook_secret.clone();
+        Ok(Some((port, cfg)))
+    }
 }
 
 /// The most any one addon task may use (admin-set). A Function asks for its own limits in
@@ -323,6 +405,11 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         None if args.max_sessions == 0 => bail!("--max-sessions must be at least 1"),
         None => None,
     };
+    // The webhook's Secret lives in the operator's own namespace.
+    let own_namespace = pod_namespace()
+        .or_else(|| args.namespace.clone())
+        .unwrap_or_else(|| "default".to_string());
+    let webhook = args.webhook.config(&own_namespace)?;
     let client = client_from(args.kubeconfig.as_deref()).await?;
     let ctx = build_context(
         client,
@@ -338,6 +425,20 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         args.max_sessions,
     )?;
     let metrics = bind_metrics(metrics_addr).await?;
+    let webhook = match webhook {
+        Some((port, config)) => {
+            let addr = SocketAddr::from(([0, 0, 0, 0], port));
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--webhook-port {port}: binding"))?;
+            println!(
+                "webhook: https://{}.{}.svc:{port}/validate and /mutate (certificate in Secret {}/{})",
+                config.service, config.namespace, config.namespace, config.secret
+            );
+            Some(kstash_operator::webhook::WebhookOptions { listener, config })
+        }
+        None => None,
+    };
     println!(
         "kstash operator {identity} running ({}; {})",
         match &args.namespace {
@@ -360,10 +461,85 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             metrics,
             shutdown,
             shutdown_grace: secs("shutdown-grace", args.shutdown_grace)?,
+            webhook,
         },
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod webhook_tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        webhook: super::WebhookArgs,
+    }
+
+    fn config(
+        args: &[&str],
+    ) -> anyhow::Result<Option<(u16, kstash_operator::webhook::WebhookConfig)>> {
+        let mut all = vec!["x"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap().webhook.config("kstash")
+    }
+
+    #[test]
+    fn webhook_flags_are_off_by_default_and_name_what_is_missing() {
+        assert!(config(&[]).unwrap().is_none());
+        let (port, cfg) = config(&[
+            "--webhook-port=9443",
+            "--webhook-service=kstash-webhook",
+            "--webhook-configuration=kstash",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(port, 9443);
+        assert_eq!(
+            (
+                cfg.namespace.as_str(),
+                cfg.service.as_str(),
+                cfg.secret.as_str(),
+                cfg.configuration.as_str()
+            ),
+            ("kstash", "kstash-webhook", "kstash-webhook-cert", "kstash")
+        );
+        for (args, flag) in [
+            (
+                &["--webhook-port=9443", "--webhook-configuration=k"][..],
+                "--webhook-service is required",
+            ),
+            (
+                &["--webhook-port=9443", "--webhook-service=s"][..],
+                "--webhook-configuration is required",
+            ),
+            (
+                &[
+                    "--webhook-port=0",
+                    "--webhook-service=s",
+                    "--webhook-configuration=k",
+                ][..],
+                "--webhook-port 0",
+            ),
+            (
+                &[
+                    "--webhook-port=9443",
+                    "--webhook-service=Bad_Name",
+                    "--webhook-configuration=k",
+                ][..],
+                "--webhook-service \"Bad_Name\"",
+            ),
+            (
+                &["--webhook-service=s"][..],
+                "--webhook-service needs --webhook-port",
+            ),
+        ] {
+            let e = config(args).unwrap_err().to_string();
+            assert!(e.contains(flag), "{args:?}: {e}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -337,6 +337,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             metrics,
             shutdown,
             shutdown_grace: crate::operator::secs("shutdown-grace", args.shutdown_grace)?,
+            // The embedded control plane runs the same rules in its write path.
+            webhook: None,
         },
     )
     .await;

@@ -350,13 +350,15 @@ async fn helm_install_beside_kubedb_leaves_its_crd_untouched() {
         env(&mut c);
         c.args([verb, "kstash"]);
         if verb != "uninstall" {
-            // No OpenAPI document on the embedded control plane; no metrics Service (core/v1
-            // Service is not served).
+            // No OpenAPI document on the embedded control plane; no metrics or webhook Service
+            // (core/v1 Service is not served).
             c.arg(chart_dir()).args([
                 "--set",
                 "thirdPartyCRDs.install=true",
                 "--set",
                 "metrics.enabled=false",
+                "--set",
+                "webhook.enabled=false",
                 "--disable-openapi-validation",
             ]);
         }

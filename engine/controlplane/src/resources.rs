@@ -196,6 +196,28 @@ pub fn builtins() -> Vec<ResourceDef> {
             false,
             "coordination.k8s.io/leases",
         ),
+        // Stored for clients that install them (the kstash chart); this control plane runs
+        // kstash's rules in its own write path and calls no webhook.
+        builtin(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+            false,
+            &[],
+            false,
+            "admissionregistration.k8s.io/validatingwebhookconfigurations",
+        ),
+        builtin(
+            "admissionregistration.k8s.io",
+            "v1",
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfigurations",
+            false,
+            &[],
+            false,
+            "admissionregistration.k8s.io/mutatingwebhookconfigurations",
+        ),
         builtin(
             "apiextensions.k8s.io",
             "v1",

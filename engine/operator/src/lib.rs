@@ -14,7 +14,8 @@
 //!
 //! [`run`] starts every controller of the build on one [`Context`]; [`serve`] wraps it in leader
 //! election ([`leader`]) and the Prometheus endpoint ([`metrics`]), which is what
-//! `kstash operator` and `kstash up` call. With session claims ([`Context::with_claims`]) the
+//! `kstash operator` and `kstash up` call; with [`ServeOptions::webhook`] every replica also
+//! serves the admission rules as webhooks ([`webhook`]). With session claims ([`Context::with_claims`]) the
 //! leader runs [`run_control`] and every replica [`run_executors`]: each session runs in the
 //! one replica holding its claim (`task::claim`).
 
@@ -33,6 +34,8 @@ pub mod autobackup;
 pub mod control;
 #[cfg(feature = "control")]
 pub mod reconcilers;
+#[cfg(feature = "control")]
+pub mod webhook;
 
 #[cfg(feature = "execute")]
 pub mod backup_session;
@@ -173,10 +176,13 @@ pub struct ServeOptions {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// See [`DEFAULT_SHUTDOWN_GRACE`].
     pub shutdown_grace: std::time::Duration,
+    /// Serve the admission webhooks on every replica (leader or not) until the end.
+    #[cfg(feature = "control")]
+    pub webhook: Option<webhook::WebhookOptions>,
 }
 
 /// Runs the operator until `opts.shutdown` is cancelled and the running sessions are done: the
-/// metrics endpoint on every replica, the controllers ([`run`]) on the leader only (or always
+/// metrics endpoint and the webhook on every replica, the controllers ([`run`]) on the leader only (or always
 /// without leader election).
 pub async fn serve(ctx: Arc<Context>, opts: ServeOptions) -> Result<(), leader::LeaderError> {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -191,6 +197,10 @@ pub async fn serve(ctx: Arc<Context>, opts: ServeOptions) -> Result<(), leader::
         };
         tokio::spawn(metrics::serve(listener, state, metrics_stop.clone()))
     });
+    #[cfg(feature = "control")]
+    let webhook_task = opts
+        .webhook
+        .map(|w| tokio::spawn(webhook::run(ctx.clone(), w, metrics_stop.clone())));
     // Shutdown → drain at once → abort after the grace period.
     let lifecycle = ctx.lifecycle.clone();
     let grace = opts.shutdown_grace;
@@ -263,6 +273,10 @@ pub async fn serve(ctx: Arc<Context>, opts: ServeOptions) -> Result<(), leader::
     stopper.abort();
     metrics_stop.cancel();
     if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
+    #[cfg(feature = "control")]
+    if let Some(t) = webhook_task {
         let _ = t.await;
     }
     Ok(())

@@ -1,8 +1,10 @@
 //! Cluster deployment (`engine/deploy/`): the Helm chart renders with the real `helm`, every
 //! rendered document parses and is the kind/apiVersion a cluster expects, the CRDs are exactly
 //! `kstash_api::crds::all()`, the plain manifests are the chart's rendering, the Deployment is
-//! locked down, the Dockerfile copies only paths that exist, and the RBAC rules are exactly what
-//! the operator uses (compared with the audit of a real run against the embedded control plane).
+//! locked down, the Dockerfile copies only paths that exist, the RBAC rules are exactly what
+//! the operator uses (compared with the audit of a real run against the embedded control plane),
+//! and the admission webhooks the chart configures are served by the operator with the answers
+//! the embedded control plane gives, under a certificate the operator made.
 
 mod support;
 
@@ -64,6 +66,29 @@ fn crds_in(docs: &[Value]) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// The object of `kind` named `name`.
+fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    let v: Vec<_> = of_kind(docs, kind)
+        .into_iter()
+        .filter(|d| d["metadata"]["name"] == name)
+        .collect();
+    assert_eq!(
+        v.len(),
+        1,
+        "expected exactly one {kind} {name}, got {}",
+        v.len()
+    );
+    v[0]
+}
+
+/// The rules of every Role (all in the release namespace).
+fn role_rules(docs: &[Value]) -> Vec<PolicyRule> {
+    of_kind(docs, "Role")
+        .into_iter()
+        .flat_map(rules_of)
+        .collect()
+}
+
 fn container(docs: &[Value]) -> Value {
     let d = one(docs, "Deployment");
     let cs = d["spec"]["template"]["spec"]["containers"]
@@ -100,11 +125,21 @@ fn default_render_has_every_object_with_its_api_version() {
     let expected: BTreeMap<(String, String), usize> = [
         ("apiextensions.k8s.io/v1", "CustomResourceDefinition", 14),
         ("v1", "ServiceAccount", 1),
-        ("v1", "Service", 1),
+        ("v1", "Service", 2),
         ("rbac.authorization.k8s.io/v1", "ClusterRole", 1),
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", 1),
-        ("rbac.authorization.k8s.io/v1", "Role", 1),
-        ("rbac.authorization.k8s.io/v1", "RoleBinding", 1),
+        ("rbac.authorization.k8s.io/v1", "Role", 2),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding", 2),
+        (
+            "admissionregistration.k8s.io/v1",
+            "ValidatingWebhookConfiguration",
+            1,
+        ),
+        (
+            "admissionregistration.k8s.io/v1",
+            "MutatingWebhookConfiguration",
+            1,
+        ),
         ("apps/v1", "Deployment", 1),
         ("addons.kubestash.com/v1alpha1", "Addon", 1),
         ("addons.kubestash.com/v1alpha1", "Function", 2),
@@ -129,30 +164,124 @@ fn default_render_has_every_object_with_its_api_version() {
     // The bindings point at the chart's ServiceAccount and roles.
     let sa = one(&docs, "ServiceAccount")["metadata"]["name"].clone();
     for kind in ["ClusterRoleBinding", "RoleBinding"] {
-        let b = one(&docs, kind);
-        assert_eq!(
-            b["subjects"],
-            json!([{"kind": "ServiceAccount", "name": sa, "namespace": "kstash"}])
-        );
-        let role_kind = kind.trim_end_matches("Binding");
-        assert_eq!(b["roleRef"]["kind"], role_kind);
-        assert_eq!(
-            b["roleRef"]["name"],
-            one(&docs, role_kind)["metadata"]["name"]
-        );
+        for b in of_kind(&docs, kind) {
+            assert_eq!(
+                b["subjects"],
+                json!([{"kind": "ServiceAccount", "name": sa, "namespace": "kstash"}])
+            );
+            let role_kind = kind.trim_end_matches("Binding");
+            assert_eq!(b["roleRef"]["kind"], role_kind);
+            named(&docs, role_kind, b["roleRef"]["name"].as_str().unwrap());
+        }
     }
     let dep = one(&docs, "Deployment");
     assert_eq!(dep["spec"]["template"]["spec"]["serviceAccountName"], sa);
-    // The metrics Service selects the operator's pods on the container's metrics port.
-    let svc = one(&docs, "Service");
+    // The metrics and webhook Services select the operator's pods on the container's ports.
     let pod_labels = dep["spec"]["template"]["metadata"]["labels"]
         .as_object()
         .unwrap();
-    for (k, v) in svc["spec"]["selector"].as_object().unwrap() {
-        assert_eq!(pod_labels.get(k), Some(v), "service selector {k}");
+    for (name, port) in [("kstash-metrics", "metrics"), ("kstash-webhook", "webhook")] {
+        let svc = named(&docs, "Service", name);
+        for (k, v) in svc["spec"]["selector"].as_object().unwrap() {
+            assert_eq!(pod_labels.get(k), Some(v), "{name} selector {k}");
+        }
+        assert_eq!(svc["spec"]["ports"][0]["targetPort"], port);
     }
-    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "metrics");
-    assert_eq!(container(&docs)["ports"][0]["name"], "metrics");
+    let c = container(&docs);
+    let ports: Vec<(&str, i64)> = c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap(),
+                p["containerPort"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ports, [("metrics", 8080), ("webhook", 9443)]);
+}
+
+/// The chart's webhooks: one per kind `kstash_api::webhook::reviews` covers (exactly those of
+/// kstash's CRDs), named `<kind>.<group>`, on CREATE and UPDATE, served by the operator's
+/// webhook Service, the caBundle left to the operator.
+#[test]
+fn webhook_configurations_cover_exactly_the_reviewed_kinds() {
+    let docs = render(&["--include-crds"]);
+    let mut reviewed: Vec<(String, String, String)> = crds_in(&docs)
+        .values()
+        .filter_map(|c| {
+            let group = c["spec"]["group"].as_str().unwrap();
+            let kind = c["spec"]["names"]["kind"].as_str().unwrap();
+            kstash_api::webhook::reviews(group, kind).then(|| {
+                (
+                    group.to_string(),
+                    kind.to_string(),
+                    c["spec"]["names"]["plural"].as_str().unwrap().to_string(),
+                )
+            })
+        })
+        .collect();
+    reviewed.sort();
+    assert_eq!(reviewed.len(), 9, "{reviewed:?}");
+    for (kind, path) in [
+        ("ValidatingWebhookConfiguration", "/validate"),
+        ("MutatingWebhookConfiguration", "/mutate"),
+    ] {
+        let cfg = one(&docs, kind);
+        assert_eq!(cfg["metadata"]["name"], "kstash");
+        let mut got: Vec<(String, String, String)> = vec![];
+        for w in cfg["webhooks"].as_array().unwrap() {
+            let rules = w["rules"].as_array().unwrap();
+            assert_eq!(rules.len(), 1, "{w}");
+            let r = &rules[0];
+            let group = r["apiGroups"][0].as_str().unwrap().to_string();
+            let plural = r["resources"][0].as_str().unwrap().to_string();
+            let (_, k, _) = reviewed
+                .iter()
+                .find(|(g, _, p)| *g == group && *p == plural)
+                .unwrap_or_else(|| {
+                    panic!("{kind} has a rule for {group}/{plural}, which kstash does not review")
+                });
+            assert_eq!(w["name"], format!("{}.{group}", k.to_lowercase()), "{w}");
+            assert_eq!(r["operations"], json!(["CREATE", "UPDATE"]));
+            assert_eq!(r["apiVersions"], json!(["v1alpha1"]));
+            assert_eq!(r["apiGroups"].as_array().unwrap().len(), 1);
+            assert_eq!(
+                r["resources"].as_array().unwrap().len(),
+                1,
+                "no subresources"
+            );
+            assert_eq!(w["sideEffects"], "None");
+            assert_eq!(w["admissionReviewVersions"], json!(["v1"]));
+            assert_eq!(w["failurePolicy"], "Ignore");
+            assert_eq!(
+                w["clientConfig"],
+                json!({"service": {"name": "kstash-webhook", "namespace": "kstash", "path": path, "port": 443}}),
+                "no caBundle: the operator fills it"
+            );
+            got.push((group, k.clone(), plural));
+        }
+        got.sort();
+        assert_eq!(got, reviewed, "{kind}");
+    }
+    // The operator is told the same names.
+    let a = args(&docs);
+    for want in [
+        "--webhook-port=9443",
+        "--webhook-service=kstash-webhook",
+        "--webhook-secret=kstash-webhook-cert",
+        "--webhook-configuration=kstash",
+    ] {
+        assert!(a.iter().any(|x| x == want), "missing arg {want} in {a:?}");
+    }
+    // failurePolicy is a value.
+    let fail = render(&["--set", "webhook.failurePolicy=Fail"]);
+    assert!(one(&fail, "ValidatingWebhookConfiguration")["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|w| w["failurePolicy"] == "Fail"));
 }
 
 #[test]
@@ -275,7 +404,13 @@ fn overrides_change_what_they_say() {
         "--set",
         "replicaCount=1",
     ]);
-    assert!(of_kind(&docs, "Role").is_empty() && of_kind(&docs, "RoleBinding").is_empty());
+    for kind in ["Role", "RoleBinding"] {
+        let names: Vec<&Value> = of_kind(&docs, kind)
+            .iter()
+            .map(|d| &d["metadata"]["name"])
+            .collect();
+        assert_eq!(names, [&json!("kstash-webhook")], "no Lease {kind}");
+    }
     assert_eq!(
         one(&docs, "Deployment")["spec"]["strategy"]["type"],
         "Recreate"
@@ -352,10 +487,45 @@ fn overrides_change_what_they_say() {
     assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
     assert!(of_kind(&render(&[]), "ServiceMonitor").is_empty());
 
-    // Metrics off: no Service, no port, no probes on it.
+    // Metrics off: no metrics Service, port, or probes on it.
     let docs = render(&["--set", "metrics.enabled=false"]);
-    assert!(of_kind(&docs, "Service").is_empty());
+    let services: Vec<&Value> = of_kind(&docs, "Service")
+        .iter()
+        .map(|d| &d["metadata"]["name"])
+        .collect();
+    assert_eq!(services, [&json!("kstash-webhook")]);
+    assert_eq!(container(&docs)["ports"].as_array().unwrap().len(), 1);
+    assert!(container(&docs)["readinessProbe"].is_null());
+    let docs = render(&[
+        "--set",
+        "metrics.enabled=false",
+        "--set",
+        "webhook.enabled=false",
+    ]);
     assert!(container(&docs)["ports"].is_null());
+
+    // Webhook off: no configurations, Service, Secret Role or grant, and no flags.
+    let docs = render(&["--set", "webhook.enabled=false"]);
+    for kind in [
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+    ] {
+        assert!(of_kind(&docs, kind).is_empty(), "{kind}");
+    }
+    assert!(of_kind(&docs, "Service")
+        .iter()
+        .all(|s| s["metadata"]["name"] != "kstash-webhook"));
+    assert!(role_rules(&docs)
+        .iter()
+        .all(|r| r.resources.iter().flatten().all(|x| x != "secrets")));
+    assert!(rules_of(one(&docs, "ClusterRole")).iter().all(|r| r
+        .api_groups
+        .iter()
+        .flatten()
+        .all(|g| g != "admissionregistration.k8s.io")));
+    assert!(!args(&docs).iter().any(|a| a.starts_with("--webhook")));
+    let ports = container(&docs)["ports"].clone();
+    assert_eq!(ports.as_array().unwrap().len(), 1, "{ports}");
 
     // Image by digest; one namespace watched; extra args appended.
     let digest = format!("sha256:{}", "ab".repeat(32));
@@ -586,7 +756,8 @@ fn rules_of(doc: &Value) -> Vec<PolicyRule> {
 fn rbac_has_no_wildcards_and_no_write_on_inputs() {
     let docs = render(&[]);
     let cluster = rules_of(one(&docs, "ClusterRole"));
-    let role = rules_of(one(&docs, "Role"));
+    let role = rules_of(named(&docs, "Role", "kstash-leader-election"));
+    let webhook_role = rules_of(named(&docs, "Role", "kstash-webhook"));
     for r in cluster.iter().chain(&role) {
         for g in rbac::grants(r, None) {
             assert!(
@@ -636,8 +807,44 @@ fn rbac_has_no_wildcards_and_no_write_on_inputs() {
         .map(|g| g.verb)
         .collect();
     assert_eq!(secret_verbs, ["get"]);
-    // The Role: the release namespace's Leases (leader election and session claims), never
-    // listed or watched.
+    // The webhook's Role: its certificate Secret in the release namespace, created once (RBAC
+    // cannot name what is created), read and renewed by name only; never listed or watched.
+    let mut secret_grants: Vec<(String, Option<String>)> = webhook_role
+        .iter()
+        .flat_map(|r| rbac::grants(r, None))
+        .map(|g| {
+            assert_eq!((g.api_group.as_str(), g.resource.as_str()), ("", "secrets"));
+            (g.verb, g.resource_name)
+        })
+        .collect();
+    secret_grants.sort();
+    let cert = Some("kstash-webhook-cert".to_string());
+    assert_eq!(
+        secret_grants,
+        [
+            ("create".to_string(), None),
+            ("get".to_string(), cert.clone()),
+            ("update".to_string(), cert)
+        ]
+    );
+    // The webhook configurations: the two named after the release, get and patch only.
+    let admission: Vec<String> = cluster
+        .iter()
+        .flat_map(|r| rbac::grants(r, None))
+        .filter(|g| g.api_group == "admissionregistration.k8s.io")
+        .map(|g| g.to_string())
+        .collect();
+    assert_eq!(
+        admission,
+        [
+            "get admissionregistration.k8s.io/validatingwebhookconfigurations (name kstash)",
+            "patch admissionregistration.k8s.io/validatingwebhookconfigurations (name kstash)",
+            "get admissionregistration.k8s.io/mutatingwebhookconfigurations (name kstash)",
+            "patch admissionregistration.k8s.io/mutatingwebhookconfigurations (name kstash)",
+        ]
+    );
+    // The leader-election Role: the release namespace's Leases (leader election and session
+    // claims), never listed or watched.
     for g in role.iter().flat_map(|r| rbac::grants(r, None)) {
         assert_eq!(
             (g.api_group.as_str(), g.resource.as_str()),
@@ -904,6 +1111,12 @@ const UNUSED_BUT_NEEDED: &[(&str, &str, &str, &str)] = &[
         "retention marks a Snapshot WipeOut before deleting it and its finaliser is removed on deletion; the run deletes none",
     ),
     (
+        "update",
+        "",
+        "secrets",
+        "the webhook's serving certificate is renewed 30 days before it expires (a year after it is made); the run's is new",
+    ),
+    (
         "patch",
         "events.k8s.io",
         "events",
@@ -929,7 +1142,7 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
     // The chart's rules (default values: release namespace kstash).
     let chart = render(&[]);
     let cluster_rules = rules_of(one(&chart, "ClusterRole"));
-    let role_rules = rules_of(one(&chart, "Role"));
+    let namespace_rules = role_rules(&chart);
     let lease_name = "kstash-operator";
 
     // The embedded control plane with its audit on, serving kstash's CRDs.
@@ -987,9 +1200,10 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
         create_json(&test_client, d).await;
     }
     create_json(&test_client, &tutorial_doc("sample-es.yaml")).await;
+    apply_webhook_configurations(&test_client, &chart).await;
 
     // The operator, as the chart runs it: leader election on the Lease in the release namespace,
-    // session claims there too, the metrics endpoint, every controller.
+    // session claims there too, the metrics endpoint, the webhook, every controller.
     let op_client = cluster.client_with_user_agent(OPERATOR_UA).await;
     let ctx = operator_context_with(
         op_client.clone(),
@@ -1015,6 +1229,7 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
         metrics: Some(metrics),
         shutdown: shutdown.clone(),
         shutdown_grace: kstash_operator::DEFAULT_SHUTDOWN_GRACE,
+        webhook: Some(webhook_options(&chart).await.0),
     };
     let operator = tokio::spawn(kstash_operator::serve(ctx, opts));
 
@@ -1063,6 +1278,8 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
             .then_some(())
     })
     .await;
+    // The webhook's certificate is made and its CA in both configurations.
+    wait_for_ca_bundles(&test_client).await;
     // One scrape (computed from the API objects by the operator's client), then a clean stop
     // (which releases the Lease).
     let scrape = http_get(metrics_addr, "/metrics").await;
@@ -1088,7 +1305,7 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
         .iter()
         .map(|r| (None, r.clone()))
         .chain(
-            role_rules
+            namespace_rules
                 .iter()
                 .map(|r| (Some("kstash".to_string()), r.clone())),
         )
@@ -1133,6 +1350,509 @@ async fn rbac_is_exactly_what_a_real_run_uses() {
         unexplained.join("\n")
     );
     drop(emu);
+    let TestCluster { cp, .. } = cluster;
+    cp.shutdown().await;
+}
+
+// The admission webhooks, served by the operator to the embedded control plane's callers as
+// the API server calls them.
+
+/// The value of `--<flag>=` in the chart's Deployment args.
+fn chart_arg(docs: &[Value], flag: &str) -> String {
+    let prefix = format!("--{flag}=");
+    args(docs)
+        .iter()
+        .find_map(|a| a.strip_prefix(&prefix).map(str::to_string))
+        .unwrap_or_else(|| panic!("the chart passes no {prefix}"))
+}
+
+/// Creates the chart's Validating/MutatingWebhookConfiguration.
+async fn apply_webhook_configurations(client: &kube::Client, chart: &[Value]) {
+    use k8s_openapi::api::admissionregistration::v1::{
+        MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    };
+    let pp = kube::api::PostParams::default();
+    let v: ValidatingWebhookConfiguration =
+        serde_json::from_value(one(chart, "ValidatingWebhookConfiguration").clone()).unwrap();
+    kube::Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .create(&pp, &v)
+        .await
+        .unwrap();
+    let m: MutatingWebhookConfiguration =
+        serde_json::from_value(one(chart, "MutatingWebhookConfiguration").clone()).unwrap();
+    kube::Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .create(&pp, &m)
+        .await
+        .unwrap();
+}
+
+/// The webhook as the chart's flags configure it (release namespace `kstash`), on a free
+/// loopback port.
+async fn webhook_options(
+    chart: &[Value],
+) -> (
+    kstash_operator::webhook::WebhookOptions,
+    std::net::SocketAddr,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config = kstash_operator::webhook::WebhookConfig::new(
+        "kstash",
+        chart_arg(chart, "webhook-service"),
+        chart_arg(chart, "webhook-configuration"),
+    );
+    config.secret = chart_arg(chart, "webhook-secret");
+    (
+        kstash_operator::webhook::WebhookOptions { listener, config },
+        addr,
+    )
+}
+
+/// Both configurations as stored: (validating, mutating).
+async fn webhook_configurations(client: &kube::Client) -> (Value, Value) {
+    use k8s_openapi::api::admissionregistration::v1::{
+        MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    };
+    let v = kube::Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .get("kstash")
+        .await
+        .unwrap();
+    let m = kube::Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .get("kstash")
+        .await
+        .unwrap();
+    (
+        serde_json::to_value(v).unwrap(),
+        serde_json::to_value(m).unwrap(),
+    )
+}
+
+async fn webhook_secret(client: &kube::Client) -> Option<k8s_openapi::api::core::v1::Secret> {
+    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), "kstash")
+        .get_opt("kstash-webhook-cert")
+        .await
+        .unwrap()
+}
+
+/// Waits until the operator has written the webhook Secret and set its CA as the caBundle of
+/// every webhook of both configurations; returns the CA (PEM) read back from the
+/// ValidatingWebhookConfiguration.
+async fn wait_for_ca_bundles(client: &kube::Client) -> String {
+    use base64::Engine;
+    wait_for(
+        "the webhook Secret and the caBundle of both configurations",
+        Duration::from_secs(60),
+        || async {
+            let secret = webhook_secret(client).await?;
+            assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
+            let data = secret.data?;
+            for key in ["tls.crt", "tls.key", "ca.crt"] {
+                assert!(data.contains_key(key), "Secret key {key}");
+            }
+            let want = base64::engine::general_purpose::STANDARD.encode(&data["ca.crt"].0);
+            let (v, m) = webhook_configurations(client).await;
+            for cfg in [&v, &m] {
+                let hooks = cfg["webhooks"].as_array()?;
+                if !hooks.iter().all(|w| w["clientConfig"]["caBundle"] == want) {
+                    return None;
+                }
+            }
+            let read_back = base64::engine::general_purpose::STANDARD
+                .decode(v["webhooks"][0]["clientConfig"]["caBundle"].as_str()?)
+                .unwrap();
+            Some(String::from_utf8(read_back).unwrap())
+        },
+    )
+    .await
+}
+
+/// An HTTPS client trusting only `ca_pem`, with `host` resolving to `addr` (as the API server
+/// reaches `<service>.<namespace>.svc`).
+fn webhook_client(ca_pem: &str, host: &str, addr: std::net::SocketAddr) -> reqwest::Client {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .resolve(host, addr)
+        .build()
+        .unwrap()
+}
+
+/// The `AdmissionReview` the API server sends for `operation` of `object`.
+fn admission_review(uid: &str, operation: &str, object: &Value, old: Option<&Value>) -> Value {
+    let (group, version) = object["apiVersion"]
+        .as_str()
+        .unwrap()
+        .split_once('/')
+        .unwrap();
+    let kind = object["kind"].as_str().unwrap();
+    let gvk = json!({"group": group, "version": version, "kind": kind});
+    let gvr =
+        json!({"group": group, "version": version, "resource": support::resource_of(kind).plural});
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": uid, "kind": gvk, "resource": gvr, "requestKind": gvk, "requestResource": gvr,
+            "name": object["metadata"]["name"], "namespace": object["metadata"]["namespace"],
+            "operation": operation,
+            "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
+            "object": object, "oldObject": old.cloned().unwrap_or(Value::Null), "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1",
+                        "kind": if operation == "CREATE" { "CreateOptions" } else { "UpdateOptions" }},
+        }
+    })
+}
+
+/// POSTs `body` to `url`: (HTTP status, body).
+async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let r = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e:?}"));
+    let status = r.status().as_u16();
+    (status, r.bytes().await.unwrap().to_vec())
+}
+
+/// The `response` of an `AdmissionReview` answer, checked to echo `uid`.
+async fn review_response(client: &reqwest::Client, url: &str, review: &Value) -> Value {
+    let (status, body) = post(client, url, serde_json::to_vec(review).unwrap()).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let out: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(out["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(out["kind"], "AdmissionReview");
+    assert_eq!(out["response"]["uid"], review["request"]["uid"]);
+    out["response"].clone()
+}
+
+/// What the API server reports for a denial: `admission webhook "<name>" denied the request:
+/// <message>`, `<name>` being the webhook of `cfg` whose rule matches `object`.
+fn api_server_denial(cfg: &Value, object: &Value, response: &Value) -> String {
+    assert_eq!(response["allowed"], false, "{response}");
+    assert_eq!(response["status"]["code"], 403);
+    assert_eq!(response["status"]["reason"], "Forbidden");
+    let group = object["apiVersion"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    let plural = support::resource_of(object["kind"].as_str().unwrap()).plural;
+    let hook = cfg["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| {
+            let r = &w["rules"][0];
+            r["apiGroups"][0] == group && r["resources"][0] == plural.as_str()
+        })
+        .unwrap_or_else(|| panic!("no webhook for {group}/{plural}"));
+    format!(
+        "admission webhook \"{}\" denied the request: {}",
+        hook["name"].as_str().unwrap(),
+        response["status"]["message"].as_str().unwrap()
+    )
+}
+
+/// `kubectl apply` of `yaml` to the embedded control plane, which must refuse it: the
+/// `admission webhook "…" denied the request: …` part of its error.
+fn kubectl_refusal(cluster: &TestCluster, yaml: &str) -> String {
+    let out = cluster.kubectl_raw(&["apply", "-f", "-"], Some(yaml));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "kubectl apply must be refused:\n{yaml}"
+    );
+    assert!(err.contains("Error from server (Forbidden)"), "{err}");
+    let i = err
+        .find("admission webhook")
+        .unwrap_or_else(|| panic!("{err}"));
+    err[i..].trim_end().to_string()
+}
+
+fn storage_yaml(name: &str, bucket: &str, default: bool) -> String {
+    format!("apiVersion: storage.kubestash.com/v1alpha1\nkind: BackupStorage\nmetadata:\n  name: {name}\n  namespace: demo\nspec:\n  default: {default}\n  deletionPolicy: WipeOut\n  storage:\n    provider: s3\n    s3:\n      bucket: {bucket}/\n      endpoint: http://127.0.0.1:9000\n      secretName: s3-secret\n")
+}
+
+fn session_yaml(session: &str) -> String {
+    format!("apiVersion: core.kubestash.com/v1alpha1\nkind: BackupSession\nmetadata:\n  name: bs-1\n  namespace: demo\nspec:\n  invoker:\n    apiGroup: core.kubestash.com\n    kind: BackupConfiguration\n    name: es-backup\n  session: {session}\n")
+}
+
+/// One operator replica as the chart runs it (leader election, session claims, the webhook).
+struct Replica {
+    task: tokio::task::JoinHandle<Result<(), kstash_operator::leader::LeaderError>>,
+    shutdown: tokio_util::sync::CancellationToken,
+    addr: std::net::SocketAddr,
+}
+
+impl Replica {
+    async fn start(cluster: &TestCluster, chart: &[Value], identity: &str) -> Replica {
+        let ctx = operator_context_with(
+            cluster.client.clone(),
+            kstash_operator::OperatorConfig {
+                identity: identity.into(),
+                module_dir: None,
+                data_dir: cluster.dir.path().join(identity),
+                namespace: None,
+            },
+            1,
+            Some(kstash_operator::task::claim::ClaimConfig::new(
+                "kstash", identity,
+            )),
+        );
+        let (webhook, addr) = webhook_options(chart).await;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let opts = kstash_operator::ServeOptions {
+            leader_election: Some(kstash_operator::leader::LeaderConfig::new(
+                "kstash",
+                "kstash-operator",
+                identity,
+            )),
+            metrics: None,
+            shutdown: shutdown.clone(),
+            shutdown_grace: Duration::from_secs(5),
+            webhook: Some(webhook),
+        };
+        Replica {
+            task: tokio::spawn(kstash_operator::serve(ctx, opts)),
+            shutdown,
+            addr,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the replica stops within 30 s")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Every replica serves kstash's rules as the API server's webhooks, with a certificate the
+/// operator made, kept in its Secret and trusted through the caBundle it set; the answers are
+/// exactly what `kubectl apply` gets from the embedded control plane; a restart reuses the
+/// certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhook_answers_as_the_control_plane_with_the_operators_certificate() {
+    use base64::Engine;
+    let chart = render(&[]);
+    // The control plane as `kstash up` runs it: kstash's rules in its write path.
+    let cluster = TestCluster::start_with(|cfg| {
+        cfg.admission = Some(std::sync::Arc::new(
+            kstash_controlplane::kstash_admission::KstashAdmission,
+        ))
+    })
+    .await;
+    let client = cluster.client.clone();
+    for ns in ["kstash", "demo"] {
+        cluster.create_namespace(ns).await;
+    }
+    apply_webhook_configurations(&client, &chart).await;
+    // Another pod holds the leader Lease for the whole test: serving must not wait for it.
+    let lease: k8s_openapi::api::coordination::v1::Lease = serde_json::from_value(json!({
+        "metadata": {"name": "kstash-operator", "namespace": "kstash"},
+        "spec": {"holderIdentity": "kstash-elsewhere", "leaseDurationSeconds": 3600,
+                 "renewTime": jiff::Timestamp::now().to_string()}
+    }))
+    .unwrap();
+    kube::Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), "kstash")
+        .create(&Default::default(), &lease)
+        .await
+        .unwrap();
+
+    // Two replicas start at once (both may try to create the Secret: one wins, both use it).
+    let a = Replica::start(&cluster, &chart, "kstash-a").await;
+    let b = Replica::start(&cluster, &chart, "kstash-b").await;
+    let ca = wait_for_ca_bundles(&client).await;
+    let secret = webhook_secret(&client).await.unwrap();
+    let (vwc, mwc) = webhook_configurations(&client).await;
+    let host = format!("{}.kstash.svc", chart_arg(&chart, "webhook-service"));
+    let path = |cfg: &Value| {
+        cfg["webhooks"][0]["clientConfig"]["service"]["path"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let urls = |addr: std::net::SocketAddr| {
+        (
+            format!("https://{host}:{}{}", addr.port(), path(&vwc)),
+            format!("https://{host}:{}{}", addr.port(), path(&mwc)),
+        )
+    };
+    let (validate, mutate) = urls(a.addr);
+    let http_a = webhook_client(&ca, &host, a.addr);
+    let http_b = webhook_client(&ca, &host, b.addr);
+
+    // (a) A second default BackupStorage in a namespace.
+    cluster.apply_yaml(&storage_yaml("s3-first", "one", true));
+    let second: Value = serde_yaml::from_str(&storage_yaml("s3-second", "two", true)).unwrap();
+    let refused_default = kubectl_refusal(&cluster, &storage_yaml("s3-second", "two", true));
+    assert!(
+        refused_default.ends_with(
+            "spec.default: multiple default BackupStorages are not allowed within the same namespace"
+        ),
+        "{refused_default}"
+    );
+    let review = admission_review(
+        "7f0b2c1e-0001-4e51-9a41-000000000001",
+        "CREATE",
+        &second,
+        None,
+    );
+    // The replica's own stores see s3-first within the watch latency.
+    let response = wait_for(
+        "the webhook refuses a second default BackupStorage",
+        Duration::from_secs(30),
+        || async {
+            let r = review_response(&http_a, &validate, &review).await;
+            (r["allowed"] == false).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(api_server_denial(&vwc, &second, &response), refused_default);
+    // The other replica (not the leader either) answers the same.
+    let (validate_b, _) = urls(b.addr);
+    let response_b = wait_for(
+        "replica b refuses it too",
+        Duration::from_secs(30),
+        || async {
+            let r = review_response(&http_b, &validate_b, &review).await;
+            (r["allowed"] == false).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(response_b, response);
+
+    // (b) An update of a BackupSession's spec (immutable).
+    cluster.apply_yaml(&session_yaml("frequent-backup"));
+    let refused = kubectl_refusal(&cluster, &session_yaml("other-session"));
+    assert!(
+        refused.ends_with("spec: spec can not be updated"),
+        "{refused}"
+    );
+    let stored = get_json(&client, "BackupSession", "demo", "bs-1")
+        .await
+        .unwrap();
+    let mut changed = stored.clone();
+    changed["spec"]["session"] = json!("other-session");
+    let review = admission_review(
+        "7f0b2c1e-0002-4e51-9a41-000000000002",
+        "UPDATE",
+        &changed,
+        Some(&stored),
+    );
+    let response = review_response(&http_a, &validate, &review).await;
+    assert_eq!(api_server_denial(&vwc, &changed, &response), refused);
+    // Its status subresource is not the webhook's business.
+    let mut status_review = review.clone();
+    status_review["request"]["subResource"] = json!("status");
+    assert_eq!(
+        review_response(&http_a, &validate, &status_review).await["allowed"],
+        true
+    );
+
+    // (c) A valid BackupStorage: allowed, and the mutation patch turns what kubectl sends into
+    // what the embedded control plane stores.
+    let sent: Value = serde_yaml::from_str(&storage_yaml("s3-third", "three", false)).unwrap();
+    let review = admission_review(
+        "7f0b2c1e-0003-4e51-9a41-000000000003",
+        "CREATE",
+        &sent,
+        None,
+    );
+    let allowed = review_response(&http_a, &validate, &review).await;
+    assert_eq!(
+        allowed,
+        json!({"uid": "7f0b2c1e-0003-4e51-9a41-000000000003", "allowed": true})
+    );
+    let mutation = review_response(&http_a, &mutate, &review).await;
+    assert_eq!(mutation["allowed"], true);
+    assert_eq!(mutation["patchType"], "JSONPatch");
+    let patch: json_patch::Patch = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(mutation["patch"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let mut patched = sent.clone();
+    json_patch::patch(&mut patched, &patch).unwrap();
+    cluster.apply_yaml(&storage_yaml("s3-third", "three", false));
+    let stored = get_json(&client, "BackupStorage", "demo", "s3-third")
+        .await
+        .unwrap();
+    assert_eq!(patched["spec"], stored["spec"]);
+    assert_eq!(patched["spec"]["storage"]["s3"]["bucket"], "three");
+    assert_eq!(
+        patched["spec"]["usagePolicy"]["allowedNamespaces"]["from"],
+        "Same"
+    );
+
+    // Not an AdmissionReview: 400, naming what is wrong.
+    let (status, body) = post(&http_a, &validate, b"{\"kind\": \"Pod\"}".to_vec()).await;
+    assert_eq!(status, 400);
+    assert!(
+        String::from_utf8_lossy(&body).contains("only apiVersion admission.k8s.io/v1"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+
+    // A restart reuses the Secret and the caBundle: nothing is regenerated or patched.
+    a.stop().await;
+    b.stop().await;
+    let c = Replica::start(&cluster, &chart, "kstash-c").await;
+    let (validate_c, _) = urls(c.addr);
+    let http_c = webhook_client(&ca, &host, c.addr);
+    let review = admission_review(
+        "7f0b2c1e-0004-4e51-9a41-000000000004",
+        "CREATE",
+        &second,
+        None,
+    );
+    let response = wait_for(
+        "the restarted replica serves with the same CA",
+        Duration::from_secs(30),
+        || async {
+            let r = http_c
+                .post(&validate_c)
+                .body(serde_json::to_vec(&review).unwrap())
+                .send()
+                .await
+                .ok()?;
+            let v: Value = serde_json::from_slice(&r.bytes().await.ok()?).ok()?;
+            (v["response"]["allowed"] == false).then(|| v["response"].clone())
+        },
+    )
+    .await;
+    assert_eq!(api_server_denial(&vwc, &second, &response), refused_default);
+    let after = webhook_secret(&client).await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version, secret.metadata.resource_version,
+        "the Secret is not rewritten"
+    );
+    assert_eq!(after.data, secret.data);
+    let (vwc_after, mwc_after) = webhook_configurations(&client).await;
+    assert_eq!(
+        vwc_after["metadata"]["resourceVersion"],
+        vwc["metadata"]["resourceVersion"]
+    );
+    assert_eq!(
+        mwc_after["metadata"]["resourceVersion"],
+        mwc["metadata"]["resourceVersion"]
+    );
+    c.stop().await;
     let TestCluster { cp, .. } = cluster;
     cp.shutdown().await;
 }

@@ -129,6 +129,7 @@ impl Operator {
             metrics: Some(listener),
             shutdown: shutdown.clone(),
             shutdown_grace: grace,
+            webhook: None,
         };
         let task = tokio::spawn(async move {
             kstash_operator::serve(ctx, opts).await.expect("operator");
