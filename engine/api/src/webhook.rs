@@ -78,6 +78,24 @@ pub fn reviews(group: &str, kind: &str) -> bool {
     )
 }
 
+/// Whether the rules of `kind` consult the [`Lookup`] (others take an empty one: a server can
+/// skip gathering the stored objects).
+pub fn consults_lookup(kind: &str) -> bool {
+    matches!(
+        kind,
+        "BackupConfiguration" | "RestoreSession" | "BackupStorage" | "RetentionPolicy"
+    )
+}
+
+/// An update that leaves `spec` as it was (labels, annotations, finalizers, owner references):
+/// admitted untouched. The rules are about `spec`; refusing such
+/// an update would keep the operator from adding or removing its finalizer on an object that
+/// got in unchecked (written before an upgrade, or while no webhook answered), leaving it stuck
+/// in deletion and without the condition that reports why it is invalid.
+fn metadata_only(op: Operation, old: Option<&Value>, object: &Value) -> bool {
+    op == Operation::Update && old.is_some_and(|old| old.get("spec") == object.get("spec"))
+}
+
 /// Decides one request: `Ok(Some(object))` admits the object as mutated by the defaults,
 /// `Ok(None)` admits it unchanged (no rules for the kind), `Err` denies it.
 pub fn review(
@@ -88,7 +106,7 @@ pub fn review(
     object: &Value,
     lookup: &Lookup,
 ) -> Result<Option<Value>, Denied> {
-    if !reviews(group, kind) {
+    if !reviews(group, kind) || metadata_only(op, old, object) {
         return Ok(None);
     }
     let webhook = format!("{}.{group}", kind.to_lowercase());
@@ -99,6 +117,7 @@ pub fn review(
         old,
         object,
     };
+    // Every arm that reads `lookup` is listed in `consults_lookup`.
     match kind {
         "BackupConfiguration" => r.run(|bc: &mut BackupConfiguration, _| {
             rules::default_backup_configuration(bc, lookup);
@@ -306,6 +325,41 @@ mod tests {
             &Lookup::default()
         )
         .is_ok());
+    }
+
+    #[test]
+    fn metadata_only_updates_of_invalid_objects_are_admitted() {
+        // Two defaults in one namespace (one got in unchecked): its finalizer still comes and
+        // goes, a spec change is still refused.
+        let first = storage("a", true, "one");
+        let second = storage("b", true, "two");
+        let lookup = Lookup {
+            backup_storages: vec![
+                serde_json::from_value(first).unwrap(),
+                serde_json::from_value(second.clone()).unwrap(),
+            ],
+            ..Default::default()
+        };
+        let review_update = |new: &Value| {
+            review(
+                "storage.kubestash.com",
+                "BackupStorage",
+                Operation::Update,
+                Some(&second),
+                new,
+                &lookup,
+            )
+        };
+        let mut finalized = second.clone();
+        finalized["metadata"]["finalizers"] = json!(["kstash.io/cleanup"]);
+        assert_eq!(review_update(&finalized), Ok(None));
+        let mut deleting = finalized.clone();
+        deleting["metadata"]["deletionTimestamp"] = json!("2026-12-08T03:00:00Z");
+        deleting["metadata"]["finalizers"] = json!([]);
+        assert_eq!(review_update(&deleting), Ok(None));
+        let mut changed = second.clone();
+        changed["spec"]["storage"]["s3"]["prefix"] = json!("q");
+        assert!(review_update(&changed).is_err());
     }
 
     #[test]

@@ -1809,6 +1809,41 @@ async fn webhook_answers_as_the_control_plane_with_the_operators_certificate() {
         String::from_utf8_lossy(&body)
     );
 
+    // (d) An update that only adds a finalizer is admitted even where the spec would be refused
+    // (a second default that got in unchecked): the operator's finalizer can come and go.
+    let mut finalized = second.clone();
+    finalized["metadata"]["finalizers"] = json!(["kstash.io/cleanup"]);
+    let review = admission_review(
+        "7f0b2c1e-0005-4e51-9a41-000000000005",
+        "UPDATE",
+        &finalized,
+        Some(&second),
+    );
+    assert_eq!(
+        review_response(&http_a, &validate, &review).await["allowed"],
+        true
+    );
+
+    // (e) A client that connects and never speaks loses its connection (10 s handshake
+    // deadline) instead of holding it.
+    let started = std::time::Instant::now();
+    let mut stalled = tokio::net::TcpStream::connect(a.addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncReadExt::read(&mut stalled, &mut buf),
+    )
+    .await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "a stalled connection was kept: {read:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+
     // A restart reuses the Secret and the caBundle: nothing is regenerated or patched.
     a.stop().await;
     b.stop().await;

@@ -213,9 +213,20 @@ fn build_operator(
                     None => b.skip_signature(),
                 }
             } else {
+                let account_key = cfg.secret("AZURE_ACCOUNT_KEY")?;
+                {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD
+                        .decode(account_key.trim())
+                        .map_err(|e| Error::Config {
+                            storage: cfg.name.clone(),
+                            field: "secret AZURE_ACCOUNT_KEY".into(),
+                            reason: format!("not a base64 account key: {e}"),
+                        })?;
+                }
                 let key = reqsign_azure_storage::StaticCredentialProvider::new_shared_key(
                     &azure.storage_account,
-                    cfg.secret("AZURE_ACCOUNT_KEY")?,
+                    account_key.trim(),
                 );
                 b.credential_provider_chain(reqsign_core::ProvideCredentialChain::new().push(key))
             };

@@ -133,6 +133,10 @@ print(urllib.request.urlopen(req, context=ctx).status)
 }
 
 fn azure_storage(az: &Azurite, container: &str, key: &str) -> Storage {
+    azure_connect(az, container, key).unwrap()
+}
+
+fn azure_connect(az: &Azurite, container: &str, key: &str) -> kstash_repo::Result<Storage> {
     let spec = serde_json::json!({
         "provider": "azure",
         "azure": {
@@ -145,7 +149,6 @@ fn azure_storage(az: &Azurite, container: &str, key: &str) -> Storage {
     });
     let secrets = BTreeMap::from([("AZURE_ACCOUNT_KEY".to_string(), key.to_string())]);
     Storage::connect(StorageConfig::from_spec_storage("demo/azure-storage", spec, secrets).unwrap())
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,6 +167,15 @@ async fn azurite_backup_restore_check_and_bad_key() {
     let bad = azure_storage(&az, "kstash", "AAAA");
     let e = bad.verify().await.unwrap_err().to_string();
     assert!(e.contains("demo/azure-storage"), "{e}");
+
+    // A key that is not base64 at all is refused before any request, naming the Secret's key.
+    let e = azure_connect(&az, "kstash", "not a key!")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("demo/azure-storage") && e.contains("secret AZURE_ACCOUNT_KEY"),
+        "{e}"
+    );
 }
 
 /// The tenant and client of the workload identity test.

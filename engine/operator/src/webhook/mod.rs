@@ -138,9 +138,20 @@ pub async fn run(ctx: Arc<Context>, opts: WebhookOptions, stop: CancellationToke
     }
     // Serve only with complete stores: an empty lookup would admit, say, a second default
     // BackupStorage.
+    tokio::pin!(ready);
     tokio::select! {
         _ = stop.cancelled() => return,
-        _ = ready => {}
+        _ = &mut ready => {}
+        _ = tokio::time::sleep(Duration::from_secs(30)) => {
+            tracing::warn!(
+                "webhook: the admission stores have not listed within 30s (a missing CRD or \
+                 RBAC grant?); calls to this replica wait until they have"
+            );
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = &mut ready => {}
+            }
+        }
     }
     let maintenance = tokio::spawn({
         let (stop, tls, cfg, client) = (stop.clone(), tls.clone(), cfg.clone(), client.clone());

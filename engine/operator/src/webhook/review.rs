@@ -173,7 +173,12 @@ fn decide(
         ),
         Operation::Create => None,
     };
-    let verdict = webhook::review(&req.kind.group, &req.kind.kind, op, old, object, &lookup());
+    let lookup = if webhook::consults_lookup(&req.kind.kind) {
+        lookup()
+    } else {
+        Lookup::default()
+    };
+    let verdict = webhook::review(&req.kind.group, &req.kind.kind, op, old, object, &lookup);
     Ok(match (hook, verdict) {
         (Hook::Validate, Ok(_)) => allowed,
         (Hook::Validate, Err(d)) => json!({

@@ -17,6 +17,13 @@ use crate::reconcilers::admission::AdmissionStores;
 
 /// The largest request body read (the API server sends at most a few MiB per object).
 const MAX_BODY: usize = 8 << 20;
+/// Most connections served at once; more wait in the listen queue. Bounds the memory the
+/// bodies and their reviews take (the Service is reachable from every pod).
+const MAX_CONNECTIONS: usize = 64;
+/// Deadline of a TLS handshake, of a request's headers and of its body: a client that stalls
+/// loses its connection instead of holding it. The API server's own call timeout is at most
+/// 30 s.
+const CLIENT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The TLS configuration being served; [`TlsState::set`] swaps it for new connections.
 #[derive(Clone)]
@@ -117,12 +124,19 @@ async fn handle(
             format!("{}: only POST is served", hook.path()),
         ));
     }
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
+    let collect = Limited::new(req.into_body(), MAX_BODY).collect();
+    let body = match tokio::time::timeout(CLIENT_DEADLINE, collect).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) => {
             return Ok(text(
                 StatusCode::BAD_REQUEST,
                 format!("reading the request body (at most {MAX_BODY} bytes): {e}"),
+            ))
+        }
+        Err(_) => {
+            return Ok(text(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the request body did not arrive within {CLIENT_DEADLINE:?}"),
             ))
         }
     };
@@ -146,7 +160,15 @@ pub async fn serve(
     stores: AdmissionStores,
     shutdown: CancellationToken,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
             a = listener.accept() => a,
@@ -162,15 +184,23 @@ pub async fn serve(
         let Some(cfg) = tls.get() else { continue };
         let (stores, shutdown) = (stores.clone(), shutdown.clone());
         tokio::spawn(async move {
-            let stream = match tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
+            let _slot = slot;
+            let handshake = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp);
+            let stream = match tokio::time::timeout(CLIENT_DEADLINE, handshake).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
                     tracing::debug!(error = %e, "webhook: TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("webhook: TLS handshake timed out");
                     return;
                 }
             };
             let svc = hyper::service::service_fn(move |req| handle(stores.clone(), req));
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(CLIENT_DEADLINE)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
             tokio::select! {
                 _ = shutdown.cancelled() => {}

@@ -157,6 +157,14 @@ fn check_federation_config(text: &str) -> Result<(), String> {
     if source.get("file").is_none() && source.get("url").is_none() {
         return Err("credential_source has neither `file` nor `url`".into());
     }
+    if let Some(url) = source["url"].as_str() {
+        if is_metadata_url(url) {
+            return Err(format!(
+                "credential_source.url {url} is an instance metadata address: the node's \
+                 identity, not the pod's"
+            ));
+        }
+    }
     match source["format"]["type"].as_str() {
         Some("text" | "json") => {}
         _ => {
@@ -173,6 +181,32 @@ fn check_federation_config(text: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether `url` names a cloud's instance metadata service (link-local addresses and the
+/// metadata host names).
+fn is_metadata_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    }
+    .to_ascii_lowercase();
+    if matches!(
+        host.as_str(),
+        "metadata.google.internal" | "metadata" | "metadata.goog"
+    ) {
+        return true;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => a.is_link_local(),
+        Ok(std::net::IpAddr::V6(a)) => {
+            (a.segments()[0] & 0xffc0) == 0xfe80 || a.segments()[..4] == [0xfd00, 0xec2, 0, 0]
+        }
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]
@@ -229,6 +263,22 @@ mod tests {
             r#""url":"http://x/token""#,
         );
         check_federation_config(&url).unwrap();
+        for imds in [
+            "http://169.254.169.254/metadata/identity/oauth2/token",
+            "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/identity",
+            "http://[fd00:ec2::254]/latest",
+        ] {
+            let bad = file.replace(
+                r#""file":"/var/run/secrets/tokens/gcp""#,
+                &format!(r#""url":"{imds}""#),
+            );
+            assert!(
+                check_federation_config(&bad)
+                    .unwrap_err()
+                    .contains("instance metadata"),
+                "{imds}"
+            );
+        }
         let unformatted = file.replace(r#","format":{"type":"text"}"#, "");
         assert!(check_federation_config(&unformatted)
             .unwrap_err()

@@ -65,3 +65,8 @@ app.kubernetes.io/component: operator
   required: false
   default: /kubestash-tmp
 {{- end -}}
+
+{{/* The Secret holding the webhook's CA and serving certificate: one per release. */}}
+{{- define "kstash.webhookSecret" -}}
+{{- default (printf "%s-webhook-cert" (include "kstash.fullname" .)) .Values.webhook.certSecret -}}
+{{- end -}}
