@@ -189,18 +189,23 @@ pub async fn serve(ctx: Arc<Context>, opts: ServeOptions) -> Result<(), leader::
     let leading = Arc::new(AtomicBool::new(false));
     let shutdown = opts.shutdown.clone();
     let metrics_stop = tokio_util::sync::CancellationToken::new();
+    // Ready at once without a webhook; with one, once it serves.
+    let ready = Arc::new(AtomicBool::new(
+        opts.webhook.is_none() || !cfg!(feature = "control"),
+    ));
     let metrics_task = opts.metrics.map(|listener| {
         let state = metrics::MetricsState {
             client: ctx.client.clone(),
             namespace: ctx.config.namespace.clone(),
             leading: leading.clone(),
+            ready: ready.clone(),
         };
         tokio::spawn(metrics::serve(listener, state, metrics_stop.clone()))
     });
     #[cfg(feature = "control")]
     let webhook_task = opts
         .webhook
-        .map(|w| tokio::spawn(webhook::run(ctx.clone(), w, metrics_stop.clone())));
+        .map(|w| tokio::spawn(webhook::run(ctx.clone(), w, metrics_stop.clone(), ready)));
     // Shutdown → drain at once → abort after the grace period.
     let lifecycle = ctx.lifecycle.clone();
     let grace = opts.shutdown_grace;

@@ -1,5 +1,6 @@
-//! The operator's Prometheus endpoint: `GET /metrics` (text exposition format 0.0.4) and
-//! `GET /healthz`.
+//! The operator's Prometheus endpoint: `GET /metrics` (text exposition format 0.0.4),
+//! `GET /healthz` (liveness) and `GET /readyz` (readiness: 503 until the admission webhook, when
+//! this replica has one, serves).
 //!
 //! Every value is computed at scrape time from the API objects (BackupSessions, Snapshots,
 //! Repositories, RestoreSessions, BackupConfigurations), not from the controllers' memory: it is
@@ -545,6 +546,9 @@ pub struct MetricsState {
     pub namespace: Option<String>,
     /// Whether this replica leads.
     pub leading: Arc<AtomicBool>,
+    /// Whether this replica serves everything it was asked to (its admission webhook answers,
+    /// when it has one): `/readyz` is 503 until then.
+    pub ready: Arc<AtomicBool>,
 }
 
 async fn handle(
@@ -588,6 +592,14 @@ async fn handle(
             ))
         }
         "/healthz" => Ok(resp(StatusCode::OK, "text/plain", "ok\n".into())),
+        "/readyz" if state.ready.load(Ordering::SeqCst) => {
+            Ok(resp(StatusCode::OK, "text/plain", "ok\n".into()))
+        }
+        "/readyz" => Ok(resp(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "the admission webhook is not serving yet\n".into(),
+        )),
         _ => Ok(resp(
             StatusCode::NOT_FOUND,
             "text/plain",
@@ -596,7 +608,8 @@ async fn handle(
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `listener` until `shutdown`.
+/// Serves `/metrics`, `/healthz` (the process answers) and `/readyz` (it serves everything it
+/// was asked to) on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, state: MetricsState, shutdown: CancellationToken) {
     loop {
         let accepted = tokio::select! {

@@ -1594,6 +1594,8 @@ struct Replica {
     task: tokio::task::JoinHandle<Result<(), kstash_operator::leader::LeaderError>>,
     shutdown: tokio_util::sync::CancellationToken,
     addr: std::net::SocketAddr,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    metrics: std::net::SocketAddr,
 }
 
 impl Replica {
@@ -1612,6 +1614,10 @@ impl Replica {
             )),
         );
         let (webhook, addr) = webhook_options(chart).await;
+        let (metrics_listener, metrics) =
+            kstash_operator::metrics::bind("127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
         let shutdown = tokio_util::sync::CancellationToken::new();
         let opts = kstash_operator::ServeOptions {
             leader_election: Some(kstash_operator::leader::LeaderConfig::new(
@@ -1619,7 +1625,7 @@ impl Replica {
                 "kstash-operator",
                 identity,
             )),
-            metrics: None,
+            metrics: Some(metrics_listener),
             shutdown: shutdown.clone(),
             shutdown_grace: Duration::from_secs(5),
             webhook: Some(webhook),
@@ -1628,7 +1634,24 @@ impl Replica {
             task: tokio::spawn(kstash_operator::serve(ctx, opts)),
             shutdown,
             addr,
+            metrics,
         }
+    }
+
+    /// The status of `GET /readyz`.
+    async fn readiness(&self) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(self.metrics).await.unwrap();
+        tcp.write_all(b"GET /readyz HTTP/1.0\r\nHost: kstash\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.unwrap();
+        answer
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0)
     }
 
     async fn stop(self) {
@@ -1735,6 +1758,8 @@ async fn webhook_answers_as_the_control_plane_with_the_operators_certificate() {
     )
     .await;
     assert_eq!(response_b, response);
+    // Serving, so Ready (the chart's readiness probe is /readyz).
+    assert_eq!((a.readiness().await, b.readiness().await), (200, 200));
 
     // (b) An update of a BackupSession's spec (immutable).
     cluster.apply_yaml(&session_yaml("frequent-backup"));

@@ -108,7 +108,13 @@ async fn resync(client: &kube::Client, cfg: &WebhookConfig, tls: &server::TlsSta
 }
 
 /// Serves the webhook until `stop` (see the module's documentation).
-pub async fn run(ctx: Arc<Context>, opts: WebhookOptions, stop: CancellationToken) {
+/// `serving` is set once the server answers (the replica's `/readyz`).
+pub async fn run(
+    ctx: Arc<Context>,
+    opts: WebhookOptions,
+    stop: CancellationToken,
+    serving: Arc<std::sync::atomic::AtomicBool>,
+) {
     let cfg = opts.config;
     let client = ctx.client.clone();
     let mut set = crate::shell::StoreSet::default();
@@ -169,6 +175,7 @@ pub async fn run(ctx: Arc<Context>, opts: WebhookOptions, stop: CancellationToke
         service = %format!("{}.{}.svc", cfg.service, cfg.namespace),
         "webhook serving /validate and /mutate"
     );
+    serving.store(true, std::sync::atomic::Ordering::SeqCst);
     server::serve(opts.listener, tls, stores, stop).await;
     let _ = maintenance.await;
     let _ = reflectors.await;
