@@ -19,6 +19,7 @@
 //! leader runs [`run_control`] and every replica [`run_executors`]: each session runs in the
 //! one replica holding its claim (`task::claim`).
 
+mod accept;
 pub mod context;
 pub mod kinds;
 pub mod leader;

@@ -611,19 +611,7 @@ async fn handle(
 /// Serves `/metrics`, `/healthz` (the process answers) and `/readyz` (it serves everything it
 /// was asked to) on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, state: MetricsState, shutdown: CancellationToken) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let (stream, _) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics: accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    while let Some(stream) = crate::accept::next(&listener, &shutdown, "metrics").await {
         let state = state.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {

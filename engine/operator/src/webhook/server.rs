@@ -169,17 +169,8 @@ pub async fn serve(
                 Err(_) => return,
             },
         };
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let (tcp, _) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "webhook: accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
+        let Some(tcp) = crate::accept::next(&listener, &shutdown, "webhook").await else {
+            return;
         };
         let Some(cfg) = tls.get() else { continue };
         let (stores, shutdown) = (stores.clone(), shutdown.clone());

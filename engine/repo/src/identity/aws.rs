@@ -25,7 +25,7 @@ use reqsign_aws_v4::{Credential, ECSCredentialProvider};
 use reqsign_core::time::Timestamp;
 use reqsign_core::{Context, ProvideCredential, ProvideCredentialChain};
 
-use super::{Cloud, Explained, IdentityError, LastFailure};
+use super::{of_process_once, Cloud, Explained, IdentityError, LastFailure};
 
 /// Where an S3 storage without a storage Secret gets its credentials.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -119,8 +119,7 @@ impl AwsIdentity {
     /// The identity of this process, read from its environment once.
     pub fn of_process() -> Result<Self, IdentityError> {
         static ONCE: OnceLock<Result<AwsIdentity, IdentityError>> = OnceLock::new();
-        ONCE.get_or_init(|| AwsIdentity::from_env(|k| std::env::var(k).ok()))
-            .clone()
+        of_process_once(&ONCE, |env| AwsIdentity::from_env(env))
     }
 
     /// This identity with [`AwsIdentity::FromProcess`] replaced by the process's own.

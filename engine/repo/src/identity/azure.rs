@@ -22,7 +22,7 @@ use reqsign_azure_storage::Credential;
 use reqsign_core::time::Timestamp;
 use reqsign_core::{Context, ProvideCredential, ProvideCredentialChain};
 
-use super::{var, Cloud, Explained, IdentityError, LastFailure};
+use super::{of_process_once, var, Cloud, Explained, IdentityError, LastFailure};
 
 /// Where an Azure storage without a storage Secret gets its credentials.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -82,8 +82,15 @@ impl AzureIdentity {
     /// The identity of this process, read from its environment once.
     pub fn of_process() -> Result<Self, IdentityError> {
         static ONCE: OnceLock<Result<AzureIdentity, IdentityError>> = OnceLock::new();
-        ONCE.get_or_init(|| AzureIdentity::from_env(|k| std::env::var(k).ok()))
-            .clone()
+        of_process_once(&ONCE, |env| AzureIdentity::from_env(env))
+    }
+
+    /// This identity with [`AzureIdentity::FromProcess`] replaced by the process's own.
+    pub fn resolved(&self) -> Result<Self, IdentityError> {
+        match self {
+            AzureIdentity::FromProcess => AzureIdentity::of_process(),
+            other => Ok(other.clone()),
+        }
     }
 
     /// The credential chain for opendal's Azure Blob service, or `None` for anonymous requests.
@@ -91,11 +98,7 @@ impl AzureIdentity {
         &self,
         last_failure: &LastFailure,
     ) -> Result<Option<ProvideCredentialChain<Credential>>, IdentityError> {
-        let resolved = match self {
-            AzureIdentity::FromProcess => AzureIdentity::of_process()?,
-            other => other.clone(),
-        };
-        Ok(match resolved {
+        Ok(match self.resolved()? {
             AzureIdentity::FromProcess | AzureIdentity::Anonymous => None,
             AzureIdentity::Workload(w) => {
                 let provider = EntraExchange {

@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 use reqsign_core::ProvideCredentialChain;
 use reqsign_google::{Credential, FileCredentialProvider, VmMetadataCredentialProvider};
 
-use super::{var, Cloud, Explained, IdentityError, LastFailure};
+use super::{of_process_once, var, Cloud, Explained, IdentityError, LastFailure};
 
 /// The variable that opts into GKE Workload Identity.
 pub const GKE_VARIABLE: &str = "KSTASH_GCP_WORKLOAD_IDENTITY";
@@ -77,8 +77,15 @@ impl GcpIdentity {
     /// The identity of this process, read from its environment once.
     pub fn of_process() -> Result<Self, IdentityError> {
         static ONCE: OnceLock<Result<GcpIdentity, IdentityError>> = OnceLock::new();
-        ONCE.get_or_init(|| GcpIdentity::from_env(|k| std::env::var(k).ok()))
-            .clone()
+        of_process_once(&ONCE, |env| GcpIdentity::from_env(env))
+    }
+
+    /// This identity with [`GcpIdentity::FromProcess`] replaced by the process's own.
+    pub fn resolved(&self) -> Result<Self, IdentityError> {
+        match self {
+            GcpIdentity::FromProcess => GcpIdentity::of_process(),
+            other => Ok(other.clone()),
+        }
     }
 
     /// The credential chain for opendal's GCS service, or `None` for anonymous requests.
@@ -86,11 +93,7 @@ impl GcpIdentity {
         &self,
         last_failure: &LastFailure,
     ) -> Result<Option<ProvideCredentialChain<Credential>>, IdentityError> {
-        let resolved = match self {
-            GcpIdentity::FromProcess => GcpIdentity::of_process()?,
-            other => other.clone(),
-        };
-        Ok(match resolved {
+        Ok(match self.resolved()? {
             GcpIdentity::FromProcess | GcpIdentity::Anonymous => None,
             GcpIdentity::Gke(gke) => Some(ProvideCredentialChain::new().push(Explained::new(
                 VmMetadataCredentialProvider::new().with_endpoint(&gke.host),

@@ -79,6 +79,15 @@ pub fn env_lookup(map: &HashMap<String, String>) -> impl Fn(&str) -> Option<Stri
     move |k| map.get(k).cloned()
 }
 
+/// `cell`'s identity, read from this process's environment by `read` on first use.
+fn of_process_once<T: Clone>(
+    cell: &std::sync::OnceLock<Result<T, IdentityError>>,
+    read: impl FnOnce(&dyn Fn(&str) -> Option<String>) -> Result<T, IdentityError>,
+) -> Result<T, IdentityError> {
+    cell.get_or_init(|| read(&|k| std::env::var(k).ok()))
+        .clone()
+}
+
 /// A non-empty variable of `env`.
 fn var(env: &impl Fn(&str) -> Option<String>, k: &str) -> Option<String> {
     env(k).filter(|v| !v.trim().is_empty())
